@@ -1,0 +1,1 @@
+"""tokentrail ingest: log files in, normalized calls in Parquet out."""

@@ -1,0 +1,93 @@
+"""The one registry of log formats, and per-file format detection.
+
+Built-ins register the same way a plugin would: `register(FormatClass())`. Order matters
+for detection: more specific shapes first, the generic `openai` app-log shape last.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from typing import Any
+
+import msgspec
+
+from ..errors import FormatError
+from .base import Format, ParseContext
+from .openai_app import OpenAIAppFormat
+from .openai_batch import OpenAIBatchOutputFormat
+
+_REGISTRY: list[Format] = []
+
+
+def register(fmt: Format) -> None:
+    if any(f.name == fmt.name for f in _REGISTRY):
+        raise ValueError(f"format {fmt.name!r} is registered twice")
+    _REGISTRY.append(fmt)
+
+
+def all_formats() -> list[Format]:
+    return list(_REGISTRY)
+
+
+def get_format(name: str) -> Format:
+    if name.startswith("profile:"):
+        from .profile import load_profile
+
+        return OpenAIAppFormat(load_profile(name.split(":", 1)[1]))
+    for f in _REGISTRY:
+        if f.name == name:
+            return f
+    names = ", ".join(f.name for f in _REGISTRY)
+    raise FormatError(f"unknown format {name!r}; known formats: {names}, or profile:PATH for a mapping profile")
+
+
+def decode_record(line: bytes) -> Any:
+    return msgspec.json.decode(line)
+
+
+def detect_record(record: Any, candidates: Iterable[Format] | None = None) -> Format | None:
+    for f in candidates if candidates is not None else _REGISTRY:
+        if f.kind == "json":
+            try:
+                if f.detect(record):
+                    return f
+            except (TypeError, ValueError, AttributeError, KeyError):
+                continue
+    return None
+
+
+def detect_lines(lines: Iterable[bytes], sample: int = 50) -> tuple[Format | None, int]:
+    """Pick the format most lines of a file's sample match: (format, lines that matched)."""
+    votes: Counter[str] = Counter()
+    by_name: dict[str, Format] = {}
+    for i, line in enumerate(lines):
+        if i >= sample:
+            break
+        line = line.strip()
+        if not line:
+            continue
+        for f in _REGISTRY:
+            if f.kind == "text" and f.detect(line):
+                votes[f.name] += 1
+                by_name[f.name] = f
+                break
+        else:
+            try:
+                record = decode_record(line)
+            except msgspec.DecodeError:
+                continue
+            found = detect_record(record)
+            if found is not None:
+                votes[found.name] += 1
+                by_name[found.name] = found
+    if not votes:
+        return None, 0
+    name, n = votes.most_common(1)[0]
+    return by_name[name], n
+
+
+for _fmt in (OpenAIBatchOutputFormat(), OpenAIAppFormat()):
+    register(_fmt)
+
+__all__ = ["Format", "ParseContext", "register", "all_formats", "get_format", "detect_lines", "detect_record"]

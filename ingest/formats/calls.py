@@ -1,0 +1,108 @@
+"""Build one Call from an OpenAI request and/or response as any format found them.
+
+The billing rules live here, once: a rejected call (4xx/5xx or an error body) keeps its row
+with `error_type` and zero tokens, never estimated; a call with usage is `reported`; a call
+without usage (or with part of it) is handed to `ingest.tokens` for estimation.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import RecordError
+from ..schema import Call
+from .base import ParseContext
+from .openai_bodies import (
+    EstimateRequest,
+    Usage,
+    apply_usage,
+    assemble_stream,
+    fill_from_request,
+    fill_from_response,
+    is_stream,
+    parse_sse,
+    response_created,
+    response_output_texts,
+)
+from .base import clean_model, parse_ts
+
+
+def call_from_bodies(
+    ctx: ParseContext,
+    fmt: str,
+    *,
+    request: dict[str, Any] | None = None,
+    response: Any = None,
+    ts: int | None = None,
+    status_code: int | None = None,
+    endpoint: str | None = None,
+    usage: Usage | None = None,
+    index: int = 0,
+) -> Call:
+    """`usage` given by the caller (a proxy's own counts) wins over the response body's."""
+    call = ctx.new_call(None, 0, fmt, index)
+    call.endpoint = endpoint
+    call.status_code = status_code
+    flags: list[str] = []
+    if request is not None:
+        fill_from_request(call, request, ctx.store_system_prompt)
+    body_usage: Usage | None = None
+    output_texts: list[str] | None = None
+    created: int | None = None
+    if response is not None and is_stream(response):
+        events = parse_sse(response) if isinstance(response, str) else [e for e in response if isinstance(e, dict)]
+        summary = assemble_stream(events)
+        call.stream = True
+        if summary.id:
+            call.call_id = summary.id
+        call.model = clean_model(summary.model, "stream model") or call.model
+        call.service_tier = summary.service_tier or call.service_tier
+        call.error_type = summary.error_type
+        body_usage = summary.usage
+        output_texts = summary.texts
+        if summary.created is not None:
+            created = parse_ts(summary.created, "stream created", unit="s")
+        if not summary.finished and body_usage is None:
+            flags.append("stream_interrupted")
+    elif isinstance(response, dict):
+        body_usage = fill_from_response(call, response)
+        created = response_created(response)
+        if body_usage is None and call.error_type is None:
+            output_texts = response_output_texts(response)
+    elif response is None and request is not None:
+        flags.append("no_response")
+
+    call.ts = ts or created or 0
+    if not call.ts:
+        if ctx.fallback_ts is None:
+            raise RecordError("no timestamp in the record or its response body")
+        call.ts = ctx.fallback_ts
+        flags.append("ts_from_file_mtime")
+    if call.model is None:
+        call.model = call.model_requested
+
+    if (status_code is not None and status_code >= 400) or call.error_type:
+        # The API rejected it: billed nothing, never estimated.
+        if call.error_type is None:
+            call.error_type = f"http_{status_code}"
+        apply_usage(call, Usage(input=0, output=0, total=0))
+        return _finish(call, flags)
+
+    usage = usage or body_usage
+    if usage is not None and usage.input is not None and usage.output is not None:
+        apply_usage(call, usage)
+        return _finish(call, flags)
+    if usage is not None:
+        apply_usage(call, usage)  # keep the reported part; estimation fills the rest -> "mixed"
+    endpoint_name = call.endpoint or "chat.completions"
+    if endpoint_name == "embeddings" and output_texts is None:
+        output_texts = []
+    call._estimate = EstimateRequest(endpoint_name, call.model, request, output_texts, flags)
+    call.token_source = "mixed" if usage is not None else "estimated"
+    return _finish(call, flags)
+
+
+def _finish(call: Call, flags: list[str]) -> Call:
+    if flags:
+        call.estimate_flags = ",".join(flags)
+    return call

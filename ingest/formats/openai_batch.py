@@ -1,0 +1,82 @@
+"""OpenAI Batch API files: output lines (billed calls) and input lines (requests to join).
+
+Output line: `{id: "batch_req_…", custom_id, response: {status_code, request_id, body}, error}`
+(openai-python `batch_create_params.py`, API reference "The request output object").
+Output order differs from input order, so requests are joined on `custom_id` when the
+input file was ingested in the same run. Only `body.created` dates a call; an embeddings
+body has none, so the file's mtime stands in and is flagged.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..errors import RecordError
+from ..schema import Call
+from .base import Format, ParseContext, as_int, as_str
+from .calls import call_from_bodies
+from .openai_bodies import endpoint_from_path
+
+BATCH_INPUTS = "batch_inputs"  # ParseContext.extras key: custom_id -> request line
+
+
+def is_batch_input(record: Any) -> bool:
+    return (
+        isinstance(record, dict)
+        and "custom_id" in record
+        and isinstance(record.get("body"), dict)
+        and isinstance(record.get("url"), str)
+        and "response" not in record
+    )
+
+
+class OpenAIBatchOutputFormat(Format):
+    name = "openai-batch"
+    description = "OpenAI Batch API output files (and input files, joined on custom_id)"
+    detection = "a JSON object with custom_id and response{status_code, body} or error (output), or custom_id, method, url, body (input)"
+
+    def detect(self, record: Any) -> bool:
+        if not isinstance(record, dict) or "custom_id" not in record:
+            return False
+        return ("response" in record and ("error" in record or str(record.get("id", "")).startswith("batch_req"))) or is_batch_input(record)
+
+    def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
+        if is_batch_input(record):
+            return []  # requests are not calls; the pipeline indexes them for the join
+        custom_id = as_str(record.get("custom_id"))
+        inputs: dict[str, Any] = ctx.extras.get(BATCH_INPUTS, {})
+        joined = inputs.get(custom_id or "")
+        request = joined.get("body") if isinstance(joined, dict) else None
+        endpoint = endpoint_from_path(joined.get("url")) if isinstance(joined, dict) else None
+        resp = record.get("response")
+        err = record.get("error")
+        if resp is None and not isinstance(err, dict):
+            raise RecordError("batch output line has neither response nor error")
+        if resp is not None and not isinstance(resp, dict):
+            raise RecordError("batch output `response` is not an object")
+        status = as_int(resp.get("status_code"), "response.status_code") if resp else None
+        body = resp.get("body") if resp else None
+        if isinstance(body, str):  # some exporters leave the body as a JSON string
+            import msgspec
+
+            try:
+                body = msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                raise RecordError("batch output response.body is a string that is not JSON") from None
+        if resp is None:
+            status = status or 500
+            body = {"error": {"message": as_str(err.get("message")) or "", "type": as_str(err.get("code")) or "batch_error"}}
+        call = call_from_bodies(
+            ctx, self.name, request=request, response=body, status_code=status, endpoint=endpoint
+        )
+        call.batch = True
+        call.request_id = as_str(resp.get("request_id")) if resp else None
+        if call.call_id.startswith("tt-") and record.get("id"):
+            call.call_id = str(record["id"])
+        md = call.metadata if call.metadata is not None else {}
+        if custom_id:
+            md["batch_custom_id"] = custom_id
+        call.metadata = md
+        if request is None:
+            call.estimate_flags = ",".join(filter(None, [call.estimate_flags, "batch_input_not_joined"])) if call._estimate else call.estimate_flags
+        return [call]

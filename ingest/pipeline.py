@@ -1,0 +1,316 @@
+"""Batch ingest: files in, chunks committed exactly once, a summary out.
+
+Used by `tokentrail ingest` and by the watcher (which calls `ingest_file` per changed file).
+Bad lines never stop a run: each becomes a quarantine row naming file, offset and reason.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pyarrow as pa
+
+from .errors import RecordError
+from .formats import Format, ParseContext, decode_record, detect_lines, detect_record, get_format
+from .formats.openai_batch import BATCH_INPUTS, is_batch_input
+from .keys import scrub_bytes, scrub_text
+from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
+from .sources import (
+    DEFAULT_MAX_LINE,
+    FileIdentity,
+    LineReader,
+    discover,
+    identify,
+    open_binary,
+    read_head,
+    tail_hash,
+)
+from .tokens import TokenCounter, fill_estimates
+from .warehouse import Warehouse
+
+QUARANTINE_RAW_BYTES = 4096
+DEFAULT_CHUNK_LINES = 50_000
+
+Attributor = Callable[[pa.Table], pa.Table]
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str | None
+    lines: int = 0
+    calls: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    estimated: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    held_bytes: int = 0  # a partial last line waiting for its newline
+    note: str | None = None
+
+
+@dataclass
+class IngestSummary:
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes_read: int = 0
+
+    def total(self, attr: str) -> int:
+        return sum(getattr(f, attr) for f in self.files)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files": len(self.files),
+            "lines": self.total("lines"),
+            "calls": self.total("calls"),
+            "quarantined": self.total("quarantined"),
+            "skipped": self.total("skipped"),
+            "estimated": self.total("estimated"),
+            "input_tokens": self.total("input_tokens"),
+            "output_tokens": self.total("output_tokens"),
+            "bytes_read": self.bytes_read,
+            "seconds": round(self.seconds, 3),
+            "per_file": [f.__dict__ for f in self.files],
+        }
+
+
+@dataclass
+class IngestOptions:
+    format: str | None = None
+    chunk_lines: int = DEFAULT_CHUNK_LINES
+    max_line: int = DEFAULT_MAX_LINE
+    store_system_prompt: bool = True
+    attribute: Attributor | None = None
+    glob: str | None = None
+
+
+class _Chunk:
+    """Calls and quarantine rows of one run of lines, waiting to be committed together."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end = start
+        self.calls: list[Call] = []
+        self.bad: list[dict[str, Any]] = []
+        self.lines = 0
+        self.skipped = 0
+
+
+def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None) -> dict[str, Any]:
+    return {
+        "source_file": path,
+        "source_offset": offset,
+        "length": length,
+        "reason": scrub_text(reason)[:500],
+        "raw": scrub_bytes(raw[:QUARANTINE_RAW_BYTES]) if raw is not None else None,
+        "source_format": fmt,
+    }
+
+
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+class FileIngester:
+    """Reads one file from its checkpoint and commits chunks. Holds no state between calls."""
+
+    def __init__(self, wh: Warehouse, options: IngestOptions, counter: TokenCounter | None = None,
+                 extras: dict[str, Any] | None = None) -> None:
+        self.wh = wh
+        self.options = options
+        self.counter = counter or TokenCounter()
+        self.extras = extras if extras is not None else {}
+        self._forced: Format | None = get_format(options.format) if options.format else None
+
+    def resume_offset(self, path: Path, ident: FileIdentity, head: bytes) -> tuple[int, str | None]:
+        """The checkpointed offset, or 0 when the file was truncated or replaced since."""
+        state = self.wh.checkpoints.lookup(ident, head)
+        if state is None:
+            return 0, None
+        offset = state.offset
+        if not ident.compressed and offset > ident.size:
+            return 0, "file is shorter than its checkpoint: truncated, reading from 0"
+        if state.tail_hash and not ident.compressed and tail_hash(path, offset) != state.tail_hash:
+            return 0, "bytes before the checkpoint changed: file replaced, reading from 0"
+        return offset, None
+
+    def ingest(self, path: Path, final: bool | None = None, progress: Callable[[int], None] | None = None) -> FileResult:
+        ident = identify(path)
+        head = read_head(path)
+        offset, note = self.resume_offset(path, ident, head)
+        result = FileResult(str(path), None, note=note)
+        if not ident.compressed and offset >= ident.size:
+            return result
+        fmt = self._forced or self._detect(path)
+        result.format = fmt.name if fmt else None
+        is_final = ident.compressed if final is None else final
+        ctx = ParseContext(
+            source_file=str(path),
+            source_fp=ident.fp,
+            hasher=self.wh.hasher,
+            store_system_prompt=self.options.store_system_prompt,
+            fallback_ts=int(path.stat().st_mtime * 1_000_000),
+            extras=self.extras,
+        )
+        with open_binary(path) as fh:
+            reader = LineReader(fh, offset, self.options.max_line, final=is_final)
+            chunk = _Chunk(offset)
+            for line in reader:
+                self._handle_line(line, fmt, ctx, chunk)
+                chunk.end = line.offset + line.length
+                if chunk.lines >= self.options.chunk_lines:
+                    self._commit(path, ident, chunk, result)
+                    if progress:
+                        progress(chunk.end - chunk.start)
+                    chunk = _Chunk(chunk.end)
+            if chunk.lines:
+                self._commit(path, ident, chunk, result)
+                if progress:
+                    progress(chunk.end - chunk.start)
+            result.held_bytes = reader.pending
+        return result
+
+    def _detect(self, path: Path) -> Format | None:
+        lines = []
+        with open_binary(path) as fh:
+            for i, raw in enumerate(fh):
+                if i >= 50:
+                    break
+                lines.append(raw)
+        fmt, _ = detect_lines(lines)
+        return fmt
+
+    def _handle_line(self, line: Any, fmt: Format | None, ctx: ParseContext, chunk: _Chunk) -> None:
+        chunk.lines += 1
+        fmt_name = fmt.name if fmt else None
+        if line.data is None:
+            chunk.bad.append(quarantine_row(
+                ctx.source_file, line.offset, line.length,
+                f"line of {line.length} bytes exceeds the cap of {self.options.max_line} bytes", None, fmt_name))
+            return
+        data = line.data.strip()
+        if data.startswith(b"\xef\xbb\xbf"):
+            data = data[3:]
+        if not data:
+            chunk.skipped += 1
+            return
+        ctx.offset = line.offset
+        try:
+            record = decode_record(data)
+        except msgspec.DecodeError as exc:
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, f"invalid JSON: {exc}", data, fmt_name))
+            return
+        chosen = fmt
+        if chosen is None or (self._forced is None and not _safe_detect(chosen, record)):
+            chosen = detect_record(record)
+        elif self._forced is not None and not _safe_detect(chosen, record):
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
+                                            f"record does not have the shape of format {chosen.name}", data, fmt_name))
+            return
+        if chosen is None:
+            chunk.skipped += 1  # valid JSON, but not an API call (an ordinary application log line)
+            return
+        try:
+            calls = chosen.parse(record, ctx)
+        except RecordError as exc:
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, str(exc), data, chosen.name))
+            return
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
+                                            f"unexpected structure ({type(exc).__name__}: {exc})", data, chosen.name))
+            return
+        if not calls:
+            chunk.skipped += 1
+        chunk.calls.extend(calls)
+
+    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult) -> None:
+        now = _now_us()
+        estimated = fill_estimates(chunk.calls, self.counter)
+        for c in chunk.calls:
+            c.ingested_at = now
+        calls_table = calls_to_table(chunk.calls) if chunk.calls else None
+        usage_table = self.options.attribute(calls_table) if (calls_table is not None and self.options.attribute) else None
+        bad_table = None
+        if chunk.bad:
+            for b in chunk.bad:
+                b["ingested_at"] = now
+            bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
+        today = datetime.now(UTC).strftime("%Y-%m-%d")
+        tail = tail_hash(path, chunk.end) if not ident.compressed else None
+        self.wh.commit_chunk(
+            ident, str(path), chunk.start, chunk.end, tail,
+            {"calls": calls_table, "usage": usage_table, "quarantine": bad_table}, today,
+        )
+        result.lines += chunk.lines
+        result.calls += len(chunk.calls)
+        result.quarantined += len(chunk.bad)
+        result.skipped += chunk.skipped
+        result.estimated += estimated
+        result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
+        result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
+
+
+def _safe_detect(fmt: Format, record: Any) -> bool:
+    try:
+        return fmt.detect(record)
+    except (TypeError, ValueError, AttributeError, KeyError):
+        return False
+
+
+def index_batch_inputs(paths: list[Path]) -> dict[str, Any]:
+    """custom_id -> input line, for every Batch API input file among `paths` (read whole)."""
+    index: dict[str, Any] = {}
+    for path in paths:
+        head = read_head(path, 4096)
+        first = head.split(b"\n", 1)[0]
+        try:
+            if not is_batch_input(decode_record(first)):
+                continue
+        except msgspec.DecodeError:
+            continue
+        with open_binary(path) as fh:
+            for raw in fh:
+                try:
+                    rec = decode_record(raw)
+                except msgspec.DecodeError:
+                    continue
+                if is_batch_input(rec):
+                    index[str(rec["custom_id"])] = {"url": rec.get("url"), "body": rec.get("body")}
+    return index
+
+
+def ingest_paths(
+    wh: Warehouse,
+    paths: list[str | Path],
+    options: IngestOptions | None = None,
+    progress: Callable[[int], None] | None = None,
+    on_file: Callable[[FileResult], None] | None = None,
+) -> IngestSummary:
+    """Ingest files and directories (recursively, `.gz` included) into the warehouse.
+
+    The caller holds the writer lock. Re-running over the same files adds nothing;
+    appended lines are picked up from each file's checkpoint.
+    """
+    options = options or IngestOptions()
+    files = discover(paths, options.glob)
+    t0 = time.perf_counter()
+    summary = IngestSummary()
+    extras = {BATCH_INPUTS: index_batch_inputs(files)}
+    ingester = FileIngester(wh, options, extras=extras)
+    for path in files:
+        try:
+            res = ingester.ingest(path, progress=progress)
+        except OSError as exc:
+            res = FileResult(str(path), None, note=f"could not read: {exc.strerror or exc}")
+        summary.files.append(res)
+        summary.bytes_read += path.stat().st_size if path.exists() else 0
+        if on_file:
+            on_file(res)
+    summary.seconds = time.perf_counter() - t0
+    return summary

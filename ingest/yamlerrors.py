@@ -1,0 +1,68 @@
+"""Safe YAML loading that remembers where each value was, and the one helper that renders
+pydantic errors as `file:line: field: message` (rule files, profiles, price files)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from .errors import ConfigError
+
+MAX_YAML_BYTES = 2 << 20
+
+
+def load_yaml_with_marks(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
+    """Parse with the safe loader only (no tags that construct objects); keep the node tree."""
+    if len(text) > MAX_YAML_BYTES:
+        raise ConfigError(f"{path}: file is over {MAX_YAML_BYTES // (1 << 20)} MiB; not a rule or profile file")
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    return data, root
+
+
+def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
+    """1-based line of the deepest node along `loc` that exists in the YAML tree."""
+    node = root
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if k.value == str(part):
+                    node = v
+                    line = k.start_mark.line + 1
+                    break
+            else:
+                break
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            continue  # pydantic adds union-member names to loc: skip those
+    return line
+
+
+def format_validation_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        shown = ".".join(str(p) for p in loc if not _is_union_tag(p)) or "(top level)"
+        line = line_of(root, loc)
+        where = f"{path}:{line}" if line else str(path)
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the rule-file reference in README.md)"
+        lines.append(f"{where}: {shown}: {msg}")
+    return "\n".join(lines)
+
+
+def _is_union_tag(part: Any) -> bool:
+    return isinstance(part, str) and ("[" in part or part.startswith("function-") or part in ("str", "int", "float"))
