@@ -80,6 +80,36 @@ class Warehouse:
     def table_dir(self, table: str) -> Path:
         return self.root / table
 
+    def partition_dir(self, table: str, date: str) -> Path:
+        """The directory for one date partition, created if missing.
+
+        `usage` partitions are symlinks to a generation directory (`usage/_gen/date=D/<gen>`),
+        so `reattribute` can replace a whole partition with one atomic rename of a symlink.
+        """
+        part = self.table_dir(table) / f"date={date}"
+        if table != "usage" or part.exists():
+            part.mkdir(parents=True, exist_ok=True)
+            return part
+        gen = self.new_generation_dir(date, "ingest")
+        self.point_partition(date, gen)
+        return part
+
+    def new_generation_dir(self, date: str, label: str) -> Path:
+        gen = self.table_dir("usage") / "_gen" / f"date={date}" / f"{label}-{time.time_ns()}"
+        gen.mkdir(parents=True)
+        return gen
+
+    def point_partition(self, date: str, gen: Path) -> None:
+        """Atomically make `usage/date=D` point at `gen` (rename of a fresh symlink over the old one)."""
+        usage = self.table_dir("usage")
+        link = usage / f"date={date}"
+        tmp = usage / f".date={date}.{os.getpid()}.lnk"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(os.path.relpath(gen, usage), tmp)
+        os.replace(tmp, link)
+        fsync_dir(usage)
+
     # -- state ------------------------------------------------------------------------------
     @property
     def checkpoints(self) -> Checkpoints:
@@ -155,17 +185,30 @@ class Warehouse:
             for tmp, final in p.moves:
                 tmp_p, final_p = Path(tmp), Path(final)
                 if tmp_p.exists():
-                    final_p.parent.mkdir(parents=True, exist_ok=True)
+                    self._ensure_parent(final_p)
                     os.replace(tmp_p, final_p)
                     fsync_dir(final_p.parent)
                 owned.add(tmp)
             self.checkpoints.finish_recovered(p)
+            done += 1
+        for partition, target in self.checkpoints.db.execute(
+            "SELECT partition, new_target FROM reattribute_journal"
+        ).fetchall():
+            # a re-attribution wrote this partition completely before journaling it: finish the swap
+            if Path(target).is_dir():
+                self.point_partition(partition, Path(target))
+            self.checkpoints.db.execute("DELETE FROM reattribute_journal WHERE partition=?", (partition,))
             done += 1
         if self.tmp_dir.exists():
             for f in self.tmp_dir.iterdir():
                 if str(f) not in owned and f.is_file():
                     f.unlink()
         return done
+
+    def _ensure_parent(self, final: Path) -> None:
+        table = final.parent.parent.name
+        date = final.parent.name.removeprefix("date=")
+        self.partition_dir(table, date)
 
     # -- committing a chunk -----------------------------------------------------------------
     def commit_chunk(
@@ -194,7 +237,7 @@ class Warehouse:
         pending_id = self.checkpoints.begin_commit(ident, source_path, start, end, tail, moves)
         for tmp, final in moves:
             final_p = Path(final)
-            final_p.parent.mkdir(parents=True, exist_ok=True)
+            self._ensure_parent(final_p)
             os.replace(tmp, final_p)
             fsync_dir(final_p.parent)
         self.checkpoints.finish_commit(pending_id, ident, source_path, end, tail)

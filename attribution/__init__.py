@@ -1,0 +1,1 @@
+"""tokentrail attribution: rules, prices, re-attribution, reports and the CLI."""

@@ -1,0 +1,383 @@
+"""`tokentrail`: a thin click layer. Each command parses options, calls one library function,
+and formats the result. Library errors (`TokentrailError`) become `Error: …` and exit 1;
+bad flags exit 2 (click's own)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ingest.errors import TokentrailError
+from ingest.keys import scrub_text
+from ingest.warehouse import Warehouse, default_warehouse
+
+from .output import FORMATS, render, to_json
+
+
+def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except TokentrailError as exc:
+            raise click.ClickException(scrub_text(str(exc))) from None
+        except FileNotFoundError as exc:
+            raise click.ClickException(scrub_text(str(exc))) from None
+        except PermissionError as exc:
+            raise click.ClickException(f"permission denied: {exc.filename}") from None
+        except OSError as exc:
+            if exc.errno == 28:
+                raise click.ClickException(
+                    f"no space left on device while writing {exc.filename or 'the warehouse'}; nothing partial "
+                    f"was committed. Free space and run the command again: it resumes from its checkpoints."
+                ) from None
+            raise
+
+    return wrapper
+
+
+def warehouse_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+        help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].",
+    )(fn)
+
+
+def output_format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                        help="Output format (CSV has one header row).")(fn)
+
+
+def date_range_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                      help="Last day included (UTC), YYYY-MM-DD.")(fn)
+    return click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
+                        help="First day included (UTC), YYYY-MM-DD.")(fn)
+
+
+def _day(v: Any) -> date | None:
+    return v.date() if v is not None else None
+
+
+def _wh(path: Path | None) -> Warehouse:
+    return Warehouse(path or default_warehouse())
+
+
+def _emit(text: str, output: Path | None = None) -> None:
+    if output is not None:
+        output.write_text(text + "\n")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="tokentrail")
+def main() -> None:
+    """tokentrail: who spent what on the OpenAI API, from the logs you already have.
+
+    \b
+    Typical use:
+      tokentrail ingest /var/log/myapp --rules rules.yaml
+      tokentrail report --by key_name --by feature
+      tokentrail sql "select model, sum(cost_usd) from usage group by 1"
+    """
+
+
+# -- ingest --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@warehouse_option
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rule file to attribute with [default: the one last used on this warehouse].")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Price override file (YAML) that wins over the bundled price table.")
+@click.option("--format", "log_format", default=None,
+              help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
+@click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
+@click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@_fail_cleanly
+def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
+           log_format: str | None, pattern: str | None, no_system_prompt: bool, as_json: bool) -> None:
+    """Ingest log files and directories (recursively, .gz too) into the warehouse.
+
+    Re-running over the same files adds nothing; appended lines are picked up from each
+    file's checkpoint. Lines that cannot be parsed go to the quarantine table.
+
+    Example: tokentrail ingest sample_logs/ --rules sample_logs/rules.yaml
+    """
+    from ingest.pipeline import IngestOptions, ingest_paths
+    from ingest.sources import discover
+
+    from .store import attributor, build_engine
+
+    wh = _wh(warehouse)
+    with wh.writing("ingest"):
+        engine = build_engine(wh, rules, prices, remember=True)
+        options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt,
+                                attribute=attributor(engine), glob=pattern)
+        total = sum(p.stat().st_size for p in discover(list(paths), pattern))
+        with _progress(total, "ingest") as advance:
+            summary = ingest_paths(wh, list(paths), options, progress=advance)
+    wh.close()
+    data = summary.as_dict()
+    data["unpriced_models"] = sorted(engine.pricer.unpriced)
+    if as_json:
+        click.echo(to_json(data))
+        return
+    mb = summary.bytes_read / 1e6
+    click.echo(
+        f"{data['files']} files, {data['lines']:,} lines, {data['calls']:,} calls "
+        f"({data['estimated']:,} estimated), {data['quarantined']:,} quarantined, {data['skipped']:,} skipped; "
+        f"{data['input_tokens']:,} input / {data['output_tokens']:,} output tokens; "
+        f"{mb:.1f} MB in {summary.seconds:.1f}s"
+    )
+    for f in summary.files:
+        if f.note or f.held_bytes:
+            extra = f"; holding {f.held_bytes} bytes of a partial last line" if f.held_bytes else ""
+            click.echo(f"  {f.path}: {f.note or ''}{extra}".rstrip(), err=True)
+    if data["quarantined"]:
+        click.echo("  see quarantined lines: tokentrail sql \"select source_file, source_offset, reason from quarantine\"",
+                   err=True)
+    if engine.pricer.unpriced:
+        click.echo(f"  no price for: {', '.join(sorted(engine.pricer.unpriced))} (cost left NULL; add them with --prices)",
+                   err=True)
+
+
+class _progress:
+    """A rich progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, label: str) -> None:
+        self.total, self.label = total, label
+        self._p: Any = None
+
+    def __enter__(self) -> Callable[[int], None]:
+        if not sys.stderr.isatty() or self.total == 0:
+            return lambda n: None
+        from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+        self._p = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
+                           TransferSpeedColumn(), transient=True)
+        self._p.start()
+        task = self._p.add_task(self.label, total=self.total)
+        return lambda n: self._p.advance(task, n)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._p is not None:
+            self._p.stop()
+
+
+# -- sql and report ------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("query")
+@warehouse_option
+@output_format_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to a file.")
+@_fail_cleanly
+def sql(query: str, warehouse: Path | None, fmt: str, output: Path | None) -> None:
+    """Run a read-only SQL query over the views `calls`, `usage` and `quarantine`.
+
+    `calls_all`/`usage_all` keep duplicates that `calls`/`usage` fold by call_id.
+
+    Example: tokentrail sql "select endpoint, count(*), sum(input_tokens) from calls group by 1"
+    """
+    from .query import run_sql
+
+    table = run_sql(warehouse or default_warehouse(), query)
+    _emit(render(table, fmt), output)
+
+
+@main.command()
+@warehouse_option
+@click.option("--by", "by", multiple=True,
+              help="Group by a dimension: key_name, team, feature, end_user, model, day, hour, week, month, "
+                   "any custom dimension or column, metadata.NAME. Repeatable.")
+@date_range_options
+@output_format_option
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to a file.")
+@click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report.")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Rule file for the budgets section of --html.")
+@_fail_cleanly
+def report(warehouse: Path | None, by: tuple[str, ...], since: Any, until: Any, fmt: str, output: Path | None,
+           html: Path | None, rules: Path | None) -> None:
+    """Requests, tokens, cost and the share of estimated tokens, grouped by dimensions.
+
+    Example: tokentrail report --by key_name --by feature --since 2025-03-01
+    """
+    from .reports import report as run_report
+
+    root = warehouse or default_warehouse()
+    if html is not None:
+        from .html_report import write_html_report
+
+        write_html_report(root, html, _day(since), _day(until), rules)
+        click.echo(f"wrote {html}", err=True)
+        if not by:
+            return
+    table = run_report(root, list(by), _day(since), _day(until))
+    title = "usage by " + ", ".join(by) if by else "usage"
+    _emit(render(table, fmt, title), output)
+
+
+# -- reattribute and rules -----------------------------------------------------------------------
+
+
+@main.command()
+@warehouse_option
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="The new rule file.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
+@date_range_options
+@click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
+@output_format_option
+@_fail_cleanly
+def reattribute(warehouse: Path | None, rules: Path, prices: Path | None, since: Any, until: Any,
+                dry_run: bool, fmt: str) -> None:
+    """Rebuild usage/ from calls/ with new rules (and prices), partition by partition, atomically.
+
+    Example: tokentrail reattribute --rules rules.yaml --since 2025-01-01 --dry-run
+    """
+    import pyarrow as pa
+
+    from .reattribute import reattribute as run
+    from .store import build_engine
+
+    wh = _wh(warehouse)
+    if dry_run:
+        engine = build_engine(wh, rules, prices)
+        result = run(wh, engine, _day(since), _day(until), dry_run=True)
+        click.echo(f"dry run: {len(result.partitions)} partitions, {result.rows:,} calls; "
+                   f"ruleset {result.ruleset_hash}; nothing written", err=True)
+        if result.moves:
+            click.echo(render(pa.Table.from_pylist(result.moves), fmt, "what would move"))
+        else:
+            click.echo("no attribution would change")
+        return
+    with wh.writing("reattribute"):
+        engine = build_engine(wh, rules, prices, remember=True)
+        result = run(wh, engine, _day(since), _day(until),
+                     progress=lambda d, n: click.echo(f"  {d}: {n:,} calls", err=True))
+    rate = result.rows / result.seconds if result.seconds else 0
+    click.echo(f"re-attributed {result.rows:,} calls in {len(result.partitions)} partitions "
+               f"in {result.seconds:.2f}s ({rate:,.0f} rows/s); ruleset {result.ruleset_hash}")
+
+
+@main.group()
+def rules() -> None:
+    """Check, explain and measure rule files."""
+
+
+@rules.command("check")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@warehouse_option
+@_fail_cleanly
+def rules_check(file: Path, warehouse: Path | None) -> None:
+    """Validate a rule file and list its rules in evaluation order.
+
+    Example: tokentrail rules check sample_logs/rules.yaml
+    """
+    from .rules import load_rules
+
+    wh = _wh(warehouse)
+    rs = load_rules(file, wh.hasher)
+    click.echo(f"{file}: valid; ruleset {rs.hash}; {rs.rule_count} rules, "
+               f"{len(rs.budgets)} budgets, {len(rs.allowlists)} allowlists")
+    for dim, items in rs.dimensions.items():
+        default = rs.defaults.get(dim, "unattributed")
+        click.echo(f"  {dim} (default {default!r}): " + (", ".join(r.id for r in items) or "no rules"))
+
+
+@rules.command("explain")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--call", "call_id", required=True, help="The call_id to explain.")
+@warehouse_option
+@_fail_cleanly
+def rules_explain(file: Path, call_id: str, warehouse: Path | None) -> None:
+    """Show which rule decided each dimension of one call, and why.
+
+    Example: tokentrail rules explain rules.yaml --call chatcmpl-abc123
+    """
+    from .reports import explain_call
+    from .store import build_engine
+
+    wh = _wh(warehouse)
+    engine = build_engine(wh, file)
+    out = explain_call(wh.root, call_id, engine.ruleset, engine.apply)
+    click.echo(to_json(out))
+
+
+@rules.command("coverage")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@warehouse_option
+@_fail_cleanly
+def rules_coverage(file: Path, warehouse: Path | None) -> None:
+    """Share of calls, tokens and cost each dimension leaves at its default, and the top unmatched values.
+
+    Example: tokentrail rules coverage sample_logs/rules.yaml
+    """
+    from .output import render_rich
+    from .reports import rules_coverage as run
+    from .store import build_engine
+
+    wh = _wh(warehouse)
+    engine = build_engine(wh, file)
+    rows = [[c.dimension, f"{c.calls_share:.1%}", f"{c.tokens_share:.1%}", f"{c.cost_share:.1%}",
+             ", ".join(f"{v} ({n})" for v, n in c.top_unmatched)] for c in run(wh.root, engine.ruleset, engine.apply)]
+    click.echo(render_rich(["dimension", "calls at default", "tokens", "cost", "top unmatched"], rows,
+                           "left at defaults"))
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+
+@main.group()
+def tokens() -> None:
+    """Count tokens the way the API would."""
+
+
+@tokens.command("count")
+@click.argument("file", type=click.File("rb"), default="-")
+@click.option("--model", default=None, help="Model to count for [default: the body's `model`].")
+@click.option("--json", "as_json", is_flag=True, help="Print the breakdown as JSON.")
+@_fail_cleanly
+def tokens_count(file: Any, model: str | None, as_json: bool) -> None:
+    """Estimated input tokens of one request body (chat, responses, embeddings or completions).
+
+    Example: echo '{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}' | tokentrail tokens count
+    """
+    import msgspec
+
+    from ingest.formats.openai_bodies import request_endpoint
+    from ingest.tokens import count_request_input, encoding_for_model
+
+    try:
+        body = msgspec.json.decode(file.read())
+    except msgspec.DecodeError as exc:
+        raise click.ClickException(f"{file.name}: not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise click.ClickException(f"{file.name}: expected a JSON object (a request body)")
+    model = model or body.get("model")
+    if not model:
+        raise click.UsageError("the body has no `model`; pass --model")
+    n, flags = count_request_input(body, model)
+    if as_json:
+        click.echo(json.dumps({"model": model, "endpoint": request_endpoint(body),
+                               "encoding": encoding_for_model(model)[0], "input_tokens": n, "flags": flags}))
+    else:
+        click.echo(n)
+
+
+from . import cli_more  # noqa: E402,F401  (registers formats, watch, budgets, … on `main`)

@@ -1,0 +1,194 @@
+"""Apply a compiled ruleset and prices to a whole batch of calls, in DuckDB SQL.
+
+Each dimension becomes one `CASE WHEN … THEN … END` (first match wins) evaluated in a
+layer of its own, so later dimensions can match on earlier ones (e.g. team by key_name).
+The same engine serves ingest-time attribution and `reattribute`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from .pricing import Pricer, cost_select
+from .rules import NUMERIC_COLUMNS, Combo, CompiledRule, Condition, Leaf, RuleSet
+
+DEFAULT_VALUE = "unattributed"
+DEFAULT_RULE = "(default)"
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def sql_literal(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return sql_str(str(value))
+
+
+def field_sql(name: str) -> str:
+    if name.startswith("metadata."):
+        return f"metadata[{sql_str(name[len('metadata.'):])}]"
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Compiler:
+    def __init__(self) -> None:
+        self.cidr_functions: dict[tuple[str, ...], str] = {}
+
+    def cond(self, c: Condition | None) -> str:
+        if c is None:
+            return "true"
+        if isinstance(c, Combo):
+            parts = [self.cond(p) for p in c.parts]
+            if c.kind == "not":
+                return f"(NOT {parts[0]})"
+            joiner = " AND " if c.kind == "all" else " OR "
+            return "(" + joiner.join(parts) + ")"
+        return f"coalesce(({self.leaf(c)}), false)"
+
+    def leaf(self, c: Leaf) -> str:
+        f = field_sql(c.field)
+        text = f"CAST({f} AS VARCHAR)"
+        numeric = c.field in NUMERIC_COLUMNS
+        op, v = c.op, c.value
+        if op == "eq":
+            if isinstance(v, bool) or (numeric and isinstance(v, int | float)):
+                return f"{f} = {sql_literal(v)}"
+            return f"{text} = {sql_str(str(v))}"
+        if op == "in":
+            if numeric and all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+                return f"{f} IN ({', '.join(sql_literal(x) for x in v)})"
+            return f"{text} IN ({', '.join(sql_str(str(x)) for x in v)})"
+        if op == "glob":
+            return f"{text} GLOB {sql_str(v)}"
+        if op == "regex":
+            return f"regexp_matches({text}, {sql_str(v[0])})"
+        if op == "prefix":
+            return f"starts_with({text}, {sql_str(v)})"
+        if op == "suffix":
+            return f"ends_with({text}, {sql_str(v)})"
+        if op == "exists":
+            present = f"({f} IS NOT NULL AND {text} <> '')"
+            return present if v else f"NOT {present}"
+        if op in ("gt", "gte", "lt", "lte"):
+            sym = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<="}[op]
+            return f"TRY_CAST({f} AS DOUBLE) {sym} {sql_literal(v)}"
+        if op == "cidr":
+            fn = self.cidr_functions.setdefault(tuple(v), f"tt_cidr_{len(self.cidr_functions)}")
+            return f"{fn}({text})"
+        raise ValueError(f"unknown operator {op}")
+
+    def template(self, rule: CompiledRule) -> str:
+        parts = []
+        for kind, val in rule.template:
+            if kind == "lit":
+                parts.append(sql_str(val))
+            elif kind == "field":
+                parts.append(f"CAST({field_sql(val)} AS VARCHAR)")
+            else:
+                fld, pattern, idx = rule.captures[val]
+                parts.append(f"regexp_extract(CAST({field_sql(fld)} AS VARCHAR), {sql_str(pattern)}, {idx})")
+        return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
+
+
+def cidr_matcher(networks: Sequence[str]) -> Any:
+    nets = [ipaddress.ip_network(n) for n in networks]
+    memo: dict[str, bool] = {}
+
+    def match(values: pa.Array) -> pa.Array:
+        out = []
+        for v in values.to_pylist():
+            if v is None:
+                out.append(None)
+                continue
+            hit = memo.get(v)
+            if hit is None:
+                try:
+                    ip = ipaddress.ip_address(v.split("%", 1)[0].strip("[]"))
+                    hit = any(ip.version == n.version and ip in n for n in nets)
+                except ValueError:
+                    hit = False
+                if len(memo) < 100_000:
+                    memo[v] = hit
+            out.append(hit)
+        return pa.array(out, pa.bool_())
+
+    return match
+
+
+class Engine:
+    """Compiled SQL for one ruleset; `apply` attributes and prices an Arrow table of calls."""
+
+    def __init__(self, ruleset: RuleSet, pricer: Pricer | None = None) -> None:
+        self.ruleset = ruleset
+        self.pricer = pricer or Pricer()
+        self._c = _Compiler()
+        self.layers = self._build_layers()
+
+    def _build_layers(self) -> list[str]:
+        layers = []
+        for dim, rules in self.ruleset.dimensions.items():
+            default = sql_str(self.ruleset.defaults.get(dim, DEFAULT_VALUE))
+            if not rules:
+                layers.append(f"{default} AS {dim}, {sql_str(DEFAULT_RULE)} AS {dim}_rule")
+                continue
+            value_cases, rule_cases = [], []
+            for r in rules:
+                tmpl = self._c.template(r)
+                cond = f"{self._c.cond(r.condition)} AND nullif({tmpl}, '') IS NOT NULL"
+                value_cases.append(f"WHEN {cond} THEN {tmpl}")
+                rule_cases.append(f"WHEN {cond} THEN {sql_str(r.id)}")
+            layers.append(
+                f"coalesce(CASE {' '.join(value_cases)} END, {default}) AS {dim}, "
+                f"coalesce(CASE {' '.join(rule_cases)} END, {sql_str(DEFAULT_RULE)}) AS {dim}_rule"
+            )
+        return layers
+
+    def attribution_sql(self, source: str) -> str:
+        ctes = [f"a0 AS (SELECT * FROM {source})"]
+        for i, layer in enumerate(self.layers, start=1):
+            ctes.append(f"a{i} AS (SELECT *, {layer} FROM a{i - 1})")
+        last = f"a{len(self.layers)}"
+        return f"WITH {', '.join(ctes)} SELECT *, {sql_str(self.ruleset.hash)} AS ruleset_hash FROM {last}"
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        con = duckdb.connect()
+        self.register(con)
+        return con
+
+    def register(self, con: duckdb.DuckDBPyConnection) -> None:
+        for nets, name in self._c.cidr_functions.items():
+            try:
+                con.create_function(name, cidr_matcher(nets), ["VARCHAR"], "BOOLEAN", type="arrow",
+                                    null_handling="special")
+            except duckdb.CatalogException:
+                pass  # already registered on this connection
+
+    def apply(self, calls: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
+        con = con or self.connect()
+        con.register("tt_batch", calls)
+        attributed = con.sql(self.attribution_sql("tt_batch")).to_arrow_table()
+        out = self.price(attributed, con)
+        con.unregister("tt_batch")
+        return out
+
+    def price(self, table: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
+        con.register("tt_attr", table)
+        keys = con.sql(
+            "SELECT DISTINCT model, CAST(ts AS DATE), service_tier, coalesce(batch, false) FROM tt_attr"
+        ).fetchall()
+        rates = self.pricer.rates_table([(m, d if isinstance(d, date) else d, t, b) for m, d, t, b in keys])
+        con.register("tt_rates", rates)
+        out = con.sql(cost_select("tt_attr", "tt_rates")).to_arrow_table()
+        con.unregister("tt_attr")
+        con.unregister("tt_rates")
+        return out

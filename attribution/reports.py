@@ -1,0 +1,135 @@
+"""`report`: requests, tokens and cost grouped by any dimensions; and the rule tools' queries.
+
+This is the per-key (and per-feature, per-user) breakdown the provider's dashboard lacks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ingest.errors import TokentrailError
+
+from .engine import DEFAULT_RULE
+from .query import connect
+from .rules import RuleSet
+
+TIME_DIMENSIONS = {
+    "day": "CAST(ts AS DATE)",
+    "hour": "date_trunc('hour', ts)",
+    "week": "CAST(date_trunc('week', ts) AS DATE)",
+    "month": "strftime(ts, '%Y-%m')",
+}
+REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
+                  "cost_usd", "estimated_share")
+
+
+class ReportError(TokentrailError):
+    pass
+
+
+def date_filter(since: date | None, until: date | None, column: str = "ts") -> str:
+    """`until` is inclusive of the whole day."""
+    parts = []
+    if since:
+        parts.append(f"{column} >= TIMESTAMPTZ '{since.isoformat()} 00:00:00+00'")
+    if until:
+        parts.append(f"{column} < TIMESTAMPTZ '{(until + timedelta(days=1)).isoformat()} 00:00:00+00'")
+    return " AND ".join(parts) or "true"
+
+
+def _dimension_sql(dim: str, columns: set[str]) -> str:
+    if dim in TIME_DIMENSIONS:
+        return f"{TIME_DIMENSIONS[dim]} AS {dim}"
+    if dim.startswith("metadata."):
+        key = dim.removeprefix("metadata.").replace("'", "''")
+        return f"metadata['{key}'] AS \"{dim}\""
+    if dim not in columns:
+        known = sorted(c for c in columns if not c.endswith(("_rule", "_tokens", "_usd")))
+        raise ReportError(f"unknown dimension {dim!r}; use one of: {', '.join(list(TIME_DIMENSIONS) + known)}")
+    return f'"{dim}"'
+
+
+def report(root: str | Path, by: list[str], since: date | None = None, until: date | None = None,
+           con: duckdb.DuckDBPyConnection | None = None, limit: int | None = None) -> pa.Table:
+    con = con or connect(root)
+    columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
+    dims = [_dimension_sql(d, columns) for d in by]
+    select_dims = ", ".join(dims) + ", " if dims else ""
+    group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(dims)))}" if dims else ""
+    order = "ORDER BY cost_usd DESC NULLS LAST, requests DESC" if not any(d in TIME_DIMENSIONS for d in by) else \
+        "ORDER BY " + ", ".join(str(i + 1) for i in range(len(dims)))
+    sql = f"""
+        SELECT {select_dims}
+          count(*) AS requests,
+          sum(input_tokens) AS input_tokens,
+          sum(cached_input_tokens) AS cached_input_tokens,
+          sum(output_tokens) AS output_tokens,
+          sum(reasoning_tokens) AS reasoning_tokens,
+          round(sum(cost_usd), 6) AS cost_usd,
+          round(coalesce(sum(CASE WHEN token_source <> 'reported' THEN coalesce(input_tokens, 0) + coalesce(output_tokens, 0) END)
+                / nullif(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0), 0), 4) AS estimated_share
+        FROM usage WHERE {date_filter(since, until)}
+        {group} {order} {f'LIMIT {int(limit)}' if limit else ''}
+    """
+    return con.sql(sql).to_arrow_table()
+
+
+@dataclass
+class Coverage:
+    dimension: str
+    calls_share: float
+    tokens_share: float
+    cost_share: float
+    top_unmatched: list[tuple[str, int]]
+
+
+def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> list[Coverage]:
+    """Share of calls, tokens and cost each dimension leaves at its default, with the top unmatched values."""
+    con = connect(root)
+    calls = con.sql("SELECT * FROM calls").to_arrow_table()
+    attributed = engine_apply(calls)
+    con.register("tt_cov", attributed)
+    out = []
+    for dim in ruleset.dimension_names():
+        row = con.sql(f"""
+            SELECT coalesce(avg(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN 1.0 ELSE 0 END), 0),
+                   coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN coalesce(input_tokens,0)+coalesce(output_tokens,0) END)
+                     / nullif(sum(coalesce(input_tokens,0)+coalesce(output_tokens,0)), 0), 0),
+                   coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN cost_usd END) / nullif(sum(cost_usd), 0), 0)
+            FROM tt_cov
+        """).fetchone()
+        assert row is not None
+        hint_col = {"key_name": "api_key_id", "feature": "route", "end_user": "user", "team": "key_alias"}.get(dim, "route")
+        top = con.sql(f"""
+            SELECT coalesce(CAST({hint_col} AS VARCHAR), '(null)') AS v, count(*) AS n FROM tt_cov
+            WHERE {dim}_rule = '{DEFAULT_RULE}' GROUP BY 1 ORDER BY 2 DESC LIMIT 5
+        """).fetchall()
+        out.append(Coverage(dim, float(row[0]), float(row[1]), float(row[2]), [(f"{hint_col}={v}", n) for v, n in top]))
+    return out
+
+
+def explain_call(root: str | Path, call_id: str, ruleset: RuleSet, engine_apply: Any) -> dict[str, Any]:
+    con = connect(root)
+    calls = con.execute("SELECT * FROM calls WHERE call_id = ?", [call_id]).to_arrow_table()
+    if calls.num_rows == 0:
+        raise ReportError(f"no call with call_id {call_id!r} in the warehouse")
+    row = engine_apply(calls).to_pylist()[0]
+    dims = {}
+    for dim, rules in ruleset.dimensions.items():
+        rid = row[f"{dim}_rule"]
+        rule = next((r for r in rules if r.id == rid), None)
+        dims[dim] = {
+            "value": row[dim],
+            "rule": rid,
+            "rule_line": rule.line if rule else None,
+            "why": "first rule whose condition matched" if rule else "no rule matched: default value",
+        }
+    fields = {k: row[k] for k in ("ts", "model", "api_key_id", "user", "route", "client_ip", "endpoint",
+                                  "input_tokens", "output_tokens", "token_source", "cost_usd", "price_source")}
+    return {"call_id": call_id, "dimensions": dims, "call": fields, "ruleset_hash": ruleset.hash}
