@@ -97,13 +97,13 @@ def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> lis
     con.register("tt_cov", attributed)
     out = []
     for dim in ruleset.dimension_names():
-        row = con.sql(f"""
+        row = con.execute(f"""
             SELECT coalesce(avg(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN 1.0 ELSE 0 END), 0),
                    coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN coalesce(input_tokens,0)+coalesce(output_tokens,0) END)
                      / nullif(sum(coalesce(input_tokens,0)+coalesce(output_tokens,0)), 0), 0),
                    coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN cost_usd END) / nullif(sum(cost_usd), 0), 0)
             FROM tt_cov
-        """).fetchone()
+        """).fetchall()[0]
         assert row is not None
         hint_col = {"key_name": "api_key_id", "feature": "route", "end_user": "user", "team": "key_alias"}.get(dim, "route")
         top = con.sql(f"""

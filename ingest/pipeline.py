@@ -156,8 +156,10 @@ class FileIngester:
             hasher=self.wh.hasher,
             store_system_prompt=self.options.store_system_prompt,
             fallback_ts=int(path.stat().st_mtime * 1_000_000),
-            extras=self.extras,
+            extras=dict(self.extras),  # per-file state on top of the shared batch-input index
         )
+        if fmt is not None:
+            fmt.prepare_file(path, ctx)
         with open_binary(path) as fh:
             reader = LineReader(fh, offset, self.options.max_line, final=is_final)
             chunk = _Chunk(offset)

@@ -11,6 +11,7 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
@@ -60,6 +61,9 @@ class Format:
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
         raise NotImplementedError
+
+    def prepare_file(self, path: Path, ctx: ParseContext) -> None:
+        """Per-file set-up before the first line is parsed (most formats need none)."""
 
 
 # -- value coercion: logs put numbers in strings, nulls in empty strings ------------------------

@@ -9,6 +9,8 @@ body has none, so the file's mtime stands in and is flagged.
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
 from typing import Any
 
 from ..errors import RecordError
@@ -18,6 +20,8 @@ from .calls import call_from_bodies
 from .openai_bodies import endpoint_from_path
 
 BATCH_INPUTS = "batch_inputs"  # ParseContext.extras key: custom_id -> request line
+LAST_TS = "batch_last_ts"
+_CREATED = re.compile(rb'"created":\s*(\d{9,11})')
 
 
 def is_batch_input(record: Any) -> bool:
@@ -39,6 +43,16 @@ class OpenAIBatchOutputFormat(Format):
         if not isinstance(record, dict) or "custom_id" not in record:
             return False
         return ("response" in record and ("error" in record or str(record.get("id", "")).startswith("batch_req"))) or is_batch_input(record)
+
+    def prepare_file(self, path: Path, ctx: ParseContext) -> None:
+        """Date body-less (failed) lines by the earliest `created` in the file's first MiB, not by mtime."""
+        from ..sources import open_binary
+
+        with open_binary(path) as fh:
+            head = fh.read(1 << 20)
+        stamps = [int(m) for m in _CREATED.findall(head)]
+        if stamps:
+            ctx.extras[LAST_TS] = min(stamps) * 1_000_000
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
         if is_batch_input(record):
@@ -66,9 +80,19 @@ class OpenAIBatchOutputFormat(Format):
         if resp is None:
             status = status or 500
             body = {"error": {"message": as_str(err.get("message")) or "", "type": as_str(err.get("code")) or "batch_error"}}
-        call = call_from_bodies(
-            ctx, self.name, request=request, response=body, status_code=status, endpoint=endpoint
-        )
+        # A failed request has no body and so no date: it takes the previous line's (same batch).
+        saved_fallback = ctx.fallback_ts
+        ctx.fallback_ts = ctx.extras.get(LAST_TS, ctx.fallback_ts)
+        try:
+            call = call_from_bodies(
+                ctx, self.name, request=request, response=body, status_code=status, endpoint=endpoint
+            )
+        finally:
+            ctx.fallback_ts = saved_fallback
+        if call.estimate_flags and "ts_from_file_mtime" in call.estimate_flags and LAST_TS in ctx.extras:
+            call.estimate_flags = call.estimate_flags.replace("ts_from_file_mtime", "ts_from_previous_line")
+        else:
+            ctx.extras[LAST_TS] = call.ts
         call.batch = True
         call.request_id = as_str(resp.get("request_id")) if resp else None
         if call.call_id.startswith("tt-") and record.get("id"):

@@ -117,6 +117,8 @@ def usage_from_dict(u: Any) -> Usage | None:
             output=as_token_count(u.get("completion_tokens"), "usage.completion_tokens"),
             total=as_token_count(u.get("total_tokens"), "usage.total_tokens"),
         )
+        if "completion_tokens" not in u:
+            usage.output = 0  # embeddings: usage is {prompt_tokens, total_tokens}; nothing is generated
     else:
         return None
     if isinstance(d_in, dict):
