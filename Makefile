@@ -1,0 +1,54 @@
+# Every target creates .venv itself; a fresh clone needs only `make demo` or `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+DEMO_WH := demo-warehouse
+TT     := $(BIN)/tokentrail
+
+.PHONY: venv demo test test-fast bench lint fuzz soak clean samples
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	rm -rf $(DEMO_WH)
+	$(TT) ingest sample_logs --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml
+	$(TT) report --warehouse $(DEMO_WH) --by key_name
+	$(TT) report --warehouse $(DEMO_WH) --by route
+	$(TT) report --warehouse $(DEMO_WH) --by end_user | head -n 16
+	$(TT) report --warehouse $(DEMO_WH) --by key_name --by feature --by model
+	-$(TT) budgets --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml --at 2025-03-28
+	-$(TT) audit ips --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml
+	-$(TT) anomalies --warehouse $(DEMO_WH) --by key_name
+	-$(TT) report --warehouse $(DEMO_WH) --html demo-report.html --rules sample_logs/rules.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check ingest attribution tests bench sample_logs
+	$(BIN)/mypy
+
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py
+
+soak: $(STAMP)
+	TOKENTRAIL_SOAK=1 $(BIN)/python -m pytest -q tests/test_watch_faults.py
+
+samples: $(STAMP)
+	rm -rf sample_logs/app sample_logs/batch
+	$(BIN)/python sample_logs/make_samples.py
+
+clean:
+	rm -rf $(VENV) $(DEMO_WH) demo-report.html .pytest_cache .hypothesis

@@ -1,0 +1,227 @@
+"""Batch ingest end to end: idempotence, appends, quarantine, gzip, partial lines, SQL results."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import stat
+from collections import Counter
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from conftest import FIXTURE_KEY, REPO
+from ingest.errors import SecretError
+from ingest.keys import display_id, scrub_bytes, scrub_text
+from ingest.pipeline import IngestOptions, ingest_paths
+from ingest.tokens import count_request_input
+from ingest.warehouse import Warehouse
+
+
+def ingest(wh_path: Path, *paths: Path, **opts: object):  # type: ignore[no-untyped-def]
+    wh = Warehouse(wh_path)
+    with wh.writing():
+        s = ingest_paths(wh, list(paths), IngestOptions(**opts))  # type: ignore[arg-type]
+    wh.close()
+    return s
+
+
+def count_calls(wh_path: Path) -> int:
+    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh_path}/calls/*/*.parquet')").fetchall()[0][0]
+
+
+def app_line(i: int, ts: str = "2025-03-03T10:00:00Z", **extra: object) -> str:
+    return json.dumps({
+        "timestamp": ts, "route": "/r", "api_key": FIXTURE_KEY,
+        "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"message {i}"}]},
+        "response": {"id": f"chatcmpl-{i}", "object": "chat.completion", "created": 1741000000, "model": "gpt-4o-mini",
+                     "choices": [], "usage": {"prompt_tokens": 10 + i, "completion_tokens": 5, "total_tokens": 15 + i}},
+        **extra,
+    }) + "\n"
+
+
+def test_reingest_adds_nothing_and_append_adds_exactly_the_new_calls(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(app_line(i) for i in range(5)))
+    assert ingest(wh_path, log).total("calls") == 5
+    again = ingest(wh_path, log)
+    assert again.total("calls") == 0 and again.total("lines") == 0
+    with log.open("a") as fh:
+        fh.write("".join(app_line(i) for i in range(5, 8)))
+    assert ingest(wh_path, log).total("calls") == 3
+    ids = duckdb.sql(f"SELECT call_id FROM read_parquet('{wh_path}/calls/*/*.parquet')").fetchall()
+    assert sorted(i for (i,) in ids) == sorted(f"chatcmpl-{i}" for i in range(8))
+
+
+def test_partial_last_line_is_held_until_completed(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "app.log"
+    full = app_line(1)
+    log.write_text(app_line(0) + full[:40])
+    s = ingest(wh_path, log)
+    assert s.total("calls") == 1 and s.files[0].held_bytes == 40
+    with log.open("a") as fh:
+        fh.write(full[40:])
+    assert ingest(wh_path, log).total("calls") == 1
+    assert count_calls(wh_path) == 2
+
+
+def test_malformed_lines_go_to_quarantine_with_file_offset_reason(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "mixed.log"
+    good = app_line(0)
+    bad_json = '{"timestamp": "2025-03-03T10:00:00Z", "request": {"model": "gpt\n'
+    bad_type = app_line(1).replace('"prompt_tokens": 11', '"prompt_tokens": "eleven"')
+    negative = app_line(2).replace('"prompt_tokens": 12', '"prompt_tokens": -5')
+    keyed = '{"oops": "' + FIXTURE_KEY + '", "trunc\n'
+    log.write_text(good + bad_json + bad_type + negative + keyed)
+    s = ingest(wh_path, log)
+    assert (s.total("calls"), s.total("quarantined")) == (1, 4)
+    rows = duckdb.sql(
+        f"SELECT source_file, source_offset, reason, raw FROM read_parquet('{wh_path}/quarantine/*/*.parquet') ORDER BY 2"
+    ).fetchall()
+    offsets = [len(good), len(good) + len(bad_json), len(good) + len(bad_json) + len(bad_type),
+               len(good) + len(bad_json) + len(bad_type) + len(negative)]
+    assert [r[1] for r in rows] == offsets
+    assert all(r[0] == str(log) for r in rows)
+    assert "invalid JSON" in rows[0][2]
+    assert "prompt_tokens='eleven' is not an integer" in rows[1][2]
+    assert "outside 0.." in rows[2][2]
+    assert FIXTURE_KEY.encode() not in rows[3][3] and display_id(FIXTURE_KEY).encode() in rows[3][3]
+
+
+def test_overlong_line_is_quarantined_by_reference_and_offset_advances(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "long.log"
+    long_line = app_line(0).replace("message 0", "x" * 5000)
+    log.write_text(app_line(1) + long_line + app_line(2))
+    s = ingest(wh_path, log, max_line=2000)
+    assert (s.total("calls"), s.total("quarantined")) == (2, 1)
+    (reason, raw, length), = duckdb.sql(
+        f"SELECT reason, raw, length FROM read_parquet('{wh_path}/quarantine/*/*.parquet')").fetchall()
+    assert "exceeds the cap of 2000 bytes" in reason and raw is None and length == len(long_line)
+    assert ingest(wh_path, log, max_line=2000).total("lines") == 0
+
+
+def test_gzip_and_directories_are_read_recursively(tmp_path: Path, wh_path: Path) -> None:
+    d = tmp_path / "logs" / "nested"
+    d.mkdir(parents=True)
+    with gzip.open(d / "old.log.gz", "wt") as fh:
+        fh.write(app_line(0) + app_line(1))
+    (tmp_path / "logs" / "new.log").write_text(app_line(2))
+    s = ingest(wh_path, tmp_path / "logs")
+    assert s.total("calls") == 3
+    assert ingest(wh_path, tmp_path / "logs").total("calls") == 0
+
+
+def test_renamed_file_is_recognised_by_fingerprint(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(app_line(i) for i in range(3)))
+    ingest(wh_path, log)
+    rotated = tmp_path / "app.log.1"
+    log.rename(rotated)
+    with rotated.open("a") as fh:
+        fh.write(app_line(3))
+    assert ingest(wh_path, rotated).total("calls") == 1
+    assert count_calls(wh_path) == 4
+
+
+def test_truncated_file_restarts_from_zero(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "app.log"
+    log.write_text("".join(app_line(i) for i in range(3)))
+    ingest(wh_path, log)
+    log.write_text(app_line(10, ts="2025-03-04T00:00:00Z"))  # same head? no: a new first line
+    s = ingest(wh_path, log)
+    assert s.total("calls") == 1 and count_calls(wh_path) == 4
+
+
+def test_sql_counts_match_an_independent_count_of_the_input(wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`select endpoint, count(*), sum(input_tokens)` checked against a plain-Python count of sample_logs/."""
+    logs = REPO / "sample_logs"
+    r = cli("ingest", logs, "--warehouse", wh_path)
+    assert r.exit_code == 0, r.output
+    expected_calls: Counter[str] = Counter()
+    expected_input: Counter[str] = Counter()
+    for path in sorted((logs / "app").iterdir()):
+        opener = gzip.open if path.suffix == ".gz" else open
+        with opener(path, "rt", errors="replace") as fh:  # type: ignore[operator]
+            for raw in fh:
+                try:
+                    rec = json.loads(raw)
+                except json.JSONDecodeError:
+                    continue
+                req = rec.get("request")
+                if not isinstance(req, dict):
+                    continue
+                resp = rec.get("response")
+                usage = None
+                if isinstance(resp, dict):
+                    if "error" in resp:
+                        n = 0
+                    else:
+                        usage = resp.get("usage")
+                elif isinstance(resp, list):
+                    usage = next((c["usage"] for c in resp if c.get("usage")), None)
+                if isinstance(resp, dict) and "error" in resp:
+                    n = 0
+                elif usage:
+                    n = usage.get("prompt_tokens", usage.get("input_tokens"))
+                    if not isinstance(n, int):
+                        continue  # the corrupt line, quarantined
+                else:
+                    n = count_request_input(req)[0]
+                ep = {"messages": "chat.completions", "prompt": "completions"}.get(
+                    next((k for k in ("messages", "prompt") if k in req), ""),
+                    "embeddings" if "embedding" in req["model"] else "responses")
+                expected_calls[ep] += 1
+                expected_input[ep] += n
+    for path in (logs / "batch").glob("*output*"):
+        for raw in path.read_text().splitlines():
+            rec = json.loads(raw)
+            body = (rec.get("response") or {}).get("body") or {}
+            expected_calls["chat.completions"] += 1
+            expected_input["chat.completions"] += (body.get("usage") or {}).get("prompt_tokens", 0)
+    r = cli("sql", "select endpoint, count(*) as n, sum(input_tokens) as tokens from calls group by 1 order by 1",
+            "--warehouse", wh_path, "--format", "json")
+    assert r.exit_code == 0, r.output
+    got = {row["endpoint"]: (row["n"], row["tokens"]) for row in json.loads(r.output)}
+    assert got == {ep: (expected_calls[ep], expected_input[ep]) for ep in expected_calls}
+
+
+def test_no_full_key_in_any_file_or_output(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from conftest import FIXTURES
+
+    log = tmp_path / "k.log"
+    log.write_text((FIXTURES / "openai" / "app_calls.jsonl").read_text() + '{"bad": "' + FIXTURE_KEY + '\n')
+    outputs = [cli("ingest", log, "--warehouse", wh_path, "--json").output]
+    outputs.append(cli("sql", "select * from calls", "--warehouse", wh_path, "--format", "json").output)
+    outputs.append(cli("sql", "select * from quarantine", "--warehouse", wh_path, "--format", "csv").output)
+    outputs.append(cli("report", "--by", "api_key_id", "--warehouse", wh_path).output)
+    outputs.append(cli("sql", f"select '{FIXTURE_KEY}' as k", "--warehouse", wh_path).output)  # echoed by the user
+    for out in outputs[:-1]:
+        assert FIXTURE_KEY not in out
+    body = FIXTURE_KEY[12:52]
+    for f in wh_path.rglob("*"):
+        if f.is_file() and f.name != "hmac.key":
+            assert body.encode() not in f.read_bytes(), f
+
+
+def test_secret_file_mode_and_loss_detection(tmp_path: Path, wh_path: Path) -> None:
+    log = tmp_path / "a.log"
+    log.write_text(app_line(0))
+    ingest(wh_path, log)
+    secret = wh_path / "_state" / "hmac.key"
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    shutil.move(secret, tmp_path / "moved.key")
+    with pytest.raises(SecretError, match="missing.*Restore the file"):
+        Warehouse(wh_path).hasher  # noqa: B018
+    (tmp_path / "other.key").write_bytes(os.urandom(32))
+    shutil.copy(tmp_path / "other.key", secret)
+    with pytest.raises(SecretError, match="not the secret"):
+        Warehouse(wh_path).hasher  # noqa: B018
+
+
+def test_scrubbers() -> None:
+    text = f"Authorization: Bearer {FIXTURE_KEY} and sk-svcacct-abcdefghijklmnopqrstuv1234"
+    assert FIXTURE_KEY not in scrub_text(text) and "sk-…FZND" in scrub_text(text) and "sk-…1234" in scrub_text(text)
+    assert FIXTURE_KEY.encode() not in scrub_bytes(text.encode())
