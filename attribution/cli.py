@@ -363,12 +363,13 @@ def tokens_count(file: Any, model: str | None, as_json: bool) -> None:
     from ingest.formats.openai_bodies import request_endpoint
     from ingest.tokens import count_request_input, encoding_for_model
 
+    name = getattr(file, "name", "-")
     try:
         body = msgspec.json.decode(file.read())
     except msgspec.DecodeError as exc:
-        raise click.ClickException(f"{file.name}: not JSON: {exc}") from None
+        raise click.ClickException(f"{name}: not JSON: {exc}") from None
     if not isinstance(body, dict):
-        raise click.ClickException(f"{file.name}: expected a JSON object (a request body)")
+        raise click.ClickException(f"{name}: expected a JSON object (a request body)")
     model = model or body.get("model")
     if not model:
         raise click.UsageError("the body has no `model`; pass --model")

