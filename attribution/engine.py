@@ -7,6 +7,7 @@ The same engine serves ingest-time attribution and `reattribute`.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 from collections.abc import Sequence
 from datetime import date
@@ -167,11 +168,9 @@ class Engine:
 
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         for nets, name in self._c.cidr_functions.items():
-            try:
+            with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
                 con.create_function(name, cidr_matcher(nets), ["VARCHAR"], "BOOLEAN", type="arrow",
                                     null_handling="special")
-            except duckdb.CatalogException:
-                pass  # already registered on this connection
 
     def apply(self, calls: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         con = con or self.connect()

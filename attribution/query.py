@@ -87,7 +87,8 @@ def check_read_only(sql: str) -> None:
         raise QueryError("empty query")
     for st in statements:
         kind = st.type.name
-        if kind not in READ_STATEMENTS or (kind == "PRAGMA" and not st.query.strip().lower().startswith(("pragma table_info", "pragma show"))):
+        pragma_ok = st.query.strip().lower().startswith(("pragma table_info", "pragma show"))
+        if kind not in READ_STATEMENTS or (kind == "PRAGMA" and not pragma_ok):
             raise QueryError(
                 f"`tokentrail sql` only reads the warehouse; {kind} statements are refused. "
                 f"Use --output FILE to save results."

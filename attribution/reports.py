@@ -99,7 +99,8 @@ def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> lis
     for dim in ruleset.dimension_names():
         row = con.execute(f"""
             SELECT coalesce(avg(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN 1.0 ELSE 0 END), 0),
-                   coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN coalesce(input_tokens,0)+coalesce(output_tokens,0) END)
+                   coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}'
+                                     THEN coalesce(input_tokens,0)+coalesce(output_tokens,0) END)
                      / nullif(sum(coalesce(input_tokens,0)+coalesce(output_tokens,0)), 0), 0),
                    coalesce(sum(CASE WHEN {dim}_rule = '{DEFAULT_RULE}' THEN cost_usd END) / nullif(sum(cost_usd), 0), 0)
             FROM tt_cov

@@ -281,7 +281,8 @@ def compile_rules(data: RuleFile, hasher: KeyHasher | None, root: Any = None, pa
     for dim in ordered:
         rules = data.rules.get(dim, [])
         if dim not in STANDARD_DIMENSIONS and (not _DIM_NAME.match(dim) or dim in _RESERVED):
-            errors.append(_fmt(path, root, ("rules", dim), f"dimension name {dim!r} must be lower_snake_case and not a call column"))
+            errors.append(_fmt(path, root, ("rules", dim),
+                               f"dimension name {dim!r} must be lower_snake_case and not a call column"))
         seen: set[str] = set()
         out: list[CompiledRule] = []
         for i, rule in enumerate(rules):
@@ -300,7 +301,8 @@ def compile_rules(data: RuleFile, hasher: KeyHasher | None, root: Any = None, pa
         dims.append(dim)
     for dim in data.defaults:
         if dim not in compiled:
-            errors.append(_fmt(path, root, ("defaults", dim), f"default for {dim!r}, which has no rules and is not a standard dimension"))
+            errors.append(_fmt(path, root, ("defaults", dim),
+                               f"default for {dim!r}, which has no rules and is not a standard dimension"))
     for kind, items in (("budgets", data.budgets), ("allowlists", data.allowlists)):
         for i, item in enumerate(items):
             for dim in item.scope:

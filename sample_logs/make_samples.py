@@ -30,10 +30,13 @@ from ingest.tokens import TokenCounter, count_request_input, encoding_for_model
 START = datetime(2025, 3, 1, tzinfo=UTC)
 DAYS = 28
 SPIKE_DAY = 22  # 2025-03-23: the counselor key's usage triples (a planted anomaly)
-WORDS = ("the application essay deadline scholarship financial aid transcript recommendation letter campus visit "
-         "interview major minor research internship volunteer leadership community service extracurricular club "
-         "portfolio statement purpose goals challenge growth identity background family summer program test score "
-         "reading writing revision draft feedback paragraph thesis structure voice story example detail").split()
+WORDS = tuple("""
+the application essay deadline scholarship financial aid transcript recommendation letter campus
+visit interview major minor research internship volunteer leadership community service
+extracurricular club portfolio statement purpose goals challenge growth identity background family
+summer program test score reading writing revision draft feedback paragraph thesis structure voice
+story example detail
+""".split())
 
 
 def fake_key(seed: str, prefix: str = "sk-proj-") -> str:
@@ -275,12 +278,12 @@ def write_corpus(out: Path, calls: int, seed: int, missing_usage: float, split_d
     g = Gen(seed, missing_usage)
     app = out / "app"
     app.mkdir(parents=True, exist_ok=True)
-    handles: dict[str, Any] = {}
+    handles: dict[str, Any] = {}  # one open file per day; closed below
     n = 0
     for day, line in generate_app_lines(g, calls):
         name = f"api-calls-{(START + timedelta(days=day)):%Y-%m-%d}.jsonl" if split_days else "api-calls.jsonl"
         if name not in handles:
-            handles[name] = open(app / name, "wb")
+            handles[name] = open(app / name, "wb")  # noqa: SIM115 - closed after the loop
             if malformed and day == 4:
                 handles[name].write(b"\n".join(MALFORMED) + b"\n")
         handles[name].write(json.dumps(line, separators=(",", ":")).encode() + b"\n")

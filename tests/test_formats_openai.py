@@ -7,8 +7,8 @@ from typing import Any
 
 import duckdb
 import pytest
-
 from conftest import FIXTURE_KEY
+
 from ingest.pipeline import ingest_paths
 from ingest.warehouse import Warehouse
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import duckdb
 import pytest
-
 from conftest import FIXTURE_KEY, REPO
+
 from ingest.errors import SecretError
 from ingest.keys import display_id, scrub_bytes, scrub_text
 from ingest.pipeline import IngestOptions, ingest_paths

@@ -11,8 +11,8 @@ import hashlib
 import math
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, ClassVar
 
 from ..errors import RecordError

@@ -11,7 +11,7 @@ from typing import Any
 
 from ..errors import RecordError
 from ..schema import Call
-from .base import ParseContext
+from .base import ParseContext, clean_model, parse_ts
 from .openai_bodies import (
     EstimateRequest,
     Usage,
@@ -21,10 +21,8 @@ from .openai_bodies import (
     fill_from_response,
     is_stream,
     parse_sse,
-    response_created,
     response_output_texts,
 )
-from .base import clean_model, parse_ts
 
 
 def call_from_bodies(
@@ -48,7 +46,7 @@ def call_from_bodies(
         fill_from_request(call, request, ctx.store_system_prompt)
     body_usage: Usage | None = None
     output_texts: list[str] | None = None
-    created: int | None = None
+    created: Any = None  # raw; parsed only if the log line has no timestamp of its own
     if response is not None and is_stream(response):
         events = parse_sse(response) if isinstance(response, str) else [e for e in response if isinstance(e, dict)]
         summary = assemble_stream(events)
@@ -60,19 +58,18 @@ def call_from_bodies(
         call.error_type = summary.error_type
         body_usage = summary.usage
         output_texts = summary.texts
-        if summary.created is not None:
-            created = parse_ts(summary.created, "stream created", unit="s")
+        created = summary.created
         if not summary.finished and body_usage is None:
             flags.append("stream_interrupted")
     elif isinstance(response, dict):
         body_usage = fill_from_response(call, response)
-        created = response_created(response)
+        created = response.get("created", response.get("created_at"))
         if body_usage is None and call.error_type is None:
             output_texts = response_output_texts(response)
     elif response is None and request is not None:
         flags.append("no_response")
 
-    call.ts = ts or created or 0
+    call.ts = ts or (parse_ts(created, "response created", unit="s") if created is not None else 0) or 0
     if not call.ts:
         if ctx.fallback_ts is None:
             raise RecordError("no timestamp in the record or its response body")

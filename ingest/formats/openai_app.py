@@ -65,8 +65,10 @@ def _find_bodies(record: dict[str, Any], max_depth: int = 3) -> tuple[dict | Non
 
 class OpenAIAppFormat(Format):
     name = "openai"
-    description = "Application JSON logs embedding OpenAI request/response bodies (chat, responses, embeddings, completions, streams)"
-    detection = "a JSON object holding (at any depth up to 3) a request body {model, messages|input|prompt} or a response body {object: chat.completion|response|list|text_completion}"
+    description = ("Application JSON logs embedding OpenAI request/response bodies "
+                   "(chat, responses, embeddings, completions, streams)")
+    detection = ("a JSON object holding (at depth up to 3) a request body {model, messages|input|prompt} "
+                 "or a response body {object: chat.completion|response|list|text_completion}")
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
         self.profile = profile

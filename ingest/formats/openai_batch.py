@@ -37,12 +37,15 @@ def is_batch_input(record: Any) -> bool:
 class OpenAIBatchOutputFormat(Format):
     name = "openai-batch"
     description = "OpenAI Batch API output files (and input files, joined on custom_id)"
-    detection = "a JSON object with custom_id and response{status_code, body} or error (output), or custom_id, method, url, body (input)"
+    detection = ("a JSON object with custom_id and response{status_code, body} or error (output), "
+                 "or custom_id, method, url, body (input)")
 
     def detect(self, record: Any) -> bool:
         if not isinstance(record, dict) or "custom_id" not in record:
             return False
-        return ("response" in record and ("error" in record or str(record.get("id", "")).startswith("batch_req"))) or is_batch_input(record)
+        if is_batch_input(record):
+            return True
+        return "response" in record and ("error" in record or str(record.get("id", "")).startswith("batch_req"))
 
     def prepare_file(self, path: Path, ctx: ParseContext) -> None:
         """Date body-less (failed) lines by the earliest `created` in the file's first MiB, not by mtime."""
@@ -101,6 +104,6 @@ class OpenAIBatchOutputFormat(Format):
         if custom_id:
             md["batch_custom_id"] = custom_id
         call.metadata = md
-        if request is None:
-            call.estimate_flags = ",".join(filter(None, [call.estimate_flags, "batch_input_not_joined"])) if call._estimate else call.estimate_flags
+        if request is None and call._estimate is not None:
+            call.estimate_flags = ",".join(filter(None, [call.estimate_flags, "batch_input_not_joined"]))
         return [call]

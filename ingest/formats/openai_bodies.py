@@ -18,7 +18,7 @@ import msgspec
 
 from ..errors import RecordError
 from ..schema import Call
-from .base import as_bool, as_int, as_str, as_token_count, clean_model, parse_ts
+from .base import as_bool, as_int, as_str, as_token_count, clean_model
 
 RESPONSE_OBJECTS = {
     "chat.completion": "chat.completions",
@@ -217,11 +217,6 @@ def fill_from_response(call: Call, resp: dict[str, Any]) -> Usage | None:
     if isinstance(resp.get("user"), str) and call.user is None:
         call.user = resp["user"]
     return usage_from_dict(resp.get("usage"))
-
-
-def response_created(resp: dict[str, Any]) -> int | None:
-    value = resp.get("created") if "created" in resp else resp.get("created_at")
-    return parse_ts(value, "response created", unit="s") if value is not None else None
 
 
 # -- streams ---------------------------------------------------------------------------------
