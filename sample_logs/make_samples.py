@@ -30,13 +30,14 @@ from ingest.tokens import TokenCounter, count_request_input, encoding_for_model
 START = datetime(2025, 3, 1, tzinfo=UTC)
 DAYS = 28
 SPIKE_DAY = 22  # 2025-03-23: the counselor key's usage triples (a planted anomaly)
-WORDS = tuple("""  # noqa: SIM905 - a word list reads better as text
+_WORD_TEXT = """
 the application essay deadline scholarship financial aid transcript recommendation letter campus
 visit interview major minor research internship volunteer leadership community service
 extracurricular club portfolio statement purpose goals challenge growth identity background family
 summer program test score reading writing revision draft feedback paragraph thesis structure voice
 story example detail
-""".split())
+"""
+WORDS = tuple(_WORD_TEXT.split())
 
 
 def fake_key(seed: str, prefix: str = "sk-proj-") -> str:
