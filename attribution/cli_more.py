@@ -90,3 +90,86 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
                     "call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip",
                     "status_code", "input_tokens", "output_tokens", "token_source", "metadata")}
                 click.echo(f"line at offset {ctx.offset}: " + to_json(shown_fields))
+
+
+# -- watch and compact ---------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Rule file.")
+@click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
+@click.option("--format", "log_format", default=None, help="Force a log format or profile:FILE.yaml.")
+@click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.log'.")
+@click.option("--flush-seconds", default=2.0, show_default=True, help="Commit new lines at least this often.")
+@click.option("--flush-rows", default=10_000, show_default=True, help="Commit after this many lines.")
+@click.option("--read-from", type=click.Choice(["beginning", "end"]), default="beginning", show_default=True,
+              help="For files already there at start-up and never seen before: read them whole, or only new lines.")
+@click.option("--poll", is_flag=True, help="Poll instead of inotify (network filesystems); automatic if inotify fails.")
+@click.option("--once", is_flag=True, help="Process what is there and exit (cron, tests).")
+@click.option("--status-seconds", default=10.0, show_default=True, help="Status line interval on a terminal.")
+@click.option("--alerts", type=click.Path(dir_okay=False, path_type=Path),
+              help="Append a JSON line per budget threshold crossing (needs budgets in --rules).")
+@click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
+@_fail_cleanly
+def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
+          log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int, read_from: str,
+          poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int) -> None:
+    """Tail log directories and commit new calls continuously, exactly once.
+
+    Survives rotation (rename+create, copytruncate, gzip), restarts and SIGKILL. Stops cleanly
+    (flush, commit, exit 0) on SIGINT/SIGTERM. Only one writer per warehouse.
+
+    Example: tokentrail watch /var/log/myapp --rules /etc/tokentrail/rules.yaml --glob '*.log'
+    """
+    import sys
+
+    from ingest.pipeline import IngestOptions
+    from ingest.warehouse import Warehouse, default_warehouse
+    from ingest.watch import Watcher, WatchOptions
+
+    from .store import attributor, build_engine
+
+    wh = Warehouse(warehouse or default_warehouse())
+    with wh.writing("watch"):
+        engine = build_engine(wh, rules, prices, remember=True)
+        on_commit = None
+        if alerts is not None:
+            from .budgets import AlertWriter
+
+            on_commit = AlertWriter(wh.root, engine.ruleset, alerts).check
+        ingest_options = IngestOptions(format=log_format, attribute=attributor(engine), glob=pattern,
+                                       max_line=max_line_bytes)
+        options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
+                               poll=poll, once=once, status_seconds=status_seconds)
+        status = (lambda s: click.echo("\r" + s, err=True)) if sys.stderr.isatty() else None
+        watcher = Watcher(wh, list(paths), ingest_options, options, on_commit=on_commit, status=status)
+        try:
+            stats = watcher.run()
+        finally:
+            watcher.close()
+    click.echo(f"stopped: {stats.calls:,} calls from {stats.lines:,} lines committed, "
+               f"{stats.quarantined:,} quarantined", err=True)
+
+
+@main.command()
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--before", type=click.DateTime(["%Y-%m-%d"]), default=None,
+              help="Compact partitions dated before this day [default: yesterday, UTC].")
+@click.option("--min-files", default=4, show_default=True, help="Only partitions with at least this many files.")
+@_fail_cleanly
+def compact(warehouse: Path | None, before: Any, min_files: int) -> None:
+    """Merge the small files of closed partitions into one file each (exactly-once is kept).
+
+    Example: tokentrail compact --before 2025-04-01
+    """
+    from ingest.compact import compact_closed_partitions
+    from ingest.warehouse import Warehouse, default_warehouse
+
+    wh = Warehouse(warehouse or default_warehouse())
+    with wh.writing("compact"):
+        r = compact_closed_partitions(wh, before.date() if before else None, min_files)
+    click.echo(f"compacted {len(r.partitions)} partitions: {r.files_before} files -> {r.files_after}")

@@ -9,18 +9,16 @@ partition entirely old or entirely new, and the next writer finishes a journaled
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 
-from ingest.warehouse import Warehouse, fsync_dir, write_parquet_durably
+from ingest.warehouse import Warehouse
 
 from .engine import Engine
 
@@ -77,7 +75,7 @@ def reattribute(
         if dry_run:
             result.moves.extend(_moves(wh, day, usage, engine, con))
         else:
-            _swap_partition(wh, day, usage)
+            wh.replace_usage_partition(day, usage, f"r{usage.num_rows}")
         if progress:
             progress(day, usage.num_rows)
         if crash_after and i >= crash_after:
@@ -86,33 +84,6 @@ def reattribute(
     if dry_run:
         result.moves = _aggregate_moves(result.moves)
     return result
-
-
-def _swap_partition(wh: Warehouse, day: str, usage: pa.Table) -> None:
-    usage_dir = wh.table_dir("usage")
-    link = usage_dir / f"date={day}"
-    old_target = link.resolve() if link.is_symlink() else None
-    gen = wh.new_generation_dir(day, f"r{usage.num_rows}")
-    write_parquet_durably(usage, gen / "usage.parquet")
-    fsync_dir(gen)
-    db = wh.checkpoints.db
-    db.execute("INSERT OR REPLACE INTO reattribute_journal(partition, new_target, created_at) VALUES (?,?,?)",
-               (day, str(gen), time.time()))
-    if link.exists() and not link.is_symlink():
-        # A partition written by an older layout: move it aside first (brief gap, once per partition).
-        legacy = usage_dir / "_gen" / f"date={day}" / f"legacy-{time.time_ns()}"
-        os.replace(link, legacy)
-        old_target = legacy
-    wh.point_partition(day, gen)
-    db.execute("DELETE FROM reattribute_journal WHERE partition=?", (day,))
-    _prune_generations(usage_dir / "_gen" / f"date={day}", keep={gen, old_target})
-
-
-def _prune_generations(gen_root: Path, keep: set[Path | None]) -> None:
-    """Keep the current and the previous generation (a reader may still be scanning it)."""
-    for g in gen_root.iterdir():
-        if g.resolve() not in {k.resolve() for k in keep if k is not None}:
-            shutil.rmtree(g, ignore_errors=True)
 
 
 def _moves(wh: Warehouse, day: str, new: pa.Table, engine: Engine, con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:

@@ -6,12 +6,13 @@ Bad lines never stop a run: each becomes a quarantine row naming file, offset an
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 import pyarrow as pa
@@ -27,9 +28,11 @@ from .sources import (
     LineReader,
     discover,
     identify,
+    identify_open,
     open_binary,
     read_head,
     tail_hash,
+    tail_hash_open,
 )
 from .tokens import TokenCounter, fill_estimates
 from .warehouse import Warehouse
@@ -52,6 +55,8 @@ class FileResult:
     input_tokens: int = 0
     output_tokens: int = 0
     held_bytes: int = 0  # a partial last line waiting for its newline
+    offset: int = 0  # where reading stopped (the committed checkpoint)
+    more: bool = False  # stopped at max_chunks with data left
     note: str | None = None
 
 
@@ -140,9 +145,17 @@ class FileIngester:
             return 0, "bytes before the checkpoint changed: file replaced, reading from 0"
         return offset, None
 
-    def ingest(self, path: Path, final: bool | None = None, progress: Callable[[int], None] | None = None) -> FileResult:
-        ident = identify(path)
-        head = read_head(path)
+    def ingest(self, path: Path, final: bool | None = None, progress: Callable[[int], None] | None = None,
+               handle: BinaryIO | None = None, max_chunks: int | None = None) -> FileResult:
+        """Read `path` (or the open plain-file `handle` for it) from its checkpoint, committing chunks.
+
+        `final`: the file will not grow again (compressed, or rotated away): a last line without
+        a newline is taken as complete. `max_chunks` bounds the work done in one call.
+        """
+        if handle is not None:
+            ident, head = identify_open(handle, path)
+        else:
+            ident, head = identify(path), read_head(path)
         offset, note = self.resume_offset(path, ident, head)
         result = FileResult(str(path), None, note=note)
         if not ident.compressed and offset >= ident.size:
@@ -160,22 +173,29 @@ class FileIngester:
         )
         if fmt is not None:
             fmt.prepare_file(path, ctx)
-        with open_binary(path) as fh:
+        with contextlib.ExitStack() as stack:
+            fh = handle if handle is not None else stack.enter_context(open_binary(path))
             reader = LineReader(fh, offset, self.options.max_line, final=is_final)
             chunk = _Chunk(offset)
+            chunks = 0
             for line in reader:
                 self._handle_line(line, fmt, ctx, chunk)
                 chunk.end = line.offset + line.length
                 if chunk.lines >= self.options.chunk_lines:
-                    self._commit(path, ident, chunk, result)
+                    self._commit(path, ident, chunk, result, fh if handle is not None else None)
                     if progress:
                         progress(chunk.end - chunk.start)
                     chunk = _Chunk(chunk.end)
+                    chunks += 1
+                    if max_chunks is not None and chunks >= max_chunks:
+                        result.more = True
+                        return result
             if chunk.lines:
-                self._commit(path, ident, chunk, result)
+                self._commit(path, ident, chunk, result, fh if handle is not None else None)
                 if progress:
                     progress(chunk.end - chunk.start)
             result.held_bytes = reader.pending
+            result.offset = reader.end
         return result
 
     def _detect(self, path: Path) -> Format | None:
@@ -231,7 +251,8 @@ class FileIngester:
             chunk.skipped += 1
         chunk.calls.extend(calls)
 
-    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult) -> None:
+    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult,
+                handle: BinaryIO | None = None) -> None:
         now = _now_us()
         estimated = fill_estimates(chunk.calls, self.counter)
         for c in chunk.calls:
@@ -244,7 +265,12 @@ class FileIngester:
                 b["ingested_at"] = now
             bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
         today = datetime.now(UTC).strftime("%Y-%m-%d")
-        tail = tail_hash(path, chunk.end) if not ident.compressed else None
+        if ident.compressed:
+            tail = None
+        elif handle is not None:
+            tail = tail_hash_open(handle, chunk.end)
+        else:
+            tail = tail_hash(path, chunk.end)
         self.wh.commit_chunk(
             ident, str(path), chunk.start, chunk.end, tail,
             {"calls": calls_table, "usage": usage_table, "quarantine": bad_table}, today,

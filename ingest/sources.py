@@ -103,6 +103,13 @@ def identify(path: Path) -> FileIdentity:
     )
 
 
+def identify_open(fh: BinaryIO, path: Path) -> tuple[FileIdentity, bytes]:
+    """Identity of a file we hold open (it may have been renamed or deleted since)."""
+    st = os.fstat(fh.fileno())
+    head = os.pread(fh.fileno(), FINGERPRINT_BYTES, 0)
+    return FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, False), head
+
+
 def tail_hash(path: Path, offset: int) -> str | None:
     """Hash of the TAIL_BYTES before `offset`: detects a file truncated or replaced under us."""
     if offset <= 0:
@@ -117,6 +124,14 @@ def tail_hash(path: Path, offset: int) -> str | None:
     if len(data) != offset - start:
         return None
     return hashlib.sha256(data).hexdigest()[:16]
+
+
+def tail_hash_open(fh: BinaryIO, offset: int) -> str | None:
+    if offset <= 0:
+        return None
+    start = max(0, offset - TAIL_BYTES)
+    data = os.pread(fh.fileno(), offset - start, start)
+    return hashlib.sha256(data).hexdigest()[:16] if len(data) == offset - start else None
 
 
 @dataclass(slots=True)

@@ -21,6 +21,7 @@ import contextlib
 import fcntl
 import os
 import re
+import shutil
 import socket
 import time
 from collections.abc import Iterator
@@ -199,11 +200,42 @@ class Warehouse:
                 self.point_partition(partition, Path(target))
             self.checkpoints.db.execute("DELETE FROM reattribute_journal WHERE partition=?", (partition,))
             done += 1
+        from .compact import recover_compactions
+
+        done += recover_compactions(self)
         if self.tmp_dir.exists():
             for f in self.tmp_dir.iterdir():
                 if str(f) not in owned and f.is_file():
                     f.unlink()
         return done
+
+    def replace_usage_partition(self, date: str, table: pa.Table, label: str) -> None:
+        """Swap a whole `usage` partition for `table`: readers see the old one or the new one.
+
+        The new generation is written durably and journaled before the symlink moves, so a crash
+        is finished by the next writer's `recover()`. The previous generation is kept (a reader
+        may still be scanning it); older ones are removed.
+        """
+        usage_dir = self.table_dir("usage")
+        link = usage_dir / f"date={date}"
+        old_target = link.resolve() if link.is_symlink() else None
+        gen = self.new_generation_dir(date, label)
+        write_parquet_durably(table, gen / "usage.parquet")
+        fsync_dir(gen)
+        db = self.checkpoints.db
+        db.execute("INSERT OR REPLACE INTO reattribute_journal(partition, new_target, created_at) VALUES (?,?,?)",
+                   (date, str(gen), time.time()))
+        if link.exists() and not link.is_symlink():
+            # A partition from a layout without generations: moved aside first (once per partition).
+            legacy = usage_dir / "_gen" / f"date={date}" / f"legacy-{time.time_ns()}"
+            os.replace(link, legacy)
+            old_target = legacy
+        self.point_partition(date, gen)
+        db.execute("DELETE FROM reattribute_journal WHERE partition=?", (date,))
+        keep = {gen.resolve()} | ({old_target.resolve()} if old_target else set())
+        for g in (usage_dir / "_gen" / f"date={date}").iterdir():
+            if g.resolve() not in keep:
+                shutil.rmtree(g, ignore_errors=True)
 
     def _ensure_parent(self, final: Path) -> None:
         table = final.parent.parent.name
