@@ -382,6 +382,3 @@ def tokens_count(file: Any, model: str | None, as_json: bool) -> None:
 
 
 from . import cli_more  # noqa: E402,F401  (registers formats, watch, budgets, … on `main`)
-
-if __name__ == "__main__":
-    main()

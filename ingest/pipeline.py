@@ -7,6 +7,7 @@ Bad lines never stop a run: each becomes a quarantine row naming file, offset an
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -133,7 +134,8 @@ class FileIngester:
         self.extras = extras if extras is not None else {}
         self._forced: Format | None = get_format(options.format) if options.format else None
 
-    def resume_offset(self, path: Path, ident: FileIdentity, head: bytes) -> tuple[int, str | None]:
+    def resume_offset(self, path: Path, ident: FileIdentity, head: bytes,
+                      handle: BinaryIO | None = None) -> tuple[int, str | None]:
         """The checkpointed offset, or 0 when the file was truncated or replaced since."""
         state = self.wh.checkpoints.lookup(ident, head)
         if state is None:
@@ -141,7 +143,8 @@ class FileIngester:
         offset = state.offset
         if not ident.compressed and offset > ident.size:
             return 0, "file is shorter than its checkpoint: truncated, reading from 0"
-        if state.tail_hash and not ident.compressed and tail_hash(path, offset) != state.tail_hash:
+        current = tail_hash_open(handle, offset) if handle is not None else tail_hash(path, offset)
+        if state.tail_hash and not ident.compressed and current != state.tail_hash:
             return 0, "bytes before the checkpoint changed: file replaced, reading from 0"
         return offset, None
 
@@ -156,11 +159,11 @@ class FileIngester:
             ident, head = identify_open(handle, path)
         else:
             ident, head = identify(path), read_head(path)
-        offset, note = self.resume_offset(path, ident, head)
+        offset, note = self.resume_offset(path, ident, head, handle)
         result = FileResult(str(path), None, note=note)
         if not ident.compressed and offset >= ident.size:
             return result
-        fmt = self._forced or self._detect(path)
+        fmt = self._forced or self._detect(path, handle)
         result.format = fmt.name if fmt else None
         is_final = ident.compressed if final is None else final
         ctx = ParseContext(
@@ -168,10 +171,10 @@ class FileIngester:
             source_fp=ident.fp,
             hasher=self.wh.hasher,
             store_system_prompt=self.options.store_system_prompt,
-            fallback_ts=int(path.stat().st_mtime * 1_000_000),
+            fallback_ts=int((os.fstat(handle.fileno()) if handle is not None else path.stat()).st_mtime * 1_000_000),
             extras=dict(self.extras),  # per-file state on top of the shared batch-input index
         )
-        if fmt is not None:
+        if fmt is not None and handle is None:
             fmt.prepare_file(path, ctx)
         with contextlib.ExitStack() as stack:
             fh = handle if handle is not None else stack.enter_context(open_binary(path))
@@ -198,13 +201,13 @@ class FileIngester:
             result.offset = reader.end
         return result
 
-    def _detect(self, path: Path) -> Format | None:
-        lines = []
-        with open_binary(path) as fh:
-            for i, raw in enumerate(fh):
-                if i >= 50:
-                    break
-                lines.append(raw)
+    def _detect(self, path: Path, handle: BinaryIO | None = None) -> Format | None:
+        """Sniff the first 50 lines (through the held descriptor if there is one)."""
+        if handle is not None:
+            lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50]
+        else:
+            with open_binary(path) as fh:
+                lines = [raw for _, raw in zip(range(50), fh, strict=False)]
         fmt, _ = detect_lines(lines)
         return fmt
 

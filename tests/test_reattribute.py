@@ -91,7 +91,7 @@ def test_dry_run_changes_nothing_and_reports_the_moves(tmp_path: Path, wh_path: 
 def test_crash_between_partitions_leaves_each_partition_old_or_new(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _, b = _setup(tmp_path, cli, wh_path)
     env = {**os.environ, CRASH_ENV: "2"}
-    proc = subprocess.run([sys.executable, "-m", "attribution.cli", "reattribute", "--rules", str(b), "--warehouse",
+    proc = subprocess.run([sys.executable, "-m", "attribution", "reattribute", "--rules", str(b), "--warehouse",
                            str(wh_path)], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 137, proc.stderr
     state = _features_by_day(wh_path)  # asserts: no partition mixes old and new rows
