@@ -28,6 +28,7 @@ from .sources import (
     FileIdentity,
     LineReader,
     discover,
+    fingerprint,
     identify,
     identify_open,
     open_binary,
@@ -94,6 +95,10 @@ class IngestOptions:
     store_system_prompt: bool = True
     attribute: Attributor | None = None
     glob: str | None = None
+
+
+class _FileChanged(Exception):
+    """The file was truncated or replaced between identifying it and committing what was read."""
 
 
 class _Chunk:
@@ -181,22 +186,27 @@ class FileIngester:
             reader = LineReader(fh, offset, self.options.max_line, final=is_final)
             chunk = _Chunk(offset)
             chunks = 0
-            for line in reader:
-                self._handle_line(line, fmt, ctx, chunk)
-                chunk.end = line.offset + line.length
-                if chunk.lines >= self.options.chunk_lines:
-                    self._commit(path, ident, chunk, result, fh if handle is not None else None)
+            try:
+                for line in reader:
+                    self._handle_line(line, fmt, ctx, chunk)
+                    chunk.end = line.offset + line.length
+                    if chunk.lines >= self.options.chunk_lines:
+                        self._commit(path, ident, chunk, result, fh)
+                        if progress:
+                            progress(chunk.end - chunk.start)
+                        chunk = _Chunk(chunk.end)
+                        chunks += 1
+                        if max_chunks is not None and chunks >= max_chunks:
+                            result.more = True
+                            return result
+                if chunk.lines:
+                    self._commit(path, ident, chunk, result, fh)
                     if progress:
                         progress(chunk.end - chunk.start)
-                    chunk = _Chunk(chunk.end)
-                    chunks += 1
-                    if max_chunks is not None and chunks >= max_chunks:
-                        result.more = True
-                        return result
-            if chunk.lines:
-                self._commit(path, ident, chunk, result, fh if handle is not None else None)
-                if progress:
-                    progress(chunk.end - chunk.start)
+            except _FileChanged:
+                result.note = "file was truncated or replaced while being read; it is re-read from its new identity"
+                result.more = True
+                return result
             result.held_bytes = reader.pending
             result.offset = reader.end
         return result
@@ -254,8 +264,11 @@ class FileIngester:
             chunk.skipped += 1
         chunk.calls.extend(calls)
 
-    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult,
-                handle: BinaryIO | None = None) -> None:
+    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult, fh: BinaryIO) -> None:
+        if not ident.compressed and fingerprint(os.pread(fh.fileno(), ident.fp_len, 0)) != ident.fp:
+            # copytruncate (or a rewrite) raced with this read: what was read may belong to the new
+            # content, not to the identity it would be committed under. Commit nothing; re-identify.
+            raise _FileChanged
         now = _now_us()
         estimated = fill_estimates(chunk.calls, self.counter)
         for c in chunk.calls:
@@ -268,12 +281,7 @@ class FileIngester:
                 b["ingested_at"] = now
             bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
         today = datetime.now(UTC).strftime("%Y-%m-%d")
-        if ident.compressed:
-            tail = None
-        elif handle is not None:
-            tail = tail_hash_open(handle, chunk.end)
-        else:
-            tail = tail_hash(path, chunk.end)
+        tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
         self.wh.commit_chunk(
             ident, str(path), chunk.start, chunk.end, tail,
             {"calls": calls_table, "usage": usage_table, "quarantine": bad_table}, today,

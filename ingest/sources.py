@@ -161,8 +161,7 @@ class LineReader:
 
     def __iter__(self) -> Iterator[Line]:
         fh = self._fh
-        if self.start:
-            fh.seek(self.start)
+        fh.seek(self.start)  # always: a held descriptor is wherever the last read left it, not at 0
         pos = self.start
         buf = b""
         skipping: int | None = None  # start offset of an overlong line being skipped
