@@ -111,6 +111,17 @@ class _Chunk:
         self.bad: list[dict[str, Any]] = []
         self.lines = 0
         self.skipped = 0
+        # the last point where no multi-line record was open: (offset, calls, bad, lines, skipped)
+        self.safe = (start, 0, 0, 0, 0)
+
+    def mark_safe(self) -> None:
+        self.safe = (self.end, len(self.calls), len(self.bad), self.lines, self.skipped)
+
+    def cut_to_safe(self) -> None:
+        """Drop what follows the last record boundary; it is read again next time."""
+        self.end, n_calls, n_bad, self.lines, self.skipped = self.safe
+        del self.calls[n_calls:]
+        del self.bad[n_bad:]
 
 
 def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None) -> dict[str, Any]:
@@ -179,8 +190,9 @@ class FileIngester:
             fallback_ts=int((os.fstat(handle.fileno()) if handle is not None else path.stat()).st_mtime * 1_000_000),
             extras=dict(self.extras),  # per-file state on top of the shared batch-input index
         )
-        if fmt is not None and handle is None:
-            fmt.prepare_file(path, ctx)
+        if fmt is not None:
+            with contextlib.suppress(OSError):  # a rotated-away file may be gone by name
+                fmt.prepare_file(path, ctx)
         with contextlib.ExitStack() as stack:
             fh = handle if handle is not None else stack.enter_context(open_binary(path))
             reader = LineReader(fh, offset, self.options.max_line, final=is_final)
@@ -190,6 +202,10 @@ class FileIngester:
                 for line in reader:
                     self._handle_line(line, fmt, ctx, chunk)
                     chunk.end = line.offset + line.length
+                    if fmt is None or fmt.at_record_boundary(ctx):
+                        chunk.mark_safe()
+                    else:
+                        continue
                     if chunk.lines >= self.options.chunk_lines:
                         self._commit(path, ident, chunk, result, fh)
                         if progress:
@@ -199,6 +215,13 @@ class FileIngester:
                         if max_chunks is not None and chunks >= max_chunks:
                             result.more = True
                             return result
+                if fmt is not None and not fmt.at_record_boundary(ctx):
+                    if is_final:
+                        chunk.calls.extend(fmt.finish_file(ctx))  # a stream cut off for good
+                    else:
+                        chunk.cut_to_safe()  # wait for the rest of the record
+                        reader.pending += reader.end - chunk.end
+                        reader.end = chunk.end
                 if chunk.lines:
                     self._commit(path, ident, chunk, result, fh)
                     if progress:
@@ -236,6 +259,9 @@ class FileIngester:
             chunk.skipped += 1
             return
         ctx.offset = line.offset
+        if fmt is not None and fmt.kind == "text":
+            self._handle_text(data, line, fmt, ctx, chunk)
+            return
         try:
             record = decode_record(data)
         except msgspec.DecodeError as exc:
@@ -261,6 +287,21 @@ class FileIngester:
                                             f"unexpected structure ({type(exc).__name__}: {exc})", data, chosen.name))
             return
         if not calls:
+            chunk.skipped += 1
+        chunk.calls.extend(calls)
+
+    def _handle_text(self, data: bytes, line: Any, fmt: Format, ctx: ParseContext, chunk: _Chunk) -> None:
+        """Formats that read raw lines (SSE transcripts, CSV) rather than one JSON object per line."""
+        try:
+            calls = fmt.parse(data, ctx)
+        except RecordError as exc:
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, str(exc), data, fmt.name))
+            return
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
+                                            f"unexpected structure ({type(exc).__name__}: {exc})", data, fmt.name))
+            return
+        if not calls and fmt.at_record_boundary(ctx):
             chunk.skipped += 1
         chunk.calls.extend(calls)
 

@@ -30,8 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .pipeline import FileIngester, FileResult, IngestOptions, index_batch_inputs
 from .formats.openai_batch import BATCH_INPUTS
+from .pipeline import FileIngester, FileResult, IngestOptions, index_batch_inputs
 from .sources import discover, identify, is_gzip, read_head
 from .warehouse import Warehouse
 

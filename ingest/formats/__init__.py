@@ -14,8 +14,12 @@ import msgspec
 
 from ..errors import FormatError
 from .base import Format, ParseContext
+from .gateways import KongAIFormat, NginxJsonFormat
+from .litellm import LiteLLMFormat, LiteLLMSpendCsvFormat
 from .openai_app import OpenAIAppFormat
 from .openai_batch import OpenAIBatchOutputFormat
+from .otel import OtelGenAIFormat
+from .sse import SseTranscriptFormat
 
 _REGISTRY: list[Format] = []
 
@@ -87,7 +91,9 @@ def detect_lines(lines: Iterable[bytes], sample: int = 50) -> tuple[Format | Non
     return by_name[name], n
 
 
-for _fmt in (OpenAIBatchOutputFormat(), OpenAIAppFormat()):
+# Most specific shapes first; the generic app-log shape (bodies found anywhere) last.
+for _fmt in (OtelGenAIFormat(), LiteLLMFormat(), KongAIFormat(), NginxJsonFormat(), OpenAIBatchOutputFormat(),
+             SseTranscriptFormat(), LiteLLMSpendCsvFormat(), OpenAIAppFormat()):
     register(_fmt)
 
 __all__ = ["Format", "ParseContext", "register", "all_formats", "get_format", "detect_lines", "detect_record"]

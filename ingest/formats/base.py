@@ -65,6 +65,14 @@ class Format:
     def prepare_file(self, path: Path, ctx: ParseContext) -> None:
         """Per-file set-up before the first line is parsed (most formats need none)."""
 
+    def at_record_boundary(self, ctx: ParseContext) -> bool:
+        """False while a multi-line record (an SSE stream) is half read: no chunk may end here."""
+        return True
+
+    def finish_file(self, ctx: ParseContext) -> list[Call]:
+        """At the end of a file that will not grow: emit any record still open (e.g. a cut-off stream)."""
+        return []
+
 
 # -- value coercion: logs put numbers in strings, nulls in empty strings ------------------------
 

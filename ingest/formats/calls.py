@@ -51,6 +51,7 @@ def call_from_bodies(
         events = parse_sse(response) if isinstance(response, str) else [e for e in response if isinstance(e, dict)]
         summary = assemble_stream(events)
         call.stream = True
+        call.endpoint = call.endpoint or summary.endpoint
         if summary.id:
             call.call_id = summary.id
         call.model = clean_model(summary.model, "stream model") or call.model

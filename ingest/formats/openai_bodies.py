@@ -227,6 +227,7 @@ class StreamSummary:
     """What a logged stream tells us once its chunks or events are put back together."""
 
     id: str | None = None
+    endpoint: str | None = None
     model: str | None = None
     created: Any = None
     service_tier: str | None = None
@@ -262,6 +263,7 @@ def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:
     content: dict[int, list[str]] = {}
     for ev in events:
         if ev.get("object") == "chat.completion.chunk":
+            s.endpoint = "chat.completions"
             s.id = s.id or as_str(ev.get("id"))
             s.model = s.model or as_str(ev.get("model"))
             s.created = s.created or ev.get("created")
@@ -286,6 +288,7 @@ def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:
                     s.finished = True
         elif isinstance(ev.get("type"), str):
             etype = ev["type"]
+            s.endpoint = "responses"
             resp = ev.get("response") if isinstance(ev.get("response"), dict) else None
             if resp:
                 s.id = as_str(resp.get("id")) or s.id
