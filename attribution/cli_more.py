@@ -173,3 +173,148 @@ def compact(warehouse: Path | None, before: Any, min_files: int) -> None:
     with wh.writing("compact"):
         r = compact_closed_partitions(wh, before.date() if before else None, min_files)
     click.echo(f"compacted {len(r.partitions)} partitions: {r.files_before} files -> {r.files_after}")
+
+
+# -- spend controls and finance views ------------------------------------------------------------
+
+
+def _ruleset(warehouse: Path | None, rules: Path):  # type: ignore[no-untyped-def]
+    from ingest.warehouse import Warehouse, default_warehouse
+
+    from .rules import load_rules
+
+    wh = Warehouse(warehouse or default_warehouse())
+    return wh, load_rules(rules, wh.hasher)
+
+
+@main.command()
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Rule file with `budgets:`.")
+@click.option("--at", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Evaluate as of the end of this day [default: now].")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_fail_cleanly
+def budgets(warehouse: Path | None, rules: Path, at: Any, fmt: str) -> None:
+    """Spend against each budget, with projected end-of-period spend. Exit 1 if any is exceeded.
+
+    Example: tokentrail budgets --rules rules.yaml --at 2025-03-28
+    """
+    import sys
+
+    import pyarrow as pa
+
+    from .budgets import as_rows, evaluate
+    from .output import render
+
+    wh, rs = _ruleset(warehouse, rules)
+    statuses = evaluate(wh.root, rs, at.date() if at else None)
+    if not statuses:
+        click.echo(f"{rules} defines no budgets")
+        return
+    rows = as_rows(statuses)
+    for r in rows:
+        r["thresholds_crossed"] = ",".join(str(t) for t in r["thresholds_crossed"])
+    click.echo(render(pa.Table.from_pylist(rows), fmt, "budgets"))
+    if any(s.status == "exceeded" for s in statuses):
+        click.echo("budget exceeded: " + ", ".join(s.id for s in statuses if s.status == "exceeded"), err=True)
+        sys.exit(1)
+
+
+@main.group()
+def audit() -> None:
+    """Audits over the warehouse."""
+
+
+@audit.command("ips")
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Rule file with `allowlists:`.")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day included (UTC).")
+@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day included (UTC).")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_fail_cleanly
+def audit_ips(warehouse: Path | None, rules: Path, since: Any, until: Any, fmt: str) -> None:
+    """Calls from outside their key's IP allowlist, by key and IP, with first/last seen and cost. Exit 1 on violations.
+
+    Example: tokentrail audit ips --rules rules.yaml --since 2025-03-01
+    """
+    import sys
+
+    import pyarrow as pa
+
+    from .audit import audit_ips as run
+    from .output import render
+
+    wh, rs = _ruleset(warehouse, rules)
+    result = run(wh.root, rs, since.date() if since else None, until.date() if until else None)
+    click.echo(f"checked {result.checked_calls:,} calls against {len(rs.allowlists)} allowlists; "
+               f"{result.unknown_ip_calls:,} had no client IP", err=True)
+    if not result.violations:
+        click.echo("no calls from outside their allowlist")
+        return
+    click.echo(render(pa.Table.from_pylist(result.violations), fmt, "calls from outside the allowlist"))
+    sys.exit(1)
+
+
+@main.command()
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--by", default=None, help="Dimension to watch per value: key_name, feature, end_user, team, model, …")
+@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Only report periods from this day.")
+@click.option("--metric", type=click.Choice(["tokens", "cost"]), default="tokens", show_default=True)
+@click.option("--granularity", type=click.Choice(["day", "hour"]), default="day", show_default=True)
+@click.option("--threshold", default=4.0, show_default=True, help="Robust z-score (scales of 1.4826 MAD) to flag.")
+@click.option("--min-ratio", default=2.0, show_default=True, help="Also require observed >= this x baseline.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_fail_cleanly
+def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, granularity: str, threshold: float,
+              min_ratio: float, fmt: str) -> None:
+    """Days (or hours) whose tokens or cost jump far above the same weekday's recent baseline.
+
+    Example: tokentrail anomalies --by key_name --since 2025-03-20
+    """
+    import pyarrow as pa
+
+    from ingest.warehouse import default_warehouse
+
+    from .anomalies import as_rows, find_anomalies
+    from .output import render
+
+    found = find_anomalies(warehouse or default_warehouse(), by, since.date() if since else None, metric, granularity,
+                           threshold, min_ratio)
+    if not found:
+        click.echo("no anomalies")
+        return
+    click.echo(render(pa.Table.from_pylist(as_rows(found)), fmt, f"anomalies ({metric} per {granularity})"))
+
+
+@main.command()
+@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="Costs API pages (JSON) or the dashboard's cost CSV export.")
+@click.option("--usage", "usage_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Usage API pages (JSON) to compare token counts too.")
+@click.option("--by-project", is_flag=True, help="Compare per project as well as per day and model.")
+@click.option("--tolerance", default=0.02, show_default=True, help="Relative difference still called matched.")
+@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
+@_fail_cleanly
+def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_project: bool, tolerance: float,
+              fmt: str) -> None:
+    """Compare the provider's own cost (and usage) exports with what tokentrail attributed.
+
+    Example: tokentrail reconcile --costs costs-2025-03.json --usage usage-2025-03.json
+    """
+    import pyarrow as pa
+
+    from ingest.warehouse import default_warehouse
+
+    from .output import render
+    from .reconcile import reconcile as run
+
+    r = run(warehouse or default_warehouse(), costs, usage_file, by_project, tolerance)
+    click.echo(render(pa.Table.from_pylist(r.rows), fmt, "provider vs tokentrail"))
+    click.echo(f"provider ${r.provider_usd:,.4f}, tokentrail ${r.tokentrail_usd:,.4f}; {r.matched} matched, {r.over} over, "
+               f"{r.under} under; share of spend tokentrail cannot see: {r.unseen_share:.1%}", err=True)

@@ -1,0 +1,113 @@
+"""Spike detection: days (or hours) whose tokens or cost jump far above a robust baseline.
+
+Method (documented in README.md): for each day and each value of the `--by` dimension, the
+baseline is the median of the same weekday over the previous `weeks` weeks (so a weekday /
+weekend rhythm is expected, not alarming); the scale is 1.4826 x the median absolute deviation
+of those values, floored at 10% of the baseline. A day is flagged when it is at least
+`threshold` scales above the baseline AND at least `min_ratio` times it (default 2: "usage
+doubled"), and only once at least three earlier points exist. Hours use the same hour of day
+over the previous 14 days. Each finding names the dimension values that grew most.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass
+from datetime import date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from .query import connect
+from .reports import ReportError
+
+METRICS = {  # per-row expression; summed per bucket
+    "tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",
+    "cost": "coalesce(cost_usd, 0)",
+}
+MIN_HISTORY = 3
+CONTRIBUTOR_DIMS = ("key_name", "feature", "end_user", "model")
+
+
+@dataclass
+class Anomaly:
+    period: str
+    dimension: str
+    value: str
+    metric: str
+    observed: float
+    baseline: float
+    jump: float  # observed / baseline
+    score: float
+    top_contributors: str
+
+
+def _robust(values: list[float]) -> tuple[float, float]:
+    med = statistics.median(values)
+    mad = statistics.median(abs(v - med) for v in values)
+    return med, max(1.4826 * mad, 0.1 * med)
+
+
+def find_anomalies(root: str | Path, by: str | None = None, since: date | None = None, metric: str = "tokens",
+                   granularity: str = "day", threshold: float = 4.0, min_ratio: float = 2.0, weeks: int = 4,
+                   con: duckdb.DuckDBPyConnection | None = None) -> list[Anomaly]:
+    if metric not in METRICS:
+        raise ReportError(f"unknown metric {metric!r}; use tokens or cost")
+    con = con or connect(root)
+    columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
+    if by is not None and by not in columns:
+        raise ReportError(f"unknown dimension {by!r} for --by")
+    group = f'CAST("{by}" AS VARCHAR)' if by else "'all'"
+    bucket = "CAST(ts AS DATE)" if granularity == "day" else "date_trunc('hour', ts)"
+    rows = con.sql(f"SELECT {bucket} AS b, {group} AS g, sum({METRICS[metric]}) AS v FROM usage GROUP BY ALL").fetchall()
+    series: dict[str, dict[Any, float]] = {}
+    for b, g, v in rows:
+        series.setdefault(g, {})[b] = float(v or 0)
+    found: list[Anomaly] = []
+    for g, points in series.items():
+        if not points:
+            continue
+        first, last = min(points), max(points)
+        step = timedelta(days=1) if granularity == "day" else timedelta(hours=1)
+        lags = [timedelta(days=7 * k) for k in range(1, weeks + 1)] if granularity == "day" else \
+            [timedelta(days=k) for k in range(1, 15)]
+        t = first
+        while t <= last:
+            if since is None or (t if isinstance(t, date) and not isinstance(t, datetime) else t.date()) >= since:
+                history = [points.get(t - lag, 0.0) for lag in lags if t - lag >= first]
+                if len(history) >= MIN_HISTORY:
+                    x = points.get(t, 0.0)
+                    med, scale = _robust(history)
+                    if scale > 0 and x >= min_ratio * med and (x - med) / scale >= threshold and x > 0:
+                        found.append(Anomaly(str(t), by or "all", g, metric, round(x, 6), round(med, 6),
+                                             round(x / med, 2) if med else float("inf"), round((x - med) / scale, 1),
+                                             _contributors(con, bucket, group, g, t, lags, first, metric, by)))
+            t += step
+    return sorted(found, key=lambda a: (a.period, -a.score))
+
+
+def _contributors(con: duckdb.DuckDBPyConnection, bucket: str, group: str, g: str, t: Any, lags: list[timedelta],
+                  first: Any, metric: str, by: str | None) -> str:
+    """The values of other dimensions whose growth over their own baseline explains the jump."""
+    base_points = [t - lag for lag in lags if t - lag >= first]
+    parts = []
+    for dim in CONTRIBUTOR_DIMS:
+        if dim == by:
+            continue
+        rows = con.execute(f"""
+            SELECT CAST("{dim}" AS VARCHAR) AS d,
+                   sum(CASE WHEN b = $1 THEN {METRICS[metric]} END) AS now,
+                   sum(CASE WHEN b <> $1 THEN {METRICS[metric]} END) / $2 AS before
+            FROM (SELECT *, {bucket} AS b FROM usage) WHERE {group} = $3 AND (b = $1 OR list_contains($4, b))
+            GROUP BY 1 ORDER BY coalesce(now, 0) - coalesce(before, 0) DESC LIMIT 1
+        """, [t, max(len(base_points), 1), g, base_points]).fetchall()
+        if rows and rows[0][1]:
+            d, now, before = rows[0]
+            parts.append(f"{dim}={d} ({before or 0:,.0f} -> {now:,.0f})" if metric == "tokens"
+                         else f"{dim}={d} (${before or 0:,.4f} -> ${now:,.4f})")
+    return "; ".join(parts)
+
+
+def as_rows(found: list[Anomaly]) -> list[dict[str, Any]]:
+    return [asdict(a) for a in found]

@@ -1,0 +1,236 @@
+"""Budgets, IP allowlists, spikes, reconciliation and the HTML report on constructed warehouses."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+import subprocess
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from attribution.anomalies import find_anomalies
+from attribution.budgets import AlertWriter, evaluate
+from attribution.reconcile import reconcile
+from attribution.rules import load_rules
+from ingest.warehouse import Warehouse
+
+KEYS = {"alpha": "sk-proj-" + "A" * 40 + "ALFA", "beta": "sk-proj-" + "B" * 40 + "BETA"}
+RULES = """
+version: 1
+rules:
+  key_name:
+    - {id: alpha, when: {api_key_id: {suffix: ALFA}}, value: alpha}
+    - {id: beta, when: {api_key_id: {suffix: BETA}}, value: beta}
+  feature:
+    - {id: f, when: {route: {exists: true}}, value: "{route}"}
+budgets:
+  - {id: alpha-month-utc, scope: {key_name: alpha}, limit_usd: 1.0, period: month, warn_at: [0.5]}
+  - {id: alpha-month-ny, scope: {key_name: alpha}, limit_usd: 1.0, period: month, timezone: America/New_York}
+  - {id: beta-day-tokens, scope: {key_name: beta}, limit_tokens: 1000, period: day}
+allowlists:
+  - {id: alpha-net, scope: {key_name: alpha}, cidrs: ["203.0.113.0/24", "2001:db8:10::/48"]}
+"""
+
+
+def call_line(ts: datetime, key: str, tokens_in: int, tokens_out: int = 0, ip: str = "203.0.113.1", route: str = "/r",
+              model: str = "gpt-4o-mini", i: int = 0) -> str:
+    return json.dumps({
+        "timestamp": ts.isoformat(), "route": route, "client_ip": ip, "headers": {"authorization": f"Bearer {KEYS[key]}"},
+        "response": {"id": f"chatcmpl-{key}-{ts.timestamp():.0f}-{i}", "object": "chat.completion", "created": int(ts.timestamp()),
+                     "model": model, "choices": [],
+                     "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}},
+    }) + "\n"
+
+
+@pytest.fixture
+def build(tmp_path: Path, wh_path: Path, cli):  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+
+    def make(lines: list[str]) -> Path:
+        log = tmp_path / f"calls-{len(list(tmp_path.glob('calls-*')))}.log"
+        log.write_text("".join(lines))
+        r = cli("ingest", log, "--warehouse", wh_path, "--rules", rules)
+        assert r.exit_code == 0, r.output
+        return rules
+
+    return make
+
+
+M = 1_000_000  # gpt-4o-mini: $0.15 per 1M input tokens
+
+
+def test_budget_boundary_day_in_utc_and_a_named_zone(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    rules = build([
+        call_line(datetime(2025, 3, 31, 23, 30, tzinfo=UTC), "alpha", 4 * M),  # $0.60, March in UTC and in New York
+        call_line(datetime(2025, 4, 1, 0, 30, tzinfo=UTC), "alpha", 4 * M),   # $0.60, April in UTC, still March in New York
+        call_line(datetime(2025, 4, 1, 12, 0, tzinfo=UTC), "beta", 1000),      # exactly the daily token limit
+    ])
+    rs = load_rules(rules, Warehouse(wh_path).hasher)
+    by_id = {s.id: s for s in evaluate(wh_path, rs, date(2025, 3, 31))}
+    assert by_id["alpha-month-utc"].spent == pytest.approx(0.60) and by_id["alpha-month-utc"].status == "warn"
+    assert by_id["alpha-month-utc"].thresholds_crossed == [0.5]
+    assert by_id["alpha-month-ny"].spent == pytest.approx(1.20) and by_id["alpha-month-ny"].status == "exceeded"
+    assert by_id["alpha-month-ny"].period_start == "2025-03-01T00:00:00-05:00"
+    assert by_id["alpha-month-utc"].projected == pytest.approx(0.60, rel=0.01)  # the whole month has elapsed
+    april = {s.id: s for s in evaluate(wh_path, rs, date(2025, 4, 1))}
+    assert april["beta-day-tokens"].spent == 1000 and april["beta-day-tokens"].status == "exceeded"
+    assert april["alpha-month-utc"].spent == pytest.approx(0.60)
+    assert april["alpha-month-utc"].projected == pytest.approx(0.60 * 30, rel=0.01)  # one day of thirty elapsed
+    r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-30", "--format", "json")
+    assert r.exit_code == 0 and json.loads(r.output)[0]["status"] == "ok"
+    r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-31")
+    assert r.exit_code == 1 and "budget exceeded: alpha-month-ny" in r.output
+
+
+def test_alerts_are_written_once_per_budget_threshold_and_period(build, wh_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = build([call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 4 * M)])
+    rs = load_rules(rules, Warehouse(wh_path).hasher)
+    alerts = tmp_path / "alerts.jsonl"
+    first = AlertWriter(wh_path, rs, alerts).check(force=True)
+    # $0.60 of $1: the UTC budget (warn_at 0.5) warns; the New York one (default warn_at 0.8) does not yet
+    assert [(a["budget"], a["threshold"]) for a in first] == [("alpha-month-utc", 0.5)]
+    assert AlertWriter(wh_path, rs, alerts).check(force=True) == []  # remembered across restarts
+    build([call_line(datetime(2025, 3, 11, tzinfo=UTC), "alpha", 4 * M)])
+    second = AlertWriter(wh_path, rs, alerts).check(force=True)
+    assert {(a["budget"], a["threshold"]) for a in second} == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8),
+                                                                ("alpha-month-ny", 1.0)}
+    lines = [json.loads(x) for x in alerts.read_text().splitlines()]
+    assert len(lines) == len(first) + len(second) and all(x["alert"] == "budget_threshold" for x in lines)
+
+
+def test_ip_allowlist_v4_and_v6(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    t = datetime(2025, 3, 10, 9, tzinfo=UTC)
+    rules = build([
+        call_line(t, "alpha", 10, ip="203.0.113.50"),
+        call_line(t + timedelta(minutes=1), "alpha", 10, ip="2001:db8:10:ffff::1"),
+        call_line(t + timedelta(minutes=2), "alpha", 10, ip="2001:db8:11::1"),
+        call_line(t + timedelta(minutes=3), "alpha", 10, ip="2001:db8:11::1"),
+        call_line(t + timedelta(minutes=4), "alpha", 10, ip="198.51.100.7"),
+        call_line(t + timedelta(minutes=5), "beta", 10, ip="198.51.100.7"),  # beta has no allowlist
+    ])
+    r = cli("audit", "ips", "--rules", rules, "--warehouse", wh_path, "--format", "json")
+    assert r.exit_code == 1
+    rows = json.loads(r.output[r.output.index("["):])
+    assert [(x["client_ip"], x["calls"], x["key_name"]) for x in rows] == [("2001:db8:11::1", 2, "alpha"), ("198.51.100.7", 1, "alpha")]
+    assert rows[0]["first_seen"].startswith("2025-03-10T09:02") and rows[0]["last_seen"].startswith("2025-03-10T09:03")
+    assert cli("audit", "ips", "--rules", rules, "--warehouse", wh_path, "--until", "2025-03-09").exit_code == 0
+
+
+def _seasonal(spike_day: date | None, seed: int = 3) -> list[str]:
+    """Eight weeks: weekdays ~10k tokens, weekends ~4k, +-10% noise; optionally a x3 day for one key."""
+    rnd = random.Random(seed)
+    lines = []
+    start = date(2025, 1, 6)  # a Monday
+    for d in range(56):
+        day = start + timedelta(days=d)
+        base = 4000 if day.weekday() >= 5 else 10000
+        for key in ("alpha", "beta"):
+            tokens = int(base * rnd.uniform(0.9, 1.1))
+            if spike_day == day and key == "alpha":
+                tokens *= 3
+            ts = datetime(day.year, day.month, day.day, 12, tzinfo=UTC)
+            lines.append(call_line(ts, key, tokens, route="/feature-a" if key == "alpha" else "/feature-b"))
+            if spike_day == day and key == "alpha":
+                lines.append(call_line(ts, key, 1, route="/new-feature", i=1))
+    return lines
+
+
+def test_planted_spike_is_found_and_weekly_rhythm_is_not(build, wh_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    build(_seasonal(spike_day=date(2025, 2, 19)))
+    found = find_anomalies(wh_path, by="key_name")
+    assert [(a.period, a.value) for a in found] == [("2025-02-19", "alpha")]
+    assert found[0].jump == pytest.approx(3.0, rel=0.15) and "feature=/feature-a" in found[0].top_contributors
+    quiet_wh = tmp_path / "quiet"
+    shutil.copytree(wh_path, quiet_wh)
+    shutil.rmtree(wh_path)
+    build(_seasonal(spike_day=None))
+    assert find_anomalies(wh_path, by="key_name") == []
+    assert find_anomalies(wh_path) == []
+
+
+def _costs_page(buckets: dict[str, list[tuple[str, float]]]) -> dict:
+    data = []
+    for day, items in sorted(buckets.items()):
+        start = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp())
+        data.append({"object": "bucket", "start_time": start, "end_time": start + 86400, "results": [
+            {"object": "organization.costs.result", "amount": {"value": v, "currency": "usd"}, "line_item": li,
+             "project_id": "proj_abc"} for li, v in items]})
+    return {"object": "page", "data": data, "has_more": False, "next_page": None}
+
+
+def test_reconcile_finds_planted_mismatches_exactly(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    t = lambda d: datetime(2025, 3, d, 12, tzinfo=UTC)  # noqa: E731
+    build([call_line(t(1), "alpha", 2 * M, model="gpt-4o-mini-2024-07-18"),            # $0.30
+           call_line(t(2), "alpha", 2 * M, model="gpt-4o-mini-2024-07-18"),            # $0.30
+           call_line(t(2), "beta", M, model="gpt-4o-2024-08-06", i=1),                 # $2.50
+           call_line(t(3), "alpha", 4 * M, model="gpt-4o-mini-2024-07-18")])           # $0.60
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps(_costs_page({
+        "2025-03-01": [("gpt-4o-mini-2024-07-18, input", 0.30)],                        # matched
+        "2025-03-02": [("gpt-4o-mini-2024-07-18, input", 0.30), ("gpt-4o-2024-08-06, input", 3.50)],  # gpt-4o: under by $1
+        "2025-03-03": [("gpt-4o-mini-2024-07-18, input", 0.45)],                        # over by $0.15
+    })))
+    r = reconcile(wh_path, costs)
+    got = {(x["day"], x["model"]): (x["status"], x["diff_usd"]) for x in r.rows}
+    assert got == {("2025-03-01", "gpt-4o-mini"): ("matched", 0.0), ("2025-03-02", "gpt-4o-mini"): ("matched", 0.0),
+                   ("2025-03-02", "gpt-4o"): ("under", -1.0), ("2025-03-03", "gpt-4o-mini"): ("over", 0.15)}
+    assert (r.matched, r.over, r.under) == (2, 1, 1)
+    assert r.provider_usd == pytest.approx(4.55) and r.unseen_share == pytest.approx(1.0 / 4.55)
+    out = cli("reconcile", "--costs", costs, "--warehouse", wh_path, "--format", "csv")
+    assert out.exit_code == 0 and "share of spend tokentrail cannot see: 22.0%" in out.output
+    csv_export = tmp_path / "dashboard.csv"
+    csv_export.write_text("date,line_item,project,cost\n2025-03-01,\"gpt-4o-mini-2024-07-18, input\",proj_abc,$0.30\n")
+    assert reconcile(wh_path, csv_export).rows[0]["status"] == "matched"
+
+
+def test_reconcile_usage_tokens(build, wh_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    build([call_line(datetime(2025, 3, 1, 12, tzinfo=UTC), "alpha", 1000, 10, model="gpt-4o-mini-2024-07-18")])
+    costs = tmp_path / "c.json"
+    costs.write_text(json.dumps(_costs_page({"2025-03-01": [("gpt-4o-mini-2024-07-18, input", 0.00016)]})))
+    usage = tmp_path / "u.json"
+    start = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+    usage.write_text(json.dumps({"object": "page", "data": [{"object": "bucket", "start_time": start, "end_time": start + 86400,
+        "results": [{"object": "organization.usage.completions.result", "input_tokens": 1200, "output_tokens": 10,
+                     "input_cached_tokens": 0, "num_model_requests": 2, "project_id": None, "user_id": None,
+                     "api_key_id": None, "model": "gpt-4o-mini-2024-07-18", "batch": None}]}], "has_more": False}))
+    (row,) = reconcile(wh_path, costs, usage).rows
+    assert (row["provider_input_tokens"], row["tokentrail_input_tokens"]) == (1200, 1000)
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    rules = build(_seasonal(spike_day=date(2025, 2, 19)))
+    out = tmp_path / "report.html"
+    r = cli("report", "--warehouse", wh_path, "--html", out, "--rules", rules)
+    assert r.exit_code == 0
+    page = out.read_text()
+    assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
+    assert "Anomalies" in page and "2025-02-19" in page and "alpha-month-utc" in page
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
+    profile = tmp_path / "chrome-profile"
+    dom = subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={profile}", "--dump-dom", out.as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    body = dom.stdout[dom.stdout.index("<body"):].split(">", 1)[0]
+    assert 'data-rendered="charts:' in body, body  # the inline check found rendered bars
+    assert "data-error" not in body, body  # no script error was raised while loading
+    shot = tmp_path / "report.png"
+    subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2400",
+                    out.as_uri()], capture_output=True, timeout=120, check=True)
+    assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    artifacts = Path(__file__).parent.parent / "test-artifacts"
+    artifacts.mkdir(exist_ok=True)
+    shutil.copy(shot, artifacts / "html-report.png")
