@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from datetime import date
@@ -105,10 +106,12 @@ def main() -> None:
               help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
 @click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
+              help="Worker processes for many files [default: the number of CPUs].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_fail_cleanly
 def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
-           log_format: str | None, pattern: str | None, no_system_prompt: bool, as_json: bool) -> None:
+           log_format: str | None, pattern: str | None, no_system_prompt: bool, jobs: int | None, as_json: bool) -> None:
     """Ingest log files and directories (recursively, .gz too) into the warehouse.
 
     Re-running over the same files adds nothing; appended lines are picked up from each
@@ -119,13 +122,17 @@ def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, 
     from ingest.pipeline import IngestOptions, ingest_paths
     from ingest.sources import discover
 
-    from .store import attributor, build_engine
+    from .store import attributor, build_engine, make_attributor, resolve_paths
 
     wh = _wh(warehouse)
     with wh.writing("ingest"):
         engine = build_engine(wh, rules, prices, remember=True)
+        rules_path, prices_path = resolve_paths(wh, rules, prices)
+        factory = functools.partial(make_attributor, str(wh.root), str(rules_path) if rules_path else None,
+                                    str(prices_path) if prices_path else None)
         options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt,
-                                attribute=attributor(engine), glob=pattern)
+                                attribute=attributor(engine), glob=pattern, jobs=jobs or os.cpu_count() or 1,
+                                attribute_factory=factory)
         total = sum(p.stat().st_size for p in discover(list(paths), pattern))
         with _progress(total, "ingest") as advance:
             summary = ingest_paths(wh, list(paths), options, progress=advance)

@@ -51,6 +51,11 @@ def record_ruleset(wh: Warehouse, ruleset: RuleSet) -> None:
     wh.checkpoints.record_ruleset(ruleset.hash, ruleset.canonical, ruleset.source)
 
 
+def make_attributor(root: str, rules: str | None, prices: str | None):  # type: ignore[no-untyped-def]
+    """Build an attributor from paths: what worker processes call (picklable with functools.partial)."""
+    return attributor(build_engine(Warehouse(root), rules, prices))
+
+
 def attributor(engine: Engine):  # type: ignore[no-untyped-def]
     con = engine.connect()
 

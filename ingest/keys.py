@@ -56,7 +56,7 @@ class KeyHasher:
         self._memo: dict[str, tuple[str, str]] = {}
 
     def reduce(self, raw: str) -> tuple[str, str]:
-        """Return (api_key_id, api_key_fp) for a raw key or Authorization header value."""
+        """Return (api_key_id, api_key_fp) for a raw key or Authorization header value (already validated)."""
         hit = self._memo.get(raw)
         if hit is not None:
             return hit
@@ -65,6 +65,9 @@ class KeyHasher:
         if len(self._memo) < 10_000:
             self._memo[raw] = out
         return out
+
+    def cached(self, raw: str) -> tuple[str, str] | None:
+        return self._memo.get(raw)
 
     def fingerprint(self, key: str) -> str:
         return hmac.new(self._secret, key.encode(), hashlib.sha256).hexdigest()

@@ -89,12 +89,17 @@ class IngestSummary:
 
 @dataclass
 class IngestOptions:
+    """How to ingest. `attribute` runs in this process; `attribute_factory` (a picklable callable
+    returning an attributor) is what worker processes use when `jobs` > 1."""
+
     format: str | None = None
     chunk_lines: int = DEFAULT_CHUNK_LINES
     max_line: int = DEFAULT_MAX_LINE
     store_system_prompt: bool = True
     attribute: Attributor | None = None
     glob: str | None = None
+    jobs: int = 1
+    attribute_factory: Callable[[], Attributor] | None = None
 
 
 class _FileChanged(Exception):
@@ -267,28 +272,37 @@ class FileIngester:
         except msgspec.DecodeError as exc:
             chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, f"invalid JSON: {exc}", data, fmt_name))
             return
-        chosen = fmt
-        if chosen is None or (self._forced is None and not _safe_detect(chosen, record)):
-            chosen = detect_record(record)
-        elif self._forced is not None and not _safe_detect(chosen, record):
-            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
-                                            f"record does not have the shape of format {chosen.name}", data, fmt_name))
-            return
-        if chosen is None:
+        # Parse with the file's format first (one pass); only a record it does not recognise pays for
+        # detection against the others (a mixed file), or is refused when the format was forced.
+        chosen = fmt or detect_record(record)
+        calls = self._parse(chosen, record, ctx, chunk, line, data) if chosen is not None else []
+        if calls is None:
+            return  # quarantined
+        if not calls and chosen is not None and not _safe_detect(chosen, record):
+            if self._forced is not None:
+                chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
+                                                f"record does not have the shape of format {chosen.name}", data, fmt_name))
+                return
+            other = detect_record(record)
+            if other is not None and other is not chosen:
+                calls = self._parse(other, record, ctx, chunk, line, data)
+                if calls is None:
+                    return
+        if not calls:
             chunk.skipped += 1  # valid JSON, but not an API call (an ordinary application log line)
             return
-        try:
-            calls = chosen.parse(record, ctx)
-        except RecordError as exc:
-            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, str(exc), data, chosen.name))
-            return
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
-            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
-                                            f"unexpected structure ({type(exc).__name__}: {exc})", data, chosen.name))
-            return
-        if not calls:
-            chunk.skipped += 1
         chunk.calls.extend(calls)
+
+    def _parse(self, fmt: Format, record: Any, ctx: ParseContext, chunk: _Chunk, line: Any, data: bytes) -> list[Call] | None:
+        """The format's calls for a record, or None after quarantining it."""
+        try:
+            return fmt.parse(record, ctx)
+        except RecordError as exc:
+            reason = str(exc)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
+            reason = f"unexpected structure ({type(exc).__name__}: {exc})"
+        chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, reason, data, fmt.name))
+        return None
 
     def _handle_text(self, data: bytes, line: Any, fmt: Format, ctx: ParseContext, chunk: _Chunk) -> None:
         """Formats that read raw lines (SSE transcripts, CSV) rather than one JSON object per line."""
@@ -382,15 +396,61 @@ def ingest_paths(
     t0 = time.perf_counter()
     summary = IngestSummary()
     extras = {BATCH_INPUTS: index_batch_inputs(files)}
-    ingester = FileIngester(wh, options, extras=extras)
-    for path in files:
-        try:
-            res = ingester.ingest(path, progress=progress)
-        except OSError as exc:
-            res = FileResult(str(path), None, note=f"could not read: {exc.strerror or exc}")
+    if options.jobs > 1 and len(files) > 1:
+        results = _ingest_parallel(wh, files, options, extras, progress)
+    else:
+        ingester = FileIngester(wh, options, extras=extras)
+        results = (_ingest_one(ingester, path, progress) for path in files)
+    for res in results:
         summary.files.append(res)
+        path = Path(res.path)
         summary.bytes_read += path.stat().st_size if path.exists() else 0
         if on_file:
             on_file(res)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _ingest_one(ingester: FileIngester, path: Path, progress: Callable[[int], None] | None = None) -> FileResult:
+    try:
+        return ingester.ingest(path, progress=progress)
+    except OSError as exc:
+        return FileResult(str(path), None, note=f"could not read: {exc.strerror or exc}")
+
+
+def _ingest_parallel(wh: Warehouse, files: list[Path], options: IngestOptions, extras: dict[str, Any],
+                     progress: Callable[[int], None] | None) -> list[FileResult]:
+    """Whole files per worker process. Files are independent (own identity, own checkpoint, own chunk
+    names), so exactly-once holds as in one process; this process keeps the writer lock meanwhile."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    worker_options = IngestOptions(**{**options.__dict__, "attribute": None, "jobs": 1})
+    ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
+    results: list[FileResult] = []
+    ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
+    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=_worker_init,
+                             initargs=(str(wh.root), worker_options, extras)) as pool:
+        futures = {pool.submit(_worker_ingest, str(p)): p for p in ordered}
+        for fut in as_completed(futures):
+            res = fut.result()
+            results.append(res)
+            if progress:
+                progress(futures[fut].stat().st_size if futures[fut].exists() else 0)
+    order = {str(p): i for i, p in enumerate(files)}
+    return sorted(results, key=lambda r: order.get(r.path, 0))
+
+
+_WORKER: FileIngester | None = None
+
+
+def _worker_init(root: str, options: IngestOptions, extras: dict[str, Any]) -> None:
+    global _WORKER
+    if options.attribute_factory is not None:
+        options.attribute = options.attribute_factory()
+    _WORKER = FileIngester(Warehouse(root), options, extras=extras)
+
+
+def _worker_ingest(path: str) -> FileResult:
+    assert _WORKER is not None
+    return _ingest_one(_WORKER, Path(path))

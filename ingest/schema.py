@@ -6,6 +6,7 @@ with `CALL_SCHEMA`. Column names are a contract with users' SQL: add, never rena
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 
 import pyarrow as pa
@@ -120,12 +121,15 @@ _RECORD_FIELDS = tuple(f.name for f in fields(Call) if not f.name.startswith("_"
 assert _RECORD_FIELDS == CALL_COLUMNS, "Call and CALL_SCHEMA must list the same columns in the same order"
 
 
+_ROW = operator.attrgetter(*CALL_COLUMNS)
+
+
 def calls_to_table(calls: list[Call]) -> pa.Table:
-    """Build the Arrow table column by column (no per-row dicts)."""
+    """Build the Arrow table column by column: one C-level getter per row, one transpose."""
+    columns = list(zip(*map(_ROW, calls), strict=True)) if calls else [()] * len(CALL_COLUMNS)
     arrays = []
-    for f in CALL_SCHEMA:
-        values = [getattr(c, f.name) for c in calls]
+    for f, values in zip(CALL_SCHEMA, columns, strict=True):
         if f.name == "metadata":
-            values = [list(v.items()) if v else None for v in values]
+            values = tuple(list(v.items()) if v else None for v in values)
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=CALL_SCHEMA)

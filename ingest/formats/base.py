@@ -60,6 +60,8 @@ class Format:
         raise NotImplementedError
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
+        """Calls in the record; [] for a record that is not this format's shape (skipped, not an error);
+        RecordError for a record of this shape that is broken (quarantined)."""
         raise NotImplementedError
 
     def prepare_file(self, path: Path, ctx: ParseContext) -> None:
@@ -221,9 +223,13 @@ def reduce_key(call: Call, raw: Any, hasher: KeyHasher) -> None:
     s = as_str(raw)
     if not s:
         return
-    key = strip_scheme(s)
-    if looks_like_key(key):
-        call.api_key_id, call.api_key_fp = hasher.reduce(key)
+    hit = hasher.cached(s)
+    if hit is None:
+        key = strip_scheme(s)
+        if not looks_like_key(key):
+            return
+        hit = hasher.reduce(s)
+    call.api_key_id, call.api_key_fp = hit
 
 
 _CTRL = re.compile(r"[\x00-\x1f\x7f]")

@@ -62,7 +62,7 @@ class KongAIFormat(Format):
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
         ai = _kong_ai(record) if isinstance(record, dict) else None
         if ai is None:
-            raise RecordError("not a Kong AI Proxy log object")
+            return []  # Kong logs every route; only AI Proxy requests are calls
         usage_d = ai.get("usage") if isinstance(ai.get("usage"), dict) else {}
         meta = ai.get("meta") if isinstance(ai.get("meta"), dict) else {}
         payload = ai.get("payload") if isinstance(ai.get("payload"), dict) else {}
@@ -131,8 +131,8 @@ class NginxJsonFormat(Format):
         return any(k in record for k in _NGINX_BODY) or endpoint_from_path(uri) is not None
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
-        if not isinstance(record, dict):
-            raise RecordError("not a JSON object")
+        if not isinstance(record, dict) or "remote_addr" not in record:
+            return []
         uri = as_str(record.get("request_uri")) or as_str(record.get("uri")) or ""
         endpoint = endpoint_from_path(uri)
         if endpoint is None:

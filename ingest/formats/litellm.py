@@ -56,8 +56,8 @@ class LiteLLMFormat(Format):
                 and ("response_cost" in record or "spend" in record))
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
-        if not isinstance(record, dict):
-            raise RecordError("not a JSON object")
+        if not self.detect(record):
+            return []
         return [litellm_call(record, ctx, self.name)]
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import RecordError
 from ..schema import Call
 from .base import (
     Format,
@@ -35,9 +34,17 @@ _HEADER_COLUMNS = {
 _SECRET_HEADERS = {"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 
 
-def _first(record: Any, paths: list[str]) -> Any:
-    for p in paths:
-        v = get_path(record, p)
+def _compile(paths: list[str]) -> list[tuple[str, ...]]:
+    """A dotted path as the tuple of keys to follow (a key containing dots is tried whole first)."""
+    return [(p,) if "." not in p else (p, *p.split(".")) for p in paths]
+
+
+def _first(record: dict[str, Any], compiled: list[tuple[str, ...]]) -> Any:
+    """First non-empty value among the paths; plain keys are one dict lookup (the hot path)."""
+    for path in compiled:
+        v = record.get(path[0])
+        if v is None and len(path) > 1:
+            v = get_path(record, path[0])
         if v is not None and v != "":
             return v
     return None
@@ -72,6 +79,10 @@ class OpenAIAppFormat(Format):
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
         self.profile = profile
+        f = profile.fields
+        self._paths = {name: _compile(getattr(f, name)) for name in (
+            "timestamp", "api_key", "key_alias", "user", "route", "client_ip", "status_code", "latency_ms", "org_id",
+            "project_id", "request_id", "url", "request", "response", "headers", "metadata_objects")}
         if profile is not DEFAULT_PROFILE:
             self.name = f"profile:{profile.name}"  # type: ignore[misc]
 
@@ -92,9 +103,8 @@ class OpenAIAppFormat(Format):
         return v == f.equals
 
     def _bodies(self, record: dict[str, Any]) -> tuple[dict | None, Any]:
-        fields = self.profile.fields
-        req = _first(record, fields.request)
-        resp = _first(record, fields.response)
+        req = _first(record, self._paths["request"])
+        resp = _first(record, self._paths["response"])
         if not isinstance(req, dict) or not is_request(req):
             req = None
         if not (is_response(resp) or is_stream(resp)):
@@ -107,42 +117,42 @@ class OpenAIAppFormat(Format):
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
         if not isinstance(record, dict):
-            raise RecordError("not a JSON object")
+            return []
         if self.profile.when is not None and not self._passes_filter(record):
             return []
         request, response = self._bodies(record)
         if request is None and response is None:
             return []
         f = self.profile.fields
-        raw_ts = _first(record, f.timestamp)
+        raw_ts = _first(record, self._paths['timestamp'])
         ts = parse_ts(raw_ts, "timestamp", unit=f.timestamp_unit) if raw_ts is not None else None
-        status = as_int(_first(record, f.status_code), "status_code")
+        status = as_int(_first(record, self._paths['status_code']), "status_code")
         if status is not None and not 100 <= status <= 599:
             status = None  # e.g. a `status: 1` that is not an HTTP status
-        url = as_str(_first(record, f.url))
-        route = as_str(_first(record, f.route))
+        url = as_str(_first(record, self._paths['url']))
+        route = as_str(_first(record, self._paths['route']))
         endpoint = endpoint_from_path(url) or endpoint_from_path(route)
         call = call_from_bodies(
             ctx, self.name, request=request, response=response, ts=ts, status_code=status, endpoint=endpoint
         )
         call.route = route
-        call.client_ip = as_str(_first(record, f.client_ip))
-        call.latency_ms = as_float(_first(record, f.latency_ms), "latency_ms")
-        call.key_alias = as_str(_first(record, f.key_alias))
-        call.org_id = as_str(_first(record, f.org_id))
-        call.project_id = as_str(_first(record, f.project_id))
-        call.request_id = as_str(_first(record, f.request_id))
+        call.client_ip = as_str(_first(record, self._paths['client_ip']))
+        call.latency_ms = as_float(_first(record, self._paths['latency_ms']), "latency_ms")
+        call.key_alias = as_str(_first(record, self._paths['key_alias']))
+        call.org_id = as_str(_first(record, self._paths['org_id']))
+        call.project_id = as_str(_first(record, self._paths['project_id']))
+        call.request_id = as_str(_first(record, self._paths['request_id']))
         if call.user is None:
-            user = _first(record, f.user)
+            user = _first(record, self._paths['user'])
             call.user = as_str(user) if not isinstance(user, dict) else None
-        reduce_key(call, _first(record, f.api_key), ctx.hasher)
+        reduce_key(call, _first(record, self._paths['api_key']), ctx.hasher)
         self._apply_headers(call, record, ctx)
         self._apply_metadata(call, record)
         return [call]
 
     def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext) -> None:
-        for path in self.profile.fields.headers:
-            headers = get_path(record, path)
+        for path in self._paths["headers"]:
+            headers = _first(record, [path])
             if isinstance(headers, list):  # HAR-style [{name, value}]
                 headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
             if not isinstance(headers, dict):
@@ -169,8 +179,8 @@ class OpenAIAppFormat(Format):
     def _apply_metadata(self, call: Call, record: dict[str, Any]) -> None:
         f = self.profile.fields
         md = call.metadata if call.metadata is not None else {}
-        for path in f.metadata_objects:
-            obj = get_path(record, path)
+        for path in self._paths["metadata_objects"]:
+            obj = _first(record, [path])
             if isinstance(obj, dict):
                 for k, v in obj.items():
                     sv = as_str(v)

@@ -58,8 +58,8 @@ class OpenAIBatchOutputFormat(Format):
             ctx.extras[LAST_TS] = min(stamps) * 1_000_000
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
-        if is_batch_input(record):
-            return []  # requests are not calls; the pipeline indexes them for the join
+        if is_batch_input(record) or not self.detect(record):
+            return []  # input lines are not calls (the pipeline indexes them for the join)
         custom_id = as_str(record.get("custom_id"))
         inputs: dict[str, Any] = ctx.extras.get(BATCH_INPUTS, {})
         joined = inputs.get(custom_id or "")

@@ -15,7 +15,6 @@ from typing import Any
 
 import msgspec
 
-from ..errors import RecordError
 from ..schema import Call
 from .base import Format, ParseContext, as_bool, as_int, as_str, as_token_count, clean_model, parse_ts
 from .calls import call_from_bodies
@@ -111,7 +110,7 @@ class OtelGenAIFormat(Format):
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
         if not self.detect(record):
-            raise RecordError("not an OTLP TracesData object (no resourceSpans)")
+            return []
         calls: list[Call] = []
         index = 0
         for rs in record["resourceSpans"]:
