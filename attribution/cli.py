@@ -4,6 +4,7 @@ bad flags exit 2 (click's own)."""
 
 from __future__ import annotations
 
+import errno
 import functools
 import json
 import os
@@ -34,10 +35,10 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
         except PermissionError as exc:
             raise click.ClickException(f"permission denied: {exc.filename}") from None
         except OSError as exc:
-            if exc.errno == 28:
+            if exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
                 raise click.ClickException(
-                    f"no space left on device while writing {exc.filename or 'the warehouse'}; nothing partial "
-                    f"was committed. Free space and run the command again: it resumes from its checkpoints."
+                    f"{exc.strerror or 'no space left on device'} while writing {exc.filename or 'the warehouse'}; "
+                    f"nothing partial was committed. Free space and run the command again: it resumes from its checkpoints."
                 ) from None
             raise
 
@@ -106,12 +107,17 @@ def main() -> None:
               help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
 @click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
+@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
+              help="If another writer holds the warehouse, wait up to this many seconds for it.")
+@click.option("--quarantine-raw-bytes", type=click.IntRange(0, 1 << 20), default=4096, show_default=True,
+              help="Raw bytes of a bad line kept in quarantine (keys scrubbed); 0 keeps none.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Worker processes for many files [default: the number of CPUs].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_fail_cleanly
 def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
-           log_format: str | None, pattern: str | None, no_system_prompt: bool, jobs: int | None, as_json: bool) -> None:
+           log_format: str | None, pattern: str | None, no_system_prompt: bool, wait_seconds: float,
+           quarantine_raw_bytes: int, jobs: int | None, as_json: bool) -> None:
     """Ingest log files and directories (recursively, .gz too) into the warehouse.
 
     Re-running over the same files adds nothing; appended lines are picked up from each
@@ -125,13 +131,14 @@ def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, 
     from .store import attributor, build_engine, make_attributor, resolve_paths
 
     wh = _wh(warehouse)
-    with wh.writing("ingest"):
+    with wh.writing("ingest", wait_seconds):
         engine = build_engine(wh, rules, prices, remember=True)
         rules_path, prices_path = resolve_paths(wh, rules, prices)
         factory = functools.partial(make_attributor, str(wh.root), str(rules_path) if rules_path else None,
                                     str(prices_path) if prices_path else None)
         options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt,
                                 attribute=attributor(engine), glob=pattern, jobs=jobs or os.cpu_count() or 1,
+                                quarantine_raw_bytes=quarantine_raw_bytes,
                                 attribute_factory=factory)
         total = sum(p.stat().st_size for p in discover(list(paths), pattern))
         with _progress(total, "ingest") as advance:
@@ -249,10 +256,12 @@ def report(warehouse: Path | None, by: tuple[str, ...], since: Any, until: Any, 
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
 @date_range_options
 @click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
+@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
+              help="If another writer holds the warehouse, wait up to this many seconds for it.")
 @output_format_option
 @_fail_cleanly
 def reattribute(warehouse: Path | None, rules: Path, prices: Path | None, since: Any, until: Any,
-                dry_run: bool, fmt: str) -> None:
+                dry_run: bool, wait_seconds: float, fmt: str) -> None:
     """Rebuild usage/ from calls/ with new rules (and prices), partition by partition, atomically.
 
     Example: tokentrail reattribute --rules rules.yaml --since 2025-01-01 --dry-run
@@ -273,7 +282,7 @@ def reattribute(warehouse: Path | None, rules: Path, prices: Path | None, since:
         else:
             click.echo("no attribution would change")
         return
-    with wh.writing("reattribute"):
+    with wh.writing("reattribute", wait_seconds):
         engine = build_engine(wh, rules, prices, remember=True)
         result = run(wh, engine, _day(since), _day(until),
                      progress=lambda d, n: click.echo(f"  {d}: {n:,} calls", err=True))

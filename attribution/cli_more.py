@@ -113,10 +113,12 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
 @click.option("--alerts", type=click.Path(dir_okay=False, path_type=Path),
               help="Append a JSON line per budget threshold crossing (needs budgets in --rules).")
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
+@click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
 @_fail_cleanly
 def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
           log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int, read_from: str,
-          poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int) -> None:
+          poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int,
+          no_system_prompt: bool) -> None:
     """Tail log directories and commit new calls continuously, exactly once.
 
     Survives rotation (rename+create, copytruncate, gzip), restarts and SIGKILL. Stops cleanly
@@ -141,7 +143,7 @@ def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, p
 
             on_commit = AlertWriter(wh.root, engine.ruleset, alerts).check
         ingest_options = IngestOptions(format=log_format, attribute=attributor(engine), glob=pattern,
-                                       max_line=max_line_bytes)
+                                       max_line=max_line_bytes, store_system_prompt=not no_system_prompt)
         options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
                                poll=poll, once=once, status_seconds=status_seconds)
         status = (lambda s: click.echo("\r" + s, err=True)) if sys.stderr.isatty() else None

@@ -24,7 +24,8 @@ TOP = 6
 
 def _series(con: Any, dim: str, measure: str, where: str) -> tuple[list[str], dict[str, list[float]]]:
     rows = con.sql(f"""
-        WITH t AS (SELECT CAST(ts AS DATE) AS d, CAST("{dim}" AS VARCHAR) AS g, {measure} AS v FROM usage WHERE {where} GROUP BY ALL),
+        WITH t AS (SELECT CAST(ts AS DATE) AS d, CAST("{dim}" AS VARCHAR) AS g, {measure} AS v
+                   FROM usage WHERE {where} GROUP BY ALL),
              top AS (SELECT g FROM t GROUP BY g ORDER BY sum(v) DESC LIMIT {TOP})
         SELECT CAST(d AS VARCHAR), CASE WHEN g IN (SELECT g FROM top) THEN coalesce(g, '(none)') ELSE 'other' END, sum(v)
         FROM t GROUP BY ALL ORDER BY 1
@@ -52,12 +53,14 @@ def stacked_bars(title: str, days: list[str], series: dict[str, list[float]], un
             if bh <= 0:
                 continue
             y -= bh
+            tip = f"{html.escape(name)} {days[i]}: {vals[i]:,.4g} {unit}"
             bars.append(f'<rect class="bar" x="{left + i * bw:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{bh:.1f}" '
-                        f'fill="{PALETTE[k % len(PALETTE)]}"><title>{html.escape(name)} {days[i]}: {vals[i]:,.4g} {unit}</title></rect>')
+                        f'fill="{PALETTE[k % len(PALETTE)]}"><title>{tip}</title></rect>')
     ticks = "".join(f'<text x="{left - 6}" y="{h - bottom - f * (h - bottom - 20):.0f}" text-anchor="end" class="tick">'
                     f"{top * f:,.3g}</text>" for f in (0, 0.5, 1))
-    labels = "".join(f'<text x="{left + i * bw + bw / 2:.1f}" y="{h - bottom + 14}" text-anchor="middle" class="tick">{d[5:]}</text>'
-                     for i, d in enumerate(days) if i % max(1, len(days) // 10) == 0)
+    every = max(1, len(days) // 10)
+    labels = "".join(f'<text x="{left + i * bw + bw / 2:.1f}" y="{h - bottom + 14}" text-anchor="middle" class="tick">'
+                     f"{d[5:]}</text>" for i, d in enumerate(days) if i % every == 0)
     legend = "".join(f'<span class="key"><i style="background:{PALETTE[k % len(PALETTE)]}"></i>{html.escape(n)}</span>'
                      for k, (n, _) in enumerate(sorted(series.items(), key=lambda kv: -sum(kv[1]))))
     return (f'<section><h3>{html.escape(title)}</h3><svg class="chart" viewBox="0 0 {w} {h}" width="100%" role="img">'

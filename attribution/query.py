@@ -103,11 +103,17 @@ def check_read_only(sql: str) -> None:
 
 def run_sql(root: str | Path, sql: str) -> pa.Table:
     check_read_only(sql)
-    con = connect(root, user_sql=True)
-    try:
-        rel = con.sql(sql)
-        return rel.to_arrow_table() if rel is not None else pa.table({})
-    except duckdb.Error as exc:
-        raise QueryError(str(exc).split("\n")[0]) from None
-    finally:
-        con.close()
+    for attempt in range(3):
+        con = connect(root, user_sql=True)
+        try:
+            rel = con.sql(sql)
+            return rel.to_arrow_table() if rel is not None else pa.table({})
+        except duckdb.IOException as exc:
+            # A compaction or re-attribution removed a file between listing and reading: list again.
+            if attempt == 2 or "No such file" not in str(exc) and "No files found" not in str(exc):
+                raise QueryError(str(exc).split("\n")[0]) from None
+        except duckdb.Error as exc:
+            raise QueryError(str(exc).split("\n")[0]) from None
+        finally:
+            con.close()
+    raise AssertionError("unreachable")

@@ -172,9 +172,9 @@ def reconcile(root: str | Path, costs: Path, usage: Path | None = None, by_proje
         row: dict[str, Any] = {"day": key[0], "model": key[1], "project_id": key[2], "provider_usd": round(p, 6),
                                "tokentrail_usd": round(o, 6), "diff_usd": round(diff, 6), "status": status}
         if usage:
-            pu = prov_usage.get(key, {})
-            row.update({"provider_input_tokens": pu.get("input_tokens"), "tokentrail_input_tokens": ours.get(key, {}).get("input_tokens"),
-                        "provider_output_tokens": pu.get("output_tokens"), "tokentrail_output_tokens": ours.get(key, {}).get("output_tokens")})
+            pu, ou = prov_usage.get(key, {}), ours.get(key, {})
+            row.update({"provider_input_tokens": pu.get("input_tokens"), "tokentrail_input_tokens": ou.get("input_tokens"),
+                        "provider_output_tokens": pu.get("output_tokens"), "tokentrail_output_tokens": ou.get("output_tokens")})
         result.rows.append(row)
         result.provider_usd += p
         result.tokentrail_usd += o

@@ -54,6 +54,7 @@ class FileResult:
     quarantined: int = 0
     skipped: int = 0
     estimated: int = 0
+    call_lines: int = 0
     input_tokens: int = 0
     output_tokens: int = 0
     held_bytes: int = 0  # a partial last line waiting for its newline
@@ -98,6 +99,7 @@ class IngestOptions:
     store_system_prompt: bool = True
     attribute: Attributor | None = None
     glob: str | None = None
+    quarantine_raw_bytes: int = 4096  # 0: keep no raw bytes of bad lines (they may hold prompt text)
     jobs: int = 1
     attribute_factory: Callable[[], Attributor] | None = None
 
@@ -116,26 +118,28 @@ class _Chunk:
         self.bad: list[dict[str, Any]] = []
         self.lines = 0
         self.skipped = 0
-        # the last point where no multi-line record was open: (offset, calls, bad, lines, skipped)
-        self.safe = (start, 0, 0, 0, 0)
+        self.call_lines = 0  # lines that became (part of) calls: lines == call_lines + len(bad) + skipped
+        # the last point where no multi-line record was open: (offset, calls, bad, lines, skipped, call_lines)
+        self.safe = (start, 0, 0, 0, 0, 0)
 
     def mark_safe(self) -> None:
-        self.safe = (self.end, len(self.calls), len(self.bad), self.lines, self.skipped)
+        self.safe = (self.end, len(self.calls), len(self.bad), self.lines, self.skipped, self.call_lines)
 
     def cut_to_safe(self) -> None:
         """Drop what follows the last record boundary; it is read again next time."""
-        self.end, n_calls, n_bad, self.lines, self.skipped = self.safe
+        self.end, n_calls, n_bad, self.lines, self.skipped, self.call_lines = self.safe
         del self.calls[n_calls:]
         del self.bad[n_bad:]
 
 
-def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None) -> dict[str, Any]:
+def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None,
+                   keep: int = QUARANTINE_RAW_BYTES) -> dict[str, Any]:
     return {
         "source_file": path,
         "source_offset": offset,
         "length": length,
         "reason": scrub_text(reason)[:500],
-        "raw": scrub_bytes(raw[:QUARANTINE_RAW_BYTES]) if raw is not None else None,
+        "raw": scrub_bytes(raw[:keep]) if raw is not None and keep > 0 else None,
         "source_format": fmt,
     }
 
@@ -291,6 +295,7 @@ class FileIngester:
         if not calls:
             chunk.skipped += 1  # valid JSON, but not an API call (an ordinary application log line)
             return
+        chunk.call_lines += 1
         chunk.calls.extend(calls)
 
     def _parse(self, fmt: Format, record: Any, ctx: ParseContext, chunk: _Chunk, line: Any, data: bytes) -> list[Call] | None:
@@ -317,6 +322,8 @@ class FileIngester:
             return
         if not calls and fmt.at_record_boundary(ctx):
             chunk.skipped += 1
+        else:
+            chunk.call_lines += 1  # a call, or a line of a stream still being read
         chunk.calls.extend(calls)
 
     def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult, fh: BinaryIO) -> None:
@@ -332,8 +339,11 @@ class FileIngester:
         usage_table = self.options.attribute(calls_table) if (calls_table is not None and self.options.attribute) else None
         bad_table = None
         if chunk.bad:
+            keep = self.options.quarantine_raw_bytes
             for b in chunk.bad:
                 b["ingested_at"] = now
+                if b["raw"] is not None and keep < QUARANTINE_RAW_BYTES:
+                    b["raw"] = b["raw"][:keep] or None
             bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
         today = datetime.now(UTC).strftime("%Y-%m-%d")
         tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
@@ -345,6 +355,7 @@ class FileIngester:
         result.calls += len(chunk.calls)
         result.quarantined += len(chunk.bad)
         result.skipped += chunk.skipped
+        result.call_lines += chunk.call_lines
         result.estimated += estimated
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
