@@ -19,6 +19,10 @@ class WarehouseError(TokentrailError):
     """The warehouse is unusable: locked, unwritable, or its state is inconsistent."""
 
 
+class WarehouseWriteError(WarehouseError):
+    """Writing to the warehouse failed (disk full, quota, permissions); nothing was committed."""
+
+
 class WarehouseLocked(WarehouseError):
     """Another writer holds the warehouse lock."""
 

@@ -328,10 +328,10 @@ def _token_arrays_or_texts(value: Any, plan: Plan) -> None:
 class TokenCounter:
     """Counts plans in batches; a bounded LRU memo keyed by a content hash skips repeated texts."""
 
-    MEMO_MIN_CHARS = 48  # shorter texts (roles, names, short turns) are memoized by their text itself
-    SHORT_MEMO_SIZE = 100_000
+    MEMO_MIN_CHARS = 256  # shorter texts (roles, names, short turns) are keyed by the text itself: no hashing
+    SHORT_MEMO_SIZE = 50_000  # bounded: at most ~13 MB of keys
 
-    def __init__(self, memo_size: int = 200_000) -> None:
+    def __init__(self, memo_size: int = 100_000) -> None:
         self.memo: OrderedDict[tuple[str, bytes], int] = OrderedDict()
         self.short_memo: dict[tuple[str, str], int] = {}
         self.memo_size = memo_size
@@ -340,46 +340,43 @@ class TokenCounter:
         self.encoded_chars = 0
 
     def count_texts(self, encoding: str, texts: list[str]) -> list[int]:
+        """Token counts of `texts`; each distinct text is encoded once (memo, and within the batch).
+
+        Encoded one by one: tiktoken's `encode_ordinary_batch` hands every text to a thread pool,
+        which costs more than encoding the short texts logs are made of.
+        """
         enc = get_encoding(encoding)
         out = [0] * len(texts)
-        todo_idx: list[int] = []
-        todo_keys: list[tuple[str, bytes] | None] = []
-        short = self.short_memo
+        pending: dict[tuple[str, Any], list[int]] = {}
         for i, t in enumerate(texts):
-            if len(t) < self.MEMO_MIN_CHARS:
-                n_short = short.get((encoding, t))
-                if n_short is not None:
-                    out[i] = n_short
-                    self.hits += 1
-                    continue
-            if len(t) >= self.MEMO_MIN_CHARS:
-                key = (encoding, hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest())
-                hit = self.memo.get(key)
-                if hit is not None:
-                    self.memo.move_to_end(key)
-                    out[i] = hit
-                    self.hits += 1
-                    continue
-                todo_keys.append(key)
+            short = len(t) < self.MEMO_MIN_CHARS
+            key = (encoding, t if short else hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+            hit = self.short_memo.get(key) if short else self.memo.get(key)  # type: ignore[arg-type]
+            if hit is not None:
+                if not short:
+                    self.memo.move_to_end(key)  # type: ignore[arg-type]
+                out[i] = hit
+                self.hits += 1
+            elif key in pending:
+                pending[key].append(i)
+                self.hits += 1
             else:
-                todo_keys.append(None)
-            todo_idx.append(i)
-        if todo_idx:
-            batch = [texts[i] for i in todo_idx]
-            self.misses += len(batch)
-            self.encoded_chars += sum(map(len, batch))
-            encoded = enc.encode_ordinary_batch(batch, num_threads=2) if len(batch) > 64 else [
-                enc.encode_ordinary(t) for t in batch
-            ]
-            for i, key, toks in zip(todo_idx, todo_keys, encoded, strict=True):
-                n = len(toks)
+                pending[key] = [i]
+        encode = enc.encode_ordinary
+        for key, idxs in pending.items():
+            text = texts[idxs[0]]
+            n = len(encode(text))
+            self.misses += 1
+            self.encoded_chars += len(text)
+            for i in idxs:
                 out[i] = n
-                if key is not None:
-                    self.memo[key] = n
-                    if len(self.memo) > self.memo_size:
-                        self.memo.popitem(last=False)
-                elif len(short) < self.SHORT_MEMO_SIZE:
-                    short[(encoding, texts[i])] = n
+            if isinstance(key[1], str):
+                if len(self.short_memo) < self.SHORT_MEMO_SIZE:
+                    self.short_memo[key] = n  # type: ignore[index]
+            else:
+                self.memo[key] = n  # type: ignore[index]
+                if len(self.memo) > self.memo_size:
+                    self.memo.popitem(last=False)
         return out
 
     def count_plans(self, encoding: str, plans: list[Plan]) -> list[int]:

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .checkpoint import Checkpoints
-from .errors import WarehouseError, WarehouseLocked
+from .errors import WarehouseError, WarehouseLocked, WarehouseWriteError
 from .keys import KeyHasher, load_or_create_secret
 from .sources import FileIdentity
 
@@ -256,16 +256,25 @@ class Warehouse:
         """Write a chunk's tables (split into date partitions) and advance the offset, exactly once."""
         name = f"{self.host}-{ident.short}-{start:012d}-{end:012d}.parquet"
         moves: list[tuple[str, str]] = []
-        for kind, table in tables.items():
-            if table is None or table.num_rows == 0:
-                continue
-            for date, part in split_by_date(table, date_of_quarantine if kind == "quarantine" else None):
-                final = self.table_dir(kind) / f"date={date}" / name
-                tmp = self.tmp_dir / f"{kind}-{date}-{name}"
-                write_parquet_durably(part, tmp)
-                moves.append((str(tmp), str(final)))
-        if moves:
-            fsync_dir(self.tmp_dir)
+        try:
+            for kind, table in tables.items():
+                if table is None or table.num_rows == 0:
+                    continue
+                for date, part in split_by_date(table, date_of_quarantine if kind == "quarantine" else None):
+                    final = self.table_dir(kind) / f"date={date}" / name
+                    tmp = self.tmp_dir / f"{kind}-{date}-{name}"
+                    moves.append((str(tmp), str(final)))
+                    write_parquet_durably(part, tmp)
+            if moves:
+                fsync_dir(self.tmp_dir)
+        except OSError as exc:
+            # Nothing is journaled yet: drop the temporary files; the offset stays where it was.
+            for tmp, _ in moves:
+                Path(tmp).unlink(missing_ok=True)
+            raise WarehouseWriteError(
+                f"{exc.strerror or exc} while writing {exc.filename or self.tmp_dir}; nothing partial was committed. "
+                f"Free space (or fix permissions) and run the command again: it resumes from its checkpoints."
+            ) from exc
         pending_id = self.checkpoints.begin_commit(ident, source_path, start, end, tail, moves)
         for tmp, final in moves:
             final_p = Path(final)

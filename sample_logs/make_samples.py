@@ -90,6 +90,8 @@ class Gen:
         self.missing_usage = missing_usage
         self.counter = TokenCounter()
         self.seq = 0
+        self.conversations: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.lacks_usage: dict[tuple[str, str], bool] = {}
 
     def text(self, lo: int, hi: int) -> str:
         return " ".join(self.rnd.choice(WORDS) for _ in range(self.rnd.randint(lo, hi))).capitalize() + "."
@@ -104,11 +106,18 @@ class Gen:
 
     # -- request/response bodies ------------------------------------------------------------
     def chat(self, f: Feature, user: str, turns: int) -> dict[str, Any]:
-        msgs: list[dict[str, Any]] = [{"role": "system", "content": f.system}]
-        for _ in range(turns - 1):
-            msgs += [{"role": "user", "content": self.text(8, 30)}, {"role": "assistant", "content": self.text(10, 40)}]
+        """Chats re-send their history each turn, as real apps do: half the calls continue a conversation."""
+        key = (f.name, user)
+        previous = self.conversations.get(key)
+        if previous is not None and len(previous) < 12 and self.rnd.random() < 0.5:
+            msgs = previous + [{"role": "assistant", "content": self.text(10, 40)}]
+        else:
+            msgs = [{"role": "system", "content": f.system}]
+            for _ in range(turns - 1):
+                msgs += [{"role": "user", "content": self.text(8, 30)}, {"role": "assistant", "content": self.text(10, 40)}]
         msgs.append({"role": "user", "content": self.text(10, 90)})
-        return {"model": f.model, "messages": msgs, "user": user, "temperature": 0.3}
+        self.conversations[key] = msgs
+        return {"model": f.model, "messages": list(msgs), "user": user, "temperature": 0.3}
 
     def request(self, f: Feature, user: str) -> dict[str, Any]:
         if f.endpoint == "chat.completions":
@@ -206,17 +215,21 @@ class Gen:
             return line
         line["status_code"] = 200
         line["headers"]["x-request-id"] = self.next_id("req_")
-        if f.endpoint == "chat.completions" and self.rnd.random() < 0.35:
+        # Missing usage is a property of a code path, so of a whole conversation: every turn lacks it.
+        conv_key = (f.name, user)
+        if conv_key not in self.lacks_usage:
+            self.lacks_usage[conv_key] = self.rnd.random() < self.missing_usage
+        missing = self.lacks_usage[conv_key]
+        if f.endpoint == "chat.completions" and (missing or self.rnd.random() < 0.35):
             req["stream"] = True
-            missing = self.rnd.random() < self.missing_usage / 0.35
             if not missing:
                 req["stream_options"] = {"include_usage": True}
             cut = missing and self.rnd.random() < 0.1
             line["response"] = self.stream(f, req, created, not missing, cut)
             if cut:
                 line["error"] = "client disconnected"
-        elif self.rnd.random() < self.missing_usage * 0.3:
-            line["response"] = None  # request-only log: output unknown
+        elif missing:
+            line["response"] = None  # request-only log (a proxy that logs only requests): output unknown
             del line["status_code"]
         else:
             line["response"] = self.response(f, req, created)

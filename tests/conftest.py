@@ -35,10 +35,51 @@ def fixtures() -> Path:
     return FIXTURES
 
 
+CLI_OUTPUTS: list[str] = []
+
+
 def run(*args: str | Path, input: str | None = None) -> Result:
     from attribution.cli import main
 
-    return CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    result = CliRunner().invoke(main, [str(a) for a in args], input=input, catch_exceptions=False)
+    CLI_OUTPUTS.append(result.output)
+    return result
+
+
+def _key_needles() -> list[bytes]:
+    """The middle of every fake key the suite uses: enough to spot one anywhere, in any encoding of it."""
+    import sys
+
+    sys.path.insert(0, str(REPO / "sample_logs"))
+    from make_samples import KEYS
+
+    keys = [FIXTURE_KEY, *KEYS.values(), "sk-proj-" + "A" * 40 + "ALFA", "sk-proj-" + "B" * 40 + "BETA"]
+    return sorted({k[-24:].encode() for k in keys})  # each key's distinctive tail
+
+
+INPUT_SUFFIXES = {".log", ".jsonl", ".sse", ".csv", ".gz", ".yaml", ".json", ".1", ".txt"}
+WAREHOUSE_PARTS = {"calls", "usage", "quarantine", "_state", "_tmp", "_gen"}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_the_suite_writes_holds_a_key(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """After the whole session: scan every warehouse file, report and CLI output the tests produced."""
+    yield
+    needles = _key_needles()
+    offenders = []
+    for p in tmp_path_factory.getbasetemp().rglob("*"):
+        if not p.is_file() or p.name == "hmac.key":
+            continue
+        in_warehouse = bool(WAREHOUSE_PARTS & set(p.parts))
+        if not in_warehouse and p.suffix in INPUT_SUFFIXES:
+            continue  # the test's own input logs and rule files hold keys on purpose
+        data = p.read_bytes()
+        if any(n in data for n in needles):
+            offenders.append(str(p))
+    for out in CLI_OUTPUTS:
+        if any(n.decode() in out for n in needles):
+            offenders.append("CLI output: " + out[:200])
+    assert not offenders, f"a full API key was written to: {offenders[:5]}"
 
 
 @pytest.fixture

@@ -197,8 +197,7 @@ def test_no_full_key_in_any_file_or_output(tmp_path: Path, wh_path: Path, cli) -
     outputs.append(cli("sql", "select * from calls", "--warehouse", wh_path, "--format", "json").output)
     outputs.append(cli("sql", "select * from quarantine", "--warehouse", wh_path, "--format", "csv").output)
     outputs.append(cli("report", "--by", "api_key_id", "--warehouse", wh_path).output)
-    outputs.append(cli("sql", f"select '{FIXTURE_KEY}' as k", "--warehouse", wh_path).output)  # echoed by the user
-    for out in outputs[:-1]:
+    for out in outputs:
         assert FIXTURE_KEY not in out
     body = FIXTURE_KEY[12:52]
     for f in wh_path.rglob("*"):

@@ -47,7 +47,11 @@ def get_format(name: str) -> Format:
 
 
 def decode_record(line: bytes) -> Any:
-    return msgspec.json.decode(line)
+    """JSON -> Python; nesting too deep for the decoder is a decode error like any other."""
+    try:
+        return msgspec.json.decode(line)
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nesting is too deep") from None
 
 
 def detect_record(record: Any, candidates: Iterable[Format] | None = None) -> Format | None:

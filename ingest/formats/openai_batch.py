@@ -78,7 +78,7 @@ class OpenAIBatchOutputFormat(Format):
 
             try:
                 body = msgspec.json.decode(body)
-            except msgspec.DecodeError:
+            except (msgspec.DecodeError, RecursionError):
                 raise RecordError("batch output response.body is a string that is not JSON") from None
         if resp is None:
             status = status or 500

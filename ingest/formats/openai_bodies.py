@@ -249,7 +249,7 @@ def parse_sse(text: str) -> list[dict[str, Any]]:
             break
         try:
             obj = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise RecordError(f"SSE data line is not JSON: {payload[:60]!r}") from None
         if isinstance(obj, dict):
             events.append(obj)

@@ -84,7 +84,7 @@ def _json_messages(value: Any) -> list[dict[str, Any]] | None:
     if isinstance(value, str):
         try:
             value = msgspec.json.decode(value)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             return None
     if not isinstance(value, list):
         return None

@@ -46,7 +46,7 @@ class SseTranscriptFormat(Format):
             return self._emit(ctx, interrupted=False)
         try:
             ev = msgspec.json.decode(payload)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             raise RecordError(f"SSE data line is not JSON: {payload[:60]!r}") from None
         if not isinstance(ev, dict):
             raise RecordError("SSE data line is not a JSON object")
