@@ -15,9 +15,9 @@ from pathlib import Path
 
 import duckdb
 import pytest
+from conftest import FIXTURES
 
 from attribution.query import QueryError, run_sql
-from conftest import FIXTURES
 
 PY = [sys.executable, "-m", "attribution"]
 
