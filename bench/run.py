@@ -125,7 +125,8 @@ def fig_estimation(work: Path) -> dict[str, Any]:
     whole, _ = run_child([*TT, "ingest", str(f), "--warehouse", str(wh), "--rules", str(RULES), "-j", "1"])
     out = {"figure": "2. estimation for calls lacking usage (30%)", "calls_estimated": n, "texts": len(texts),
            "chars": sum(len(t) for _, t in texts), "tokentrail_s": round(ours, 3),
-           "baseline": "tiktoken encode_ordinary, same texts, no memo", "baseline_s": round(raw, 3), "ratio": round(raw / ours, 2),
+           "baseline": "tiktoken encode_ordinary, same texts, no memo", "baseline_s": round(raw, 3),
+           "ratio": round(raw / ours, 2),
            "memo_hit_rate": round(counter.hits / max(counter.hits + counter.misses, 1), 3),
            "whole_ingest_s": round(whole, 2),
            "whole_ingest_mb_s": round(f.stat().st_size / 1e6 / whole, 1), "target": ">= 0.8 (memo: > 1)"}
