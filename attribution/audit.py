@@ -34,7 +34,8 @@ def audit_ips(root: str | Path, ruleset: RuleSet, since: date | None = None, unt
     result = AuditResult()
     for i, allow in enumerate(ruleset.allowlists):
         fn = f"tt_allow_{i}"
-        con.create_function(fn, cidr_matcher(allow.cidrs), ["VARCHAR"], "BOOLEAN", type="arrow", null_handling="special")
+        con.create_function(fn, cidr_matcher(allow.cidrs), ["VARCHAR"], "BOOLEAN",  # type: ignore[call-overload]
+                            type="arrow", null_handling="special")
         where = f"{scope_sql(allow.scope, columns)} AND {date_filter(since, until)}"
         (checked, unknown), = con.sql(
             f"SELECT count(*), count(*) FILTER (WHERE client_ip IS NULL OR client_ip = '') FROM usage WHERE {where}"

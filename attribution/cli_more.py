@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .cli import _fail_cleanly, main
+from .cli import _fail_cleanly, main, warehouse_option
 from .output import render_rich, to_json
 
 
@@ -97,8 +97,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
 
 @main.command()
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Rule file.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
 @click.option("--format", "log_format", default=None, help="Force a log format or profile:FILE.yaml.")
@@ -137,11 +136,13 @@ def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, p
     wh = Warehouse(warehouse or default_warehouse())
     with wh.writing("watch"):
         engine = build_engine(wh, rules, prices, remember=True)
-        on_commit = None
+        on_commit: Any = None
         if alerts is not None:
             from .budgets import AlertWriter
 
-            on_commit = AlertWriter(wh.root, engine.ruleset, alerts).check
+            writer = AlertWriter(wh.root, engine.ruleset, alerts)
+            def on_commit(_result: Any) -> None:
+                writer.check()
         ingest_options = IngestOptions(format=log_format, attribute=attributor(engine), glob=pattern,
                                        max_line=max_line_bytes, store_system_prompt=not no_system_prompt)
         options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
@@ -157,8 +158,7 @@ def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, p
 
 
 @main.command()
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--before", type=click.DateTime(["%Y-%m-%d"]), default=None,
               help="Compact partitions dated before this day [default: yesterday, UTC].")
 @click.option("--min-files", default=4, show_default=True, help="Only partitions with at least this many files.")
@@ -190,8 +190,7 @@ def _ruleset(warehouse: Path | None, rules: Path):  # type: ignore[no-untyped-de
 
 
 @main.command()
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Rule file with `budgets:`.")
 @click.option("--at", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Evaluate as of the end of this day [default: now].")
@@ -229,8 +228,7 @@ def audit() -> None:
 
 
 @audit.command("ips")
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Rule file with `allowlists:`.")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day included (UTC).")
@@ -261,8 +259,7 @@ def audit_ips(warehouse: Path | None, rules: Path, since: Any, until: Any, fmt: 
 
 
 @main.command()
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--by", default=None, help="Dimension to watch per value: key_name, feature, end_user, team, model, …")
 @click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Only report periods from this day.")
 @click.option("--metric", type=click.Choice(["tokens", "cost"]), default="tokens", show_default=True)
@@ -293,8 +290,7 @@ def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, g
 
 
 @main.command()
-@click.option("--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].")
+@warehouse_option
 @click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
               help="Costs API pages (JSON) or the dashboard's cost CSV export.")
 @click.option("--usage", "usage_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),

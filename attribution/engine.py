@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 from collections.abc import Sequence
-from datetime import date
 from typing import Any
 
 import duckdb
@@ -106,7 +105,7 @@ def cidr_matcher(networks: Sequence[str]) -> Any:
     memo: dict[str, bool] = {}
 
     def match(values: pa.Array) -> pa.Array:
-        out = []
+        out: list[bool | None] = []
         for v in values.to_pylist():
             if v is None:
                 out.append(None)
@@ -169,7 +168,7 @@ class Engine:
     def register(self, con: duckdb.DuckDBPyConnection) -> None:
         for nets, name in self._c.cidr_functions.items():
             with contextlib.suppress(duckdb.CatalogException):  # already registered on this connection
-                con.create_function(name, cidr_matcher(nets), ["VARCHAR"], "BOOLEAN", type="arrow",
+                con.create_function(name, cidr_matcher(nets), ["VARCHAR"], "BOOLEAN", type="arrow",  # type: ignore[call-overload]
                                     null_handling="special")
 
     def apply(self, calls: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
@@ -185,7 +184,7 @@ class Engine:
         keys = con.sql(
             "SELECT DISTINCT model, CAST(ts AS DATE), service_tier, coalesce(batch, false) FROM tt_attr"
         ).fetchall()
-        rates = self.pricer.rates_table([(m, d if isinstance(d, date) else d, t, b) for m, d, t, b in keys])
+        rates = self.pricer.rates_table(keys)
         con.register("tt_rates", rates)
         out = con.sql(cost_select("tt_attr", "tt_rates")).to_arrow_table()
         con.unregister("tt_attr")

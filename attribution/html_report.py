@@ -47,7 +47,7 @@ def stacked_bars(title: str, days: list[str], series: dict[str, list[float]], un
     bw = (w - left - 10) / len(days)
     bars = []
     for i, _d in enumerate(days):
-        y = h - bottom
+        y = float(h - bottom)
         for k, (name, vals) in enumerate(sorted(series.items(), key=lambda kv: -sum(kv[1]))):
             bh = vals[i] / top * (h - bottom - 20)
             if bh <= 0:

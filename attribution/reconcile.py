@@ -157,10 +157,10 @@ def reconcile(root: str | Path, costs: Path, usage: Path | None = None, by_proje
             acc["output_tokens"] += tout
     usage_rows = read_usage(usage) if usage else {}
     prov_usage: dict[tuple[str, str, str], dict[str, int]] = {}
-    for k, v in usage_rows.items():
+    for k, counts in usage_rows.items():
         acc2 = prov_usage.setdefault(fold(k), {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})
         for f in acc2:
-            acc2[f] += v[f]
+            acc2[f] += counts[f]
     result = Reconciliation()
     for key in sorted(set(prov) | {k for k in ours if k[0] in set(days)}):
         p = prov.get(key, 0.0)

@@ -118,7 +118,7 @@ def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> lis
 def explain_call(root: str | Path, call_id: str, ruleset: RuleSet, engine_apply: Any) -> dict[str, Any]:
     con = connect(root)
     calls = con.execute("SELECT * FROM calls WHERE call_id = ?", [call_id]).to_arrow_table()
-    if calls.num_rows == 0:
+    if calls is None or calls.num_rows == 0:
         raise ReportError(f"no call with call_id {call_id!r} in the warehouse")
     row = engine_apply(calls).to_pylist()[0]
     dims = {}

@@ -303,7 +303,8 @@ def compile_rules(data: RuleFile, hasher: KeyHasher | None, root: Any = None, pa
         if dim not in compiled:
             errors.append(_fmt(path, root, ("defaults", dim),
                                f"default for {dim!r}, which has no rules and is not a standard dimension"))
-    for kind, items in (("budgets", data.budgets), ("allowlists", data.allowlists)):
+    scoped: list[tuple[str, list[Budget | Allowlist]]] = [("budgets", list(data.budgets)), ("allowlists", list(data.allowlists))]
+    for kind, items in scoped:
         for i, item in enumerate(items):
             for dim in item.scope:
                 if dim not in compiled and dim not in ("model", "endpoint", "api_key_id"):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import signal
 import subprocess
@@ -38,14 +37,11 @@ def timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def run_child(args: list[str], **kw: Any) -> tuple[float, int]:
-    """Wall time and peak RSS (KB) of a child process."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+def run_child(args: list[str]) -> float:
+    """Wall time of a child process (a CLI run, start-up included, as users see it)."""
     t0 = time.perf_counter()
-    subprocess.run(args, check=True, stdout=subprocess.DEVNULL, **kw)
-    wall = time.perf_counter() - t0
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return wall, peak if peak > before else before
+    subprocess.run(args, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - t0
 
 
 def peak_rss_of(args: list[str]) -> tuple[float, int]:
@@ -80,7 +76,7 @@ def fig_ingest(work: Path) -> dict[str, Any]:
     base, (n,) = timed(lambda: duckdb.sql(f"SELECT count(*) FROM read_json('{f}', format='newline_delimited', "
                                            "maximum_object_size=100000000)").fetchall()[0])
     wh = work / "wh-ingest"
-    ours, _ = run_child([*TT, "ingest", str(f), "--warehouse", str(wh), "--rules", str(RULES), "-j", "1"])
+    ours = run_child([*TT, "ingest", str(f), "--warehouse", str(wh), "--rules", str(RULES), "-j", "1"])
     calls = duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh}/calls/*/*.parquet')").fetchall()[0][0]
     return {"figure": "1. ingest, all calls carry usage", "input_mb": round(mb, 1), "calls": calls,
             "tokentrail_s": round(ours, 2), "tokentrail_mb_s": round(mb / ours, 1), "tokentrail_calls_s": round(calls / ours),
@@ -140,7 +136,7 @@ def fig_estimation(work: Path) -> dict[str, Any]:
                 chunk = []
     measure(chunk)
     wh = work / "wh-missing"
-    whole, _ = run_child([*TT, "ingest", str(f), "--warehouse", str(wh), "--rules", str(RULES), "-j", "1"])
+    whole = run_child([*TT, "ingest", str(f), "--warehouse", str(wh), "--rules", str(RULES), "-j", "1"])
     out = {"figure": "2. estimation for calls lacking usage (30%)", "calls_estimated": n, "texts": n_texts,
            "chars": n_chars, "tokentrail_s": round(ours, 3),
            "baseline": "tiktoken encode_ordinary, same texts, no memo", "baseline_s": round(raw, 3),
@@ -280,9 +276,9 @@ def _rows_committed(wh: Path) -> int:
 
 def fig_parallel(work: Path) -> dict[str, Any]:
     logs = corpus(work / "many", int(120_000 * SCALE), 0.1, one_file=False)
-    one, _ = run_child([*TT, "ingest", str(logs), "--warehouse", str(work / "wh-j1"), "-j", "1"])
+    one = run_child([*TT, "ingest", str(logs), "--warehouse", str(work / "wh-j1"), "-j", "1"])
     jobs = os.cpu_count() or 1
-    many, _ = run_child([*TT, "ingest", str(logs), "--warehouse", str(work / "wh-jn"), "-j", str(jobs)])
+    many = run_child([*TT, "ingest", str(logs), "--warehouse", str(work / "wh-jn"), "-j", str(jobs)])
     return {"figure": "5. parallel ingest of many files", "files": len(list(logs.iterdir())), "jobs": jobs,
             "one_core_s": round(one, 2), "all_cores_s": round(many, 2), "ratio": round(one / many, 2), "target": ">= 1.7"}
 
@@ -291,7 +287,7 @@ def fig_reattribute(work: Path) -> dict[str, Any]:
     wh = work / "wh-ingest"  # from figure 1
     parts = sorted((wh / "calls").glob("date=*"))
     rows = duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh}/calls/*/*.parquet')").fetchall()[0][0]
-    ours, _ = run_child([*TT, "reattribute", "--rules", str(RULES), "--warehouse", str(wh)])
+    ours = run_child([*TT, "reattribute", "--rules", str(RULES), "--warehouse", str(wh)])
     out_dir = work / "copy-baseline"
     out_dir.mkdir()
     base, _ = timed(lambda: [duckdb.sql(f"COPY (SELECT * FROM read_parquet('{p}/*.parquet')) TO '{out_dir / p.name}.parquet' "

@@ -24,7 +24,8 @@ def commands(group: click.Group, prefix: str = "tokentrail") -> list[tuple[str, 
 def render() -> str:
     parts = ["# CLI reference\n", "Generated from `--help` by `docs/gen_cli_reference.py`; do not edit by hand.\n"]
     for full, cmd in commands(main):
-        ctx = click.Context(cmd, info_name=full, terminal_width=100, max_content_width=100)
+        ctx = click.Context(cmd, info_name=full, terminal_width=100, max_content_width=100,
+                            help_option_names=main.context_settings["help_option_names"])
         parts.append(f"## `{full}`\n\n```\n{cmd.get_help(ctx)}\n```\n")
     return "\n".join(parts)
 

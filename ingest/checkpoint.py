@@ -169,7 +169,8 @@ class Checkpoints:
         rows = self.db.execute(
             "SELECT id, fp, fp_len, path, start, end_offset, tail_hash, moves FROM pending ORDER BY id"
         ).fetchall()
-        return [PendingCommit(*r[:7], [tuple(m) for m in json.loads(r[7])]) for r in rows]  # type: ignore[misc]
+        return [PendingCommit(id=r[0], fp=r[1], fp_len=r[2], path=r[3], start=r[4], end=r[5], tail_hash=r[6],
+                              moves=[(m[0], m[1]) for m in json.loads(r[7])]) for r in rows]
 
     def finish_recovered(self, p: PendingCommit) -> None:
         """Roll a journaled commit forward: its files are in place, so its end offset stands."""

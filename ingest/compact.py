@@ -39,7 +39,9 @@ class CompactResult:
 
 def _read(files: list[Path]) -> duckdb.DuckDBPyRelation:
     listing = ", ".join(f"'{f}'" for f in files)
-    return duckdb.sql(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    rel = duckdb.sql(f"SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    assert rel is not None
+    return rel
 
 
 def recover_compactions(wh: Warehouse) -> int:

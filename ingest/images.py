@@ -65,7 +65,8 @@ def image_tokens(url: str | None, detail: str, model: str | None) -> tuple[int, 
     return base + tile * _tiles(*size), flags
 
 
-def _tiles(w: int, h: int) -> int:
+def _tiles(width: int, height: int) -> int:
+    w, h = float(width), float(height)
     if max(w, h) > 2048:
         s = 2048 / max(w, h)
         w, h = w * s, h * s

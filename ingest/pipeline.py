@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -411,6 +411,7 @@ def ingest_paths(
     t0 = time.perf_counter()
     summary = IngestSummary()
     extras = {BATCH_INPUTS: index_batch_inputs(files)}
+    results: Iterable[FileResult]
     if options.jobs > 1 and len(files) > 1:
         results = _ingest_parallel(wh, files, options, extras, progress)
     else:

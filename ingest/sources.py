@@ -112,21 +112,15 @@ def identify_open(fh: BinaryIO, path: Path) -> tuple[FileIdentity, bytes]:
 
 def tail_hash(path: Path, offset: int) -> str | None:
     """Hash of the TAIL_BYTES before `offset`: detects a file truncated or replaced under us."""
-    if offset <= 0:
-        return None
-    start = max(0, offset - TAIL_BYTES)
     try:
-        with open_binary(path) as fh:
-            fh.seek(start)
-            data = fh.read(offset - start)
-    except (OSError, EOFError, gzip.BadGzipFile):
+        with open(path, "rb") as fh:
+            return tail_hash_open(fh, offset)
+    except OSError:
         return None
-    if len(data) != offset - start:
-        return None
-    return hashlib.sha256(data).hexdigest()[:16]
 
 
 def tail_hash_open(fh: BinaryIO, offset: int) -> str | None:
+    """The same, through a descriptor we hold (the file may have been renamed or deleted)."""
     if offset <= 0:
         return None
     start = max(0, offset - TAIL_BYTES)

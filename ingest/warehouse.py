@@ -269,17 +269,17 @@ class Warehouse:
                 fsync_dir(self.tmp_dir)
         except OSError as exc:
             # Nothing is journaled yet: drop the temporary files; the offset stays where it was.
-            for tmp, _ in moves:
-                Path(tmp).unlink(missing_ok=True)
+            for tmp_name, _ in moves:
+                Path(tmp_name).unlink(missing_ok=True)
             raise WarehouseWriteError(
                 f"{exc.strerror or exc} while writing {exc.filename or self.tmp_dir}; nothing partial was committed. "
                 f"Free space (or fix permissions) and run the command again: it resumes from its checkpoints."
             ) from exc
         pending_id = self.checkpoints.begin_commit(ident, source_path, start, end, tail, moves)
-        for tmp, final in moves:
-            final_p = Path(final)
+        for tmp_name, final_name in moves:
+            final_p = Path(final_name)
             self._ensure_parent(final_p)
-            os.replace(tmp, final_p)
+            os.replace(tmp_name, final_p)
             fsync_dir(final_p.parent)
         self.checkpoints.finish_commit(pending_id, ident, source_path, end, tail)
         return [Path(f) for _, f in moves]

@@ -41,7 +41,7 @@ def _first_key(d: dict[str, Any], *names: str) -> Any:
     return next((d[n] for n in names if d.get(n) is not None), None)
 
 
-def _kong_ai(record: dict[str, Any]) -> dict[str, Any] | None:
+def _kong_ai(record: dict[str, Any]) -> dict[str, Any] | None:  # noqa: D401
     ai = record.get("ai")
     if isinstance(ai, dict):
         for key in ("proxy", "ai-proxy", "ai-proxy-advanced"):
@@ -63,13 +63,13 @@ class KongAIFormat(Format):
         ai = _kong_ai(record) if isinstance(record, dict) else None
         if ai is None:
             return []  # Kong logs every route; only AI Proxy requests are calls
-        usage_d = ai.get("usage") if isinstance(ai.get("usage"), dict) else {}
-        meta = ai.get("meta") if isinstance(ai.get("meta"), dict) else {}
-        payload = ai.get("payload") if isinstance(ai.get("payload"), dict) else {}
+        usage_d: dict[str, Any] = ai["usage"] if isinstance(ai.get("usage"), dict) else {}
+        meta: dict[str, Any] = ai["meta"] if isinstance(ai.get("meta"), dict) else {}
+        payload: dict[str, Any] = ai["payload"] if isinstance(ai.get("payload"), dict) else {}
         request = _maybe_json(payload.get("request"))
         response = _maybe_json(payload.get("response"))
-        req = record.get("request") if isinstance(record.get("request"), dict) else {}
-        resp = record.get("response") if isinstance(record.get("response"), dict) else {}
+        req: dict[str, Any] = record["request"] if isinstance(record.get("request"), dict) else {}
+        resp: dict[str, Any] = record["response"] if isinstance(record.get("response"), dict) else {}
         uri = as_str(req.get("uri")) or as_str(record.get("upstream_uri"))
         usage = Usage(
             input=as_token_count(_first_key(usage_d, "prompt_tokens", "prompt_token", "input_tokens"), "prompt_tokens"),
@@ -93,15 +93,15 @@ class KongAIFormat(Format):
         )
         call.model_requested = as_str(meta.get("request_model")) or call.model_requested
         call.model = as_str(meta.get("response_model")) or call.model or call.model_requested
-        route = record.get("route") if isinstance(record.get("route"), dict) else {}
+        route: dict[str, Any] = record["route"] if isinstance(record.get("route"), dict) else {}
         call.route = as_str(route.get("name")) or uri
         call.client_ip = as_str(record.get("client_ip"))
-        consumer = record.get("consumer") if isinstance(record.get("consumer"), dict) else {}
+        consumer: dict[str, Any] = record["consumer"] if isinstance(record.get("consumer"), dict) else {}
         call.key_alias = as_str(consumer.get("username")) or as_str(consumer.get("custom_id"))
         if call.call_id.startswith("tt-") and as_str(req.get("id")):
             call.call_id = "kong-" + str(req["id"])
         call.request_id = as_str(req.get("id"))
-        lat = record.get("latencies") if isinstance(record.get("latencies"), dict) else {}
+        lat: dict[str, Any] = record["latencies"] if isinstance(record.get("latencies"), dict) else {}
         call.latency_ms = as_float(lat.get("request"), "latencies.request") or as_float(meta.get("llm_latency"), "llm_latency")
         md = call.metadata if call.metadata is not None else {}
         for k, v in (("provider", meta.get("provider_name")), ("kong.plugin_id", meta.get("plugin_id")),

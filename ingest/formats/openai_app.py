@@ -186,8 +186,8 @@ class OpenAIAppFormat(Format):
                     sv = as_str(v)
                     if sv is not None:
                         md.setdefault(str(k), sv)
-        for name, path in f.metadata.items():
-            sv = as_str(get_path(record, path))
+        for name, dotted in f.metadata.items():
+            sv = as_str(get_path(record, dotted))
             if sv is not None:
                 md[name] = sv
         call.metadata = md or None
