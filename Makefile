@@ -22,6 +22,7 @@ demo: $(STAMP)
 	$(TT) report --warehouse $(DEMO_WH) --by route
 	$(TT) report --warehouse $(DEMO_WH) --by end_user | head -n 16
 	$(TT) report --warehouse $(DEMO_WH) --by key_name --by feature --by model
+	@echo "(budgets and audit exit 1 when a budget is exceeded or an allowlist broken: the demo data has both)"
 	-$(TT) budgets --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml --at 2025-03-28
 	-$(TT) audit ips --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml
 	-$(TT) anomalies --warehouse $(DEMO_WH) --by key_name
