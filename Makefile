@@ -36,6 +36,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/readme_table.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check ingest attribution tests bench sample_logs
