@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from ingest.errors import ConfigError
 from ingest.tokens import base_model
-from ingest.yamlerrors import format_validation_error, load_yaml_with_marks
+from ingest.yamlerrors import load_yaml_model
 
 BATCH_DISCOUNT = 0.5
 RATE_FIELDS = ("input", "cached_input", "output", "audio_input", "audio_output")
@@ -59,16 +58,8 @@ class PriceFile(BaseModel):
 
 
 def load_price_file(path: str | Path) -> tuple[PriceFile, str]:
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read price file: {exc.strerror}") from exc
-    data, root = load_yaml_with_marks(text, p)
-    try:
-        return PriceFile.model_validate(data), p.name
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, p, root)) from None
+    model, _ = load_yaml_model(path, PriceFile, "price file", "a price file is a YAML mapping with `prices:`")
+    return model, Path(path).name
 
 
 @dataclass(frozen=True, slots=True)

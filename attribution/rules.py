@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest.errors import ConfigError
 from ingest.keys import KeyHasher, looks_like_key, strip_scheme
 from ingest.schema import CALL_COLUMNS
-from ingest.yamlerrors import format_validation_error, line_of, load_yaml_with_marks
+from ingest.yamlerrors import line_of, load_yaml_model
 
 STANDARD_DIMENSIONS = ("key_name", "team", "feature", "end_user")
 OPERATORS = ("eq", "in", "glob", "regex", "prefix", "suffix", "cidr", "exists", "gt", "gte", "lt", "lte")
@@ -343,17 +343,6 @@ def load_rules(path: str | Path | None, hasher: KeyHasher | None = None) -> Rule
     if path is None:
         return compile_rules(RuleFile(), hasher)
     p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read rule file: {exc.strerror}") from exc
-    data, root = load_yaml_with_marks(text, p)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}:1: a rule file is a YAML mapping with version, rules, defaults, budgets, allowlists")
-    try:
-        model = RuleFile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, p, root)) from None
+    model, root = load_yaml_model(p, RuleFile, "rule file", "a rule file is a YAML mapping with version, rules, "
+                                  "defaults, budgets, allowlists", empty_ok=True)
     return compile_rules(model, hasher, root, p)

@@ -39,7 +39,8 @@ def section(r: dict) -> str:
          f"batch `ingest` of the same file: {f4['batch_same_file_s']} s", f4["watch_vs_batch_throughput_ratio"], "—"),
         (f"5. parallel ingest, {f5['files']} files", f"{f5['all_cores_s']} s with {f5['jobs']} workers",
          f"one worker: {f5['one_core_s']} s", f5["ratio"], f"≥ 1.7: {met(f5['ratio'], 1.7)}"),
-        ("re-attribution", f"{fr['tokentrail_s']} s, {fr['rows_per_s']:,} rows/s ({fr['rows']:,} rows, {fr['partitions']} partitions)",
+        ("re-attribution",
+         f"{fr['tokentrail_s']} s, {fr['rows_per_s']:,} rows/s ({fr['rows']:,} rows, {fr['partitions']} partitions)",
          f"DuckDB `COPY (SELECT * FROM read_parquet)`: {fr['baseline_s']} s", fr["ratio"], "—"),
     ]
     lines = [START, f"Measured {m['date']}: {m['cores']} cores, {m['memory_mb']:,} MB RAM, Python {m['python']}, "

@@ -4,14 +4,38 @@ pydantic errors as `file:line: field: message` (rule files, profiles, price file
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from .errors import ConfigError
 
 MAX_YAML_BYTES = 2 << 20
+M = TypeVar("M", bound=BaseModel)
+
+
+def load_yaml_model(path: str | Path, model: type[M], what: str, shape_hint: str,
+                    empty_ok: bool = False) -> tuple[M, yaml.Node | None]:
+    """Read, safely parse and validate a YAML mapping; every error names file, line and field.
+
+    The one loader behind rule files, mapping profiles and price files. Returns the model and the
+    YAML node tree (for later errors that need line numbers).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read {what}: {exc.strerror}") from exc
+    data, root = load_yaml_with_marks(text, p)
+    if data is None and empty_ok:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}:1: {shape_hint}")
+    try:
+        return model.model_validate(data), root
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, p, root)) from None
 
 
 def load_yaml_with_marks(text: str, path: Path) -> tuple[Any, yaml.Node | None]:

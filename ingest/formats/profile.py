@@ -10,10 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
-from ..errors import ConfigError
+from pydantic import BaseModel, ConfigDict, Field
 
 Paths = list[str]
 
@@ -65,21 +62,7 @@ DEFAULT_PROFILE = Profile()
 
 def load_profile(path: str | Path) -> Profile:
     """Read a YAML profile; unknown keys and wrong types are errors naming file, line and field."""
-    from ..yamlerrors import format_validation_error, load_yaml_with_marks
+    from ..yamlerrors import load_yaml_model
 
-    p = Path(path)
-    try:
-        text = p.read_text()
-    except OSError as exc:
-        raise ConfigError(f"{p}: cannot read profile: {exc.strerror}") from exc
-    data, root = load_yaml_with_marks(text, p)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{p}: a profile is a YAML mapping with `fields:`")
-    try:
-        return Profile.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, p, root)) from None
-
-
-def profile_yaml_example() -> str:
-    return yaml.safe_dump(DEFAULT_PROFILE.model_dump(exclude_none=True), sort_keys=False)
+    model, _ = load_yaml_model(path, Profile, "profile", "a profile is a YAML mapping with `fields:`")
+    return model
