@@ -185,7 +185,7 @@ class FileIngester:
         a newline is taken as complete. `max_chunks` bounds the work done in one call.
         """
         if handle is not None:
-            ident, head = identify_open(handle, path)
+            ident, head = identify_open(handle)
         else:
             ident, head = identify(path), read_head(path)
         offset, note = self.resume_offset(path, ident, head, handle)

@@ -103,7 +103,7 @@ def identify(path: Path) -> FileIdentity:
     )
 
 
-def identify_open(fh: BinaryIO, path: Path) -> tuple[FileIdentity, bytes]:
+def identify_open(fh: BinaryIO) -> tuple[FileIdentity, bytes]:
     """Identity of a file we hold open (it may have been renamed or deleted since)."""
     st = os.fstat(fh.fileno())
     head = os.pread(fh.fileno(), FINGERPRINT_BYTES, 0)

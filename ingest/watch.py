@@ -32,7 +32,7 @@ from typing import Any, BinaryIO
 
 from .formats.openai_batch import BATCH_INPUTS
 from .pipeline import FileIngester, FileResult, IngestOptions, index_batch_inputs
-from .sources import discover, identify, is_gzip, read_head
+from .sources import discover, identify, identify_open, is_gzip, read_head
 from .warehouse import Warehouse
 
 log = logging.getLogger("tokentrail.watch")
@@ -178,7 +178,6 @@ class Watcher:
                 t.handle.close()
                 del self.tracked[key]
         self.stats.files = len(self.tracked)
-        self.stats.lag_bytes = self._lag()
 
     def _track(self, path: Path, key: tuple[int, int], first_scan: bool) -> Tracked | None:
         handle = None
@@ -275,17 +274,10 @@ class Watcher:
             if t.handle is None:
                 continue
             with contextlib.suppress(OSError):
-                ident, head = self.ingester_identity(t)
+                ident, head = identify_open(t.handle)
                 state = self.wh.checkpoints.lookup(ident, head)
                 lag += ident.size - (state.offset if state else 0)
         return max(lag, 0)
-
-    @staticmethod
-    def ingester_identity(t: Tracked) -> Any:
-        from .sources import identify_open
-
-        assert t.handle is not None
-        return identify_open(t.handle, t.path)
 
     # -- periodic work ----------------------------------------------------------------------
     def _maybe_status(self) -> None:
@@ -294,6 +286,7 @@ class Watcher:
         now = time.monotonic()
         last_t, last_lines = self._last_status
         if now - last_t >= self.options.status_seconds:
+            self.stats.lag_bytes = self._lag()  # a read and a lookup per file: only when shown
             rate = (self.stats.lines - last_lines) / (now - last_t)
             self.status(self.stats.line(rate))
             self._last_status = (now, self.stats.lines)

@@ -34,17 +34,12 @@ _HEADER_COLUMNS = {
 _SECRET_HEADERS = {"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 
 
-def _compile(paths: list[str]) -> list[tuple[str, ...]]:
-    """A dotted path as the tuple of keys to follow (a key containing dots is tried whole first)."""
-    return [(p,) if "." not in p else (p, *p.split(".")) for p in paths]
-
-
-def _first(record: dict[str, Any], compiled: list[tuple[str, ...]]) -> Any:
-    """First non-empty value among the paths; plain keys are one dict lookup (the hot path)."""
-    for path in compiled:
-        v = record.get(path[0])
-        if v is None and len(path) > 1:
-            v = get_path(record, path[0])
+def _first(record: dict[str, Any], paths: list[str]) -> Any:
+    """First non-empty value among the paths; a plain key is one dict lookup (the hot path)."""
+    for path in paths:
+        v = record.get(path)
+        if v is None and "." in path:
+            v = get_path(record, path)
         if v is not None and v != "":
             return v
     return None
@@ -80,7 +75,7 @@ class OpenAIAppFormat(Format):
     def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
         self.profile = profile
         f = profile.fields
-        self._paths = {name: _compile(getattr(f, name)) for name in (
+        self._paths: dict[str, list[str]] = {name: getattr(f, name) for name in (
             "timestamp", "api_key", "key_alias", "user", "route", "client_ip", "status_code", "latency_ms", "org_id",
             "project_id", "request_id", "url", "request", "response", "headers", "metadata_objects")}
         if profile is not DEFAULT_PROFILE:
