@@ -102,16 +102,17 @@ class AlertWriter:
     """For `watch --alerts FILE`: a JSON line per (budget, threshold, period) crossing, once.
 
     Evaluated at the date of the newest committed call (logs may be replayed from the past),
-    at most every few seconds; crossings already announced are remembered in `_state/`.
+    at most every few seconds; crossings already announced are remembered in the warehouse's `_meta` table.
     """
 
     MIN_INTERVAL = 5.0
+    SEEN_KEY = "alerts_sent"
 
-    def __init__(self, root: str | Path, ruleset: RuleSet, path: Path) -> None:
-        self.root, self.ruleset, self.path = Path(root), ruleset, path
+    def __init__(self, store: Any, ruleset: RuleSet, path: Path) -> None:
+        self.root, self.ruleset, self.path = store, ruleset, path
         self._last = 0.0
-        self._seen_file = self.root / "_state" / "alerts_sent.json"
-        self._seen: set[str] = set(json.loads(self._seen_file.read_text())) if self._seen_file.exists() else set()
+        raw = store.meta.get(self.SEEN_KEY)
+        self._seen: set[str] = set(json.loads(raw)) if raw else set()
 
     def check(self, _result: Any = None, force: bool = False) -> list[dict[str, Any]]:
         if not self.ruleset.budgets or (not force and time.monotonic() - self._last < self.MIN_INTERVAL):
@@ -135,7 +136,7 @@ class AlertWriter:
                 self._seen.add(key)
                 sent.append(event)
         if sent:
-            self._seen_file.write_text(json.dumps(sorted(self._seen)))
+            self.root.meta.put(self.SEEN_KEY, json.dumps(sorted(self._seen)))
         return sent
 
 

@@ -18,7 +18,7 @@ import click
 
 from ingest.errors import TokentrailError
 from ingest.keys import scrub_text
-from ingest.warehouse import Warehouse, default_warehouse
+from ingest.store import Store, default_location
 
 from .output import FORMATS, render, to_json
 
@@ -45,11 +45,22 @@ def _fail_cleanly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def _check_warehouse(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    if value is not None and "://" not in value and Path(value).is_file():
+        raise click.BadParameter(f"{value} is a file, not a warehouse directory")
+    return value
+
+
 def warehouse_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     return click.option(
-        "--warehouse", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
-        help="Warehouse directory [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].",
+        "--warehouse", "-w", default=None, metavar="DIR|URI", callback=_check_warehouse,
+        help="Warehouse: a directory or s3:// gs:// az:// URI [default: $TOKENTRAIL_WAREHOUSE, else ./warehouse].",
     )(fn)
+
+
+def as_of_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--as-of", "as_of", default=None, metavar="VERSION|TIMESTAMP",
+                        help="Read the tables as they were: a usage table version, or an ISO timestamp.")(fn)
 
 
 def output_format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -68,8 +79,9 @@ def _day(v: Any) -> date | None:
     return v.date() if v is not None else None
 
 
-def _wh(path: Path | None) -> Warehouse:
-    return Warehouse(path or default_warehouse())
+def _store(location: str | None) -> Store:
+    """A store for reading: it must exist (a typo must not look like an empty warehouse)."""
+    return Store(location or default_location()).require()
 
 
 def _emit(text: str, output: Path | None = None) -> None:
@@ -107,45 +119,35 @@ def main() -> None:
               help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
 @click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
-@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
-              help="If another writer holds the warehouse, wait up to this many seconds for it.")
 @click.option("--quarantine-raw-bytes", type=click.IntRange(0, 1 << 20), default=4096, show_default=True,
               help="Raw bytes of a bad line kept in quarantine (keys scrubbed); 0 keeps none.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
               help="Worker processes for many files [default: the number of CPUs].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_fail_cleanly
-def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
-           log_format: str | None, pattern: str | None, no_system_prompt: bool, wait_seconds: float,
+def ingest(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, prices: Path | None,
+           log_format: str | None, pattern: str | None, no_system_prompt: bool,
            quarantine_raw_bytes: int, jobs: int | None, as_json: bool) -> None:
     """Ingest log files and directories (recursively, .gz too) into the warehouse.
 
     Re-running over the same files adds nothing; appended lines are picked up from each
-    file's checkpoint. Lines that cannot be parsed go to the quarantine table.
+    file's offset, which commits with its rows. Several ingests and watchers may write one
+    warehouse at once. Lines that cannot be parsed go to the quarantine table.
 
     Example: tokentrail ingest sample_logs/ --rules sample_logs/rules.yaml
     """
-    from ingest.pipeline import IngestOptions, ingest_paths
+    from ingest.pipeline import IngestOptions
     from ingest.sources import discover
 
-    from .store import attributor, build_engine, make_attributor, resolve_paths
+    from .api import ingest as run_ingest
 
-    wh = _wh(warehouse)
-    with wh.writing("ingest", wait_seconds):
-        engine = build_engine(wh, rules, prices, remember=True)
-        rules_path, prices_path = resolve_paths(wh, rules, prices)
-        factory = functools.partial(make_attributor, str(wh.root), str(rules_path) if rules_path else None,
-                                    str(prices_path) if prices_path else None)
-        options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt,
-                                attribute=attributor(engine), glob=pattern, jobs=jobs or os.cpu_count() or 1,
-                                quarantine_raw_bytes=quarantine_raw_bytes,
-                                attribute_factory=factory)
-        total = sum(p.stat().st_size for p in discover(list(paths), pattern))
-        with _progress(total, "ingest") as advance:
-            summary = ingest_paths(wh, list(paths), options, progress=advance)
-    wh.close()
-    data = summary.as_dict()
-    data["unpriced_models"] = sorted(engine.pricer.unpriced)
+    options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt, glob=pattern,
+                            jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes)
+    total = sum(p.stat().st_size for p in discover(list(paths), pattern))
+    with _progress(total, "ingest") as advance:
+        report = run_ingest(list(paths), warehouse, rules, prices, options, progress=advance)
+    summary = report.summary
+    data = report.as_dict()
     if as_json:
         click.echo(to_json(data))
         return
@@ -163,8 +165,8 @@ def ingest(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, 
     if data["quarantined"]:
         click.echo("  see quarantined lines: tokentrail sql \"select source_file, source_offset, reason from quarantine\"",
                    err=True)
-    if engine.pricer.unpriced:
-        click.echo(f"  no price for: {', '.join(sorted(engine.pricer.unpriced))} (cost left NULL; add them with --prices)",
+    if report.unpriced_models:
+        click.echo(f"  no price for: {', '.join(report.unpriced_models)} (cost left NULL; add them with --prices)",
                    err=True)
 
 
@@ -199,17 +201,19 @@ class _progress:
 @warehouse_option
 @output_format_option
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), help="Write the result to a file.")
+@as_of_option
 @_fail_cleanly
-def sql(query: str, warehouse: Path | None, fmt: str, output: Path | None) -> None:
+def sql(query: str, warehouse: str | None, fmt: str, output: Path | None, as_of: str | None) -> None:
     """Run a read-only SQL query over the views `calls`, `usage` and `quarantine`.
 
     `calls_all`/`usage_all` keep duplicates that `calls`/`usage` fold by call_id.
 
     Example: tokentrail sql "select endpoint, count(*), sum(input_tokens) from calls group by 1"
     """
+    from .api import parse_as_of
     from .query import run_sql
 
-    table = run_sql(warehouse or default_warehouse(), query)
+    table = run_sql(_store(warehouse), query, parse_as_of(as_of))
     _emit(render(table, fmt), output)
 
 
@@ -224,16 +228,19 @@ def sql(query: str, warehouse: Path | None, fmt: str, output: Path | None) -> No
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report.")
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Rule file for the budgets section of --html.")
+@as_of_option
 @_fail_cleanly
-def report(warehouse: Path | None, by: tuple[str, ...], since: Any, until: Any, fmt: str, output: Path | None,
-           html: Path | None, rules: Path | None) -> None:
+def report(warehouse: str | None, by: tuple[str, ...], since: Any, until: Any, fmt: str, output: Path | None,
+           html: Path | None, rules: Path | None, as_of: str | None) -> None:
     """Requests, tokens, cost and the share of estimated tokens, grouped by dimensions.
 
     Example: tokentrail report --by key_name --by feature --since 2025-03-01
     """
+    from .api import parse_as_of
+    from .query import connect
     from .reports import report as run_report
 
-    root = warehouse or default_warehouse()
+    root = _store(warehouse)
     if html is not None:
         from .html_report import write_html_report
 
@@ -241,7 +248,7 @@ def report(warehouse: Path | None, by: tuple[str, ...], since: Any, until: Any, 
         click.echo(f"wrote {html}", err=True)
         if not by:
             return
-    table = run_report(root, list(by), _day(since), _day(until))
+    table = run_report(root, list(by), _day(since), _day(until), con=connect(root, as_of=parse_as_of(as_of)))
     title = "usage by " + ", ".join(by) if by else "usage"
     _emit(render(table, fmt, title), output)
 
@@ -255,26 +262,29 @@ def report(warehouse: Path | None, by: tuple[str, ...], since: Any, until: Any, 
               help="The new rule file.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
 @date_range_options
-@click.option("--dry-run", is_flag=True, help="Show what would move; write nothing.")
-@click.option("--wait", "wait_seconds", type=float, default=0.0, show_default=True,
-              help="If another writer holds the warehouse, wait up to this many seconds for it.")
+@click.option("--dry-run", is_flag=True, help="Show what would move (attribution and cost); write nothing.")
 @output_format_option
 @_fail_cleanly
-def reattribute(warehouse: Path | None, rules: Path, prices: Path | None, since: Any, until: Any,
-                dry_run: bool, wait_seconds: float, fmt: str) -> None:
-    """Rebuild usage/ from calls/ with new rules (and prices), partition by partition, atomically.
+def reattribute(warehouse: str | None, rules: Path, prices: Path | None, since: Any, until: Any,
+                dry_run: bool, fmt: str) -> None:
+    """Recompute usage from calls with new rules (and prices): one atomic commit for the whole range.
+
+    Readers see the old numbers or the new ones, never a mix; `sql --as-of VERSION` still shows
+    the old ones. Safe while `watch` runs.
 
     Example: tokentrail reattribute --rules rules.yaml --since 2025-01-01 --dry-run
     """
     import pyarrow as pa
 
+    from .current import build_engine
     from .reattribute import reattribute as run
-    from .store import build_engine
 
-    wh = _wh(warehouse)
+    store = _store(warehouse)
+    if _day(since) and _day(until) and _day(since) > _day(until):
+        raise click.BadParameter("--since is after --until", param_hint="--since/--until")
     if dry_run:
-        engine = build_engine(wh, rules, prices)
-        result = run(wh, engine, _day(since), _day(until), dry_run=True)
+        engine = build_engine(store, rules, prices)
+        result = run(store, engine, _day(since), _day(until), dry_run=True)
         click.echo(f"dry run: {len(result.partitions)} partitions, {result.rows:,} calls; "
                    f"ruleset {result.ruleset_hash}; nothing written", err=True)
         if result.moves:
@@ -282,13 +292,13 @@ def reattribute(warehouse: Path | None, rules: Path, prices: Path | None, since:
         else:
             click.echo("no attribution would change")
         return
-    with wh.writing("reattribute", wait_seconds):
-        engine = build_engine(wh, rules, prices, remember=True)
-        result = run(wh, engine, _day(since), _day(until),
-                     progress=lambda d, n: click.echo(f"  {d}: {n:,} calls", err=True))
+    engine = build_engine(store, rules, prices, remember=True)
+    result = run(store, engine, _day(since), _day(until),
+                 progress=lambda d, n: click.echo(f"  {d}: {n:,} calls", err=True))
     rate = result.rows / result.seconds if result.seconds else 0
-    click.echo(f"re-attributed {result.rows:,} calls in {len(result.partitions)} partitions "
-               f"in {result.seconds:.2f}s ({rate:,.0f} rows/s); ruleset {result.ruleset_hash}")
+    click.echo(f"re-attributed {result.rows:,} calls over {len(result.partitions)} days in one commit "
+               f"(usage version {result.version}) in {result.seconds:.2f}s ({rate:,.0f} rows/s); "
+               f"ruleset {result.ruleset_hash}")
 
 
 @main.group()
@@ -300,15 +310,18 @@ def rules() -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @warehouse_option
 @_fail_cleanly
-def rules_check(file: Path, warehouse: Path | None) -> None:
+def rules_check(file: Path, warehouse: str | None) -> None:
     """Validate a rule file and list its rules in evaluation order.
 
     Example: tokentrail rules check sample_logs/rules.yaml
     """
+    from ingest.keys import KeyHasher
+
     from .rules import load_rules
 
-    wh = _wh(warehouse)
-    rs = load_rules(file, wh.hasher)
+    store = Store(warehouse or default_location())
+    hasher = store.hasher if store.exists() else KeyHasher(b"rules-check-only")
+    rs = load_rules(file, hasher)
     click.echo(f"{file}: valid; ruleset {rs.hash}; {rs.rule_count} rules, "
                f"{len(rs.budgets)} budgets, {len(rs.allowlists)} allowlists")
     for dim, items in rs.dimensions.items():
@@ -321,17 +334,17 @@ def rules_check(file: Path, warehouse: Path | None) -> None:
 @click.option("--call", "call_id", required=True, help="The call_id to explain.")
 @warehouse_option
 @_fail_cleanly
-def rules_explain(file: Path, call_id: str, warehouse: Path | None) -> None:
+def rules_explain(file: Path, call_id: str, warehouse: str | None) -> None:
     """Show which rule decided each dimension of one call, and why.
 
     Example: tokentrail rules explain rules.yaml --call chatcmpl-abc123
     """
+    from .current import build_engine
     from .reports import explain_call
-    from .store import build_engine
 
-    wh = _wh(warehouse)
-    engine = build_engine(wh, file)
-    out = explain_call(wh.root, call_id, engine.ruleset, engine.apply)
+    store = _store(warehouse)
+    engine = build_engine(store, file)
+    out = explain_call(store, call_id, engine.ruleset, engine.apply)
     click.echo(to_json(out))
 
 
@@ -339,19 +352,19 @@ def rules_explain(file: Path, call_id: str, warehouse: Path | None) -> None:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @warehouse_option
 @_fail_cleanly
-def rules_coverage(file: Path, warehouse: Path | None) -> None:
+def rules_coverage(file: Path, warehouse: str | None) -> None:
     """Share of calls, tokens and cost each dimension leaves at its default, and the top unmatched values.
 
     Example: tokentrail rules coverage sample_logs/rules.yaml
     """
+    from .current import build_engine
     from .output import render_rich
     from .reports import rules_coverage as run
-    from .store import build_engine
 
-    wh = _wh(warehouse)
-    engine = build_engine(wh, file)
+    store = _store(warehouse)
+    engine = build_engine(store, file)
     rows = [[c.dimension, f"{c.calls_share:.1%}", f"{c.tokens_share:.1%}", f"{c.cost_share:.1%}",
-             ", ".join(f"{v} ({n})" for v, n in c.top_unmatched)] for c in run(wh.root, engine.ruleset, engine.apply)]
+             ", ".join(f"{v} ({n})" for v, n in c.top_unmatched)] for c in run(store, engine.ruleset, engine.apply)]
     click.echo(render_rich(["dimension", "calls at default", "tokens", "cost", "top unmatched"], rows,
                            "left at defaults"))
 

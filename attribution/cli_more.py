@@ -96,7 +96,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @warehouse_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Rule file.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
@@ -114,79 +114,87 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
 @_fail_cleanly
-def watch(paths: tuple[Path, ...], warehouse: Path | None, rules: Path | None, prices: Path | None,
+def watch(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, prices: Path | None,
           log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int, read_from: str,
           poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int,
           no_system_prompt: bool) -> None:
     """Tail log directories and commit new calls continuously, exactly once.
 
     Survives rotation (rename+create, copytruncate, gzip), restarts and SIGKILL. Stops cleanly
-    (flush, commit, exit 0) on SIGINT/SIGTERM. Only one writer per warehouse.
+    (flush, commit, exit 0) on SIGINT/SIGTERM. Many watchers (one per host) may write one
+    warehouse, local or in object storage.
 
     Example: tokentrail watch /var/log/myapp --rules /etc/tokentrail/rules.yaml --glob '*.log'
     """
+    import signal
     import sys
 
     from ingest.pipeline import IngestOptions
-    from ingest.warehouse import Warehouse, default_warehouse
-    from ingest.watch import Watcher, WatchOptions
+    from ingest.watch import WatchOptions
 
-    from .store import attributor, build_engine
+    from .api import make_watcher, run_watcher
 
-    wh = Warehouse(warehouse or default_warehouse())
-    with wh.writing("watch"):
-        engine = build_engine(wh, rules, prices, remember=True)
-        on_commit: Any = None
-        if alerts is not None:
-            from .budgets import AlertWriter
+    ingest_options = IngestOptions(format=log_format, glob=pattern, max_line=max_line_bytes,
+                                   store_system_prompt=not no_system_prompt)
+    options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
+                           poll=poll, once=once, status_seconds=status_seconds)
+    watcher, engine, store = make_watcher(list(paths), warehouse, rules, prices, ingest_options, options)
+    alert_writer: Any = None
+    if alerts is not None:
+        from .budgets import AlertWriter
 
-            writer = AlertWriter(wh.root, engine.ruleset, alerts)
-            def on_commit(_result: Any) -> None:
-                writer.check()
-        ingest_options = IngestOptions(format=log_format, attribute=attributor(engine), glob=pattern,
-                                       max_line=max_line_bytes, store_system_prompt=not no_system_prompt)
-        options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
-                               poll=poll, once=once, status_seconds=status_seconds)
-        status = (lambda s: click.echo("\r" + s, err=True)) if sys.stderr.isatty() else None
-        watcher = Watcher(wh, list(paths), ingest_options, options, on_commit=on_commit, status=status)
-        try:
-            stats = watcher.run()
-        finally:
-            watcher.close()
+        alert_writer = AlertWriter(store, engine.ruleset, alerts)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        watcher.stop.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    stats = None
+    for tick in run_watcher(watcher, engine, store):
+        stats = tick.stats
+        if tick.status_line and sys.stderr.isatty():
+            click.echo("\r" + tick.status_line, err=True)
+        if alert_writer is not None:
+            alert_writer.check(force=tick.final)
+    assert stats is not None
     click.echo(f"stopped: {stats.calls:,} calls from {stats.lines:,} lines committed, "
                f"{stats.quarantined:,} quarantined", err=True)
 
 
 @main.command()
 @warehouse_option
-@click.option("--before", type=click.DateTime(["%Y-%m-%d"]), default=None,
-              help="Compact partitions dated before this day [default: yesterday, UTC].")
-@click.option("--min-files", default=4, show_default=True, help="Only partitions with at least this many files.")
+@click.option("--vacuum-hours", type=click.IntRange(0, None), default=168, show_default=True,
+              help="Then delete files unreferenced for this long (0 disables --as-of into the past).")
+@click.option("--no-vacuum", is_flag=True, help="Only compact; delete nothing.")
 @_fail_cleanly
-def compact(warehouse: Path | None, before: Any, min_files: int) -> None:
-    """Merge the small files of closed partitions into one file each (exactly-once is kept).
+def compact(warehouse: str | None, vacuum_hours: int, no_vacuum: bool) -> None:
+    """Merge small files (Delta optimize) and delete unreferenced old ones (vacuum). Safe while others write.
 
-    Example: tokentrail compact --before 2025-04-01
+    Example: tokentrail compact --vacuum-hours 168
     """
-    from ingest.compact import compact_closed_partitions
-    from ingest.warehouse import Warehouse, default_warehouse
+    from ingest.store import Store, default_location
 
-    wh = Warehouse(warehouse or default_warehouse())
-    with wh.writing("compact"):
-        r = compact_closed_partitions(wh, before.date() if before else None, min_files)
-    click.echo(f"compacted {len(r.partitions)} partitions: {r.files_before} files -> {r.files_after}")
+    store = Store(warehouse or default_location()).require()
+    done = store.optimize()
+    for name, m in done.items():
+        if m["removed"]:
+            click.echo(f"{name}: {m['removed']} files -> {m['added']}")
+    if not no_vacuum:
+        removed = store.vacuum(vacuum_hours)
+        click.echo(f"vacuum: removed {sum(removed.values())} files older than {vacuum_hours} h")
 
 
 # -- spend controls and finance views ------------------------------------------------------------
 
 
-def _ruleset(warehouse: Path | None, rules: Path):  # type: ignore[no-untyped-def]
-    from ingest.warehouse import Warehouse, default_warehouse
+def _ruleset(warehouse: str | None, rules: Path):  # type: ignore[no-untyped-def]
+    from ingest.store import Store, default_location
 
     from .rules import load_rules
 
-    wh = Warehouse(warehouse or default_warehouse())
-    return wh, load_rules(rules, wh.hasher)
+    store = Store(warehouse or default_location()).require()
+    return store, load_rules(rules, store.hasher)
 
 
 @main.command()
@@ -196,7 +204,7 @@ def _ruleset(warehouse: Path | None, rules: Path):  # type: ignore[no-untyped-de
 @click.option("--at", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Evaluate as of the end of this day [default: now].")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @_fail_cleanly
-def budgets(warehouse: Path | None, rules: Path, at: Any, fmt: str) -> None:
+def budgets(warehouse: str | None, rules: Path, at: Any, fmt: str) -> None:
     """Spend against each budget, with projected end-of-period spend. Exit 1 if any is exceeded.
 
     Example: tokentrail budgets --rules rules.yaml --at 2025-03-28
@@ -208,8 +216,8 @@ def budgets(warehouse: Path | None, rules: Path, at: Any, fmt: str) -> None:
     from .budgets import as_rows, evaluate
     from .output import render
 
-    wh, rs = _ruleset(warehouse, rules)
-    statuses = evaluate(wh.root, rs, at.date() if at else None)
+    store, rs = _ruleset(warehouse, rules)
+    statuses = evaluate(store, rs, at.date() if at else None)
     if not statuses:
         click.echo(f"{rules} defines no budgets")
         return
@@ -235,7 +243,7 @@ def audit() -> None:
 @click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day included (UTC).")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @_fail_cleanly
-def audit_ips(warehouse: Path | None, rules: Path, since: Any, until: Any, fmt: str) -> None:
+def audit_ips(warehouse: str | None, rules: Path, since: Any, until: Any, fmt: str) -> None:
     """Calls from outside their key's IP allowlist, by key and IP, with first/last seen and cost. Exit 1 on violations.
 
     Example: tokentrail audit ips --rules rules.yaml --since 2025-03-01
@@ -247,8 +255,8 @@ def audit_ips(warehouse: Path | None, rules: Path, since: Any, until: Any, fmt: 
     from .audit import audit_ips as run
     from .output import render
 
-    wh, rs = _ruleset(warehouse, rules)
-    result = run(wh.root, rs, since.date() if since else None, until.date() if until else None)
+    store, rs = _ruleset(warehouse, rules)
+    result = run(store, rs, since.date() if since else None, until.date() if until else None)
     click.echo(f"checked {result.checked_calls:,} calls against {len(rs.allowlists)} allowlists; "
                f"{result.unknown_ip_calls:,} had no client IP", err=True)
     if not result.violations:
@@ -268,7 +276,7 @@ def audit_ips(warehouse: Path | None, rules: Path, since: Any, until: Any, fmt: 
 @click.option("--min-ratio", default=2.0, show_default=True, help="Also require observed >= this x baseline.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @_fail_cleanly
-def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, granularity: str, threshold: float,
+def anomalies(warehouse: str | None, by: str | None, since: Any, metric: str, granularity: str, threshold: float,
               min_ratio: float, fmt: str) -> None:
     """Days (or hours) whose tokens or cost jump far above the same weekday's recent baseline.
 
@@ -276,12 +284,11 @@ def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, g
     """
     import pyarrow as pa
 
-    from ingest.warehouse import default_warehouse
-
     from .anomalies import as_rows, find_anomalies
+    from .cli import _store
     from .output import render
 
-    found = find_anomalies(warehouse or default_warehouse(), by, since.date() if since else None, metric, granularity,
+    found = find_anomalies(_store(warehouse), by, since.date() if since else None, metric, granularity,
                            threshold, min_ratio)
     if not found:
         click.echo("no anomalies")
@@ -299,7 +306,7 @@ def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, g
 @click.option("--tolerance", default=0.02, show_default=True, help="Relative difference still called matched.")
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @_fail_cleanly
-def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_project: bool, tolerance: float,
+def reconcile(warehouse: str | None, costs: Path, usage_file: Path | None, by_project: bool, tolerance: float,
               fmt: str) -> None:
     """Compare the provider's own cost (and usage) exports with what tokentrail attributed.
 
@@ -307,12 +314,11 @@ def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_p
     """
     import pyarrow as pa
 
-    from ingest.warehouse import default_warehouse
-
+    from .cli import _store
     from .output import render
     from .reconcile import reconcile as run
 
-    r = run(warehouse or default_warehouse(), costs, usage_file, by_project, tolerance)
+    r = run(_store(warehouse), costs, usage_file, by_project, tolerance)
     click.echo(render(pa.Table.from_pylist(r.rows), fmt, "provider vs tokentrail"))
     click.echo(f"provider ${r.provider_usd:,.4f}, tokentrail ${r.tokentrail_usd:,.4f}; {r.matched} matched, {r.over} over, "
                f"{r.under} under; share of spend tokentrail cannot see: {r.unseen_share:.1%}", err=True)

@@ -117,9 +117,9 @@ def render_html(root: str | Path, since: date | None = None, until: date | None 
     for dim in ("key_name", "feature", "end_user", "model"):
         parts.append(table(f"Top {dim}", report(root, [dim], since, until, con).to_pylist()))
     if rules is not None:
-        from ingest.warehouse import Warehouse
+        from ingest.store import Store
 
-        statuses = evaluate(root, load_rules(rules, Warehouse(root).hasher), until)
+        statuses = evaluate(root, load_rules(rules, (root if isinstance(root, Store) else Store(root)).hasher), until)
         rows = [{"budget": s.id, "scope": s.scope, "period": s.period, "spent": s.spent, "limit": s.limit, "unit": s.unit,
                  "projected": s.projected, "status": s.status} for s in statuses]
         parts.append(table("Budgets", rows).replace("<td>exceeded</td>", '<td class="exceeded">exceeded</td>'))

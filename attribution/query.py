@@ -5,19 +5,24 @@ the same call logged by an app and by a proxy (same provider response id) counts
 preferring reported over estimated tokens. A call without a provider id gets a synthetic
 id from its file and offset, so it can only be deduplicated against itself.
 
-User SQL runs on a connection with external file access switched off (only the warehouse
-directory can be read), configuration locked, and only read statements accepted.
+User SQL runs on a connection that can read the current snapshot's data files and nothing
+else (external access off, an allow-list of exactly those files, configuration locked), and
+only read statements are accepted (EXPLAIN only of a read).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 import pyarrow as pa
+from deltalake import DeltaTable
 
 from ingest.errors import TokentrailError
 from ingest.schema import CALL_SCHEMA, QUARANTINE_SCHEMA
+from ingest.store import Store
 
 from .pricing import COST_COLUMNS
 
@@ -26,25 +31,6 @@ READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}  # PRAGMA is vetted below
 
 class QueryError(TokentrailError):
     """A user query failed or was refused."""
-
-
-def _glob(root: Path, table: str) -> str:
-    return str(root / table / "date=*" / "*.parquet")
-
-
-def _has_files(root: Path, table: str) -> bool:
-    base = root / table
-    return base.is_dir() and any(base.glob("date=*/*.parquet"))
-
-
-def _usage_empty_schema() -> pa.Schema:
-    fields = list(CALL_SCHEMA)
-    for dim in ("key_name", "team", "feature", "end_user"):
-        fields += [pa.field(dim, pa.string()), pa.field(f"{dim}_rule", pa.string())]
-    fields += [pa.field("ruleset_hash", pa.string()), pa.field("price_source", pa.string()),
-               pa.field("price_model", pa.string())]
-    fields += [pa.field(c, pa.float64()) for c in COST_COLUMNS]
-    return pa.schema(fields)
 
 
 # Only ids that occur more than once pay for the window (most ids are unique): 2.2x faster than a
@@ -59,25 +45,84 @@ DEDUP = """
 """
 
 
-def connect(root: str | Path, user_sql: bool = False) -> duckdb.DuckDBPyConnection:
-    """A fresh in-memory DuckDB with the warehouse views. Nothing is written to the warehouse."""
-    root = Path(root).resolve()
+def _usage_empty_schema() -> pa.Schema:
+    fields = list(CALL_SCHEMA)
+    for dim in ("key_name", "team", "feature", "end_user"):
+        fields += [pa.field(dim, pa.string()), pa.field(f"{dim}_rule", pa.string())]
+    fields += [pa.field("ruleset_hash", pa.string()), pa.field("price_source", pa.string()),
+               pa.field("price_model", pa.string())]
+    fields += [pa.field(c, pa.decimal128(38, 12)) for c in COST_COLUMNS]
+    return pa.schema(fields)
+
+
+_FALLBACK_SCHEMAS = {"calls": CALL_SCHEMA, "usage": _usage_empty_schema(), "quarantine": QUARANTINE_SCHEMA}
+
+
+@dataclass
+class Snapshot:
+    """The tables as one reader sees them: Delta snapshots (latest or as of a version/time)."""
+
+    store: Store
+    tables: dict[str, DeltaTable | None]
+    files: list[str]
+
+
+def open_snapshot(store: Store, as_of: int | datetime | None = None) -> Snapshot:
+    """Load `calls`, `usage`, `quarantine` consistently: `as_of` is a `usage` version or a timestamp."""
+    tables: dict[str, DeltaTable | None] = {}
+    when: int | datetime | None = as_of
+    if isinstance(as_of, int):
+        usage = store.open_snapshot("usage", as_of)
+        tables["usage"] = usage
+        if usage is not None:
+            ts_ms = next((h["timestamp"] for h in usage.history() if h.get("version") == as_of), None)
+            when = datetime.fromtimestamp(ts_ms / 1000, UTC) if ts_ms else None
+    for name in ("calls", "usage", "quarantine"):
+        if name in tables:
+            continue
+        try:
+            tables[name] = store.open_snapshot(name, when)
+        except TokentrailError:
+            tables[name] = None  # the table did not exist yet at that time
+    files = [f for dt in tables.values() if dt is not None for f in dt.file_uris()]
+    return Snapshot(store, tables, files)
+
+
+def connect(location: str | Path | Store | None, user_sql: bool = False, as_of: int | datetime | None = None,
+            require: bool = True) -> duckdb.DuckDBPyConnection:
+    """A fresh in-memory DuckDB with the warehouse views. Nothing is written to the warehouse.
+
+    Local tables are read with DuckDB's Parquet reader over exactly the files of the Delta
+    snapshot (a plain glob would also see files a later commit removed); object-store tables
+    through delta-rs's Arrow dataset. With `user_sql`, the connection can read those files and
+    nothing else: external access is off, only the snapshot's files are allowed, settings locked.
+    """
+    store = location if isinstance(location, Store) else Store(location)
+    if require:
+        store.require()
+    snap = open_snapshot(store, as_of)
     con = duckdb.connect(":memory:")
-    for table, schema in (("calls", CALL_SCHEMA), ("usage", _usage_empty_schema()), ("quarantine", QUARANTINE_SCHEMA)):
+    for table in ("calls", "usage", "quarantine"):
         name = f"{table}_all" if table != "quarantine" else "quarantine"
-        if _has_files(root, table):
-            con.execute(
-                f"CREATE VIEW {name} AS SELECT * FROM read_parquet('{_glob(root, table)}', "
-                f"hive_partitioning = true, union_by_name = true)"
-            )
+        dt = snap.tables.get(table)
+        files = dt.file_uris() if dt is not None else []
+        if dt is not None and files and store.loc.is_local:
+            rel = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
+            rel.create_view(name)
+        elif dt is not None and files:
+            con.register(name, dt.to_pyarrow_dataset())
         else:
-            empty = schema.empty_table().append_column("date", pa.array([], pa.date32()))
-            con.register(f"_empty_{table}", empty)
-            con.execute(f"CREATE VIEW {name} AS SELECT * FROM _empty_{table}")
+            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else _FALLBACK_SCHEMAS[table]  # type: ignore[arg-type]
+            empty = schema.empty_table()
+            if "date" not in empty.column_names:
+                empty = empty.append_column("date", pa.array([], pa.date32()))
+            con.register(name, empty)
     con.execute(f"CREATE VIEW calls AS {DEDUP.format(src='calls_all')}")
     con.execute(f"CREATE VIEW usage AS {DEDUP.format(src='usage_all')}")
     if user_sql:
-        con.execute(f"SET allowed_directories = ['{root}/']")
+        allowed = [f for f in snap.files if not f.startswith(("s3://", "gs://", "az://", "abfs"))]
+        con.execute("SET allowed_paths = ?", [allowed])
+        con.execute("SET allowed_directories = ?", [[]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con
@@ -93,18 +138,21 @@ def check_read_only(sql: str) -> None:
         raise QueryError("empty query")
     for st in statements:
         kind = st.type.name
-        pragma_ok = st.query.strip().lower().startswith(("pragma table_info", "pragma show"))
-        if kind not in READ_STATEMENTS or (kind == "PRAGMA" and not pragma_ok):
+        text = st.query.strip().lower()
+        pragma_ok = text.startswith(("pragma table_info", "pragma show"))
+        explained = text.removeprefix("explain").strip().removeprefix("analyze").strip().lstrip("(")
+        explain_ok = explained.startswith(("select", "with", "from", "values", "("))
+        if kind not in READ_STATEMENTS or (kind == "PRAGMA" and not pragma_ok) or (kind == "EXPLAIN" and not explain_ok):
             raise QueryError(
                 f"`tokentrail sql` only reads the warehouse; {kind} statements are refused. "
                 f"Use --output FILE to save results."
             )
 
 
-def run_sql(root: str | Path, sql: str) -> pa.Table:
+def run_sql(location: str | Path | Store | None, sql: str, as_of: int | datetime | None = None) -> pa.Table:
     check_read_only(sql)
     for attempt in range(3):
-        con = connect(root, user_sql=True)
+        con = connect(location, user_sql=True, as_of=as_of)
         try:
             rel = con.sql(sql)
             return rel.to_arrow_table() if rel is not None else pa.table({})

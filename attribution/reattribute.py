@@ -1,14 +1,15 @@
-"""Rebuild `usage/` partitions from `calls/` after rules or prices change.
+"""Rebuild `usage` from `calls` after rules or prices change: one atomic Delta commit.
 
-Per date partition: read its calls, attribute and price them, write a new generation
-directory durably, journal it, then swap the partition's symlink in one rename. A reader
-sees the old partition or the new one, never a mix; a crash between partitions leaves each
-partition entirely old or entirely new, and the next writer finishes a journaled swap.
+The whole date range is recomputed day by day (streamed, so memory holds one day) and written
+as one predicate overwrite: readers see the old numbers or the new ones, never a mix, and a
+crash leaves the old ones. The commit also carries every source's version, so a watcher whose
+`usage` commit races with it conflicts, re-checks by content and adds only what is missing.
 """
 
 from __future__ import annotations
 
-import os
+import contextlib
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,12 +18,16 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
 
-from ingest.warehouse import Warehouse
+from ingest.store import Store, with_date
+from ingest.store.table import retry_on_conflict
 
+from .derive import repair_usage
 from .engine import Engine
-
-CRASH_ENV = "TOKENTRAIL_TEST_CRASH_AFTER_PARTITIONS"  # fault injection for the crash test only
 
 
 @dataclass
@@ -30,83 +35,147 @@ class ReattributeResult:
     partitions: list[str] = field(default_factory=list)
     rows: int = 0
     seconds: float = 0.0
-    moves: list[dict[str, Any]] = field(default_factory=list)  # dry run: what would change
+    moves: list[dict[str, Any]] = field(default_factory=list)  # by dimension: what changes
+    cost_before: float = 0.0
+    cost_after: float = 0.0
     ruleset_hash: str = ""
+    version: int | None = None  # the usage table version written
 
 
-def calls_partitions(wh: Warehouse, since: date | None, until: date | None) -> list[str]:
-    base = wh.table_dir("calls")
-    if not base.is_dir():
-        return []
-    out = []
-    for d in sorted(base.iterdir()):
-        if not d.name.startswith("date=") or not any(d.glob("*.parquet")):
+def _days(dt: DeltaTable, since: date | None, until: date | None) -> list[str]:
+    days = set()
+    for part in dt.partitions():
+        d = part.get("date")
+        if d is None or (since and d < since.isoformat()) or (until and d > until.isoformat()):
             continue
-        day = d.name.removeprefix("date=")
-        if since and day < since.isoformat() or until and day > until.isoformat():
-            continue
-        out.append(day)
-    return out
+        days.add(d)
+    return sorted(days)
 
 
-def _read_calls(wh: Warehouse, day: str, con: duckdb.DuckDBPyConnection) -> pa.Table:
-    glob = str(wh.table_dir("calls") / f"date={day}" / "*.parquet")
-    return con.sql(f"SELECT * FROM read_parquet('{glob}', union_by_name = true)").to_arrow_table()
+def _read_day(dt: DeltaTable, day: str) -> pa.Table:
+    t = dt.to_pyarrow_dataset().to_table(filter=pc.field("date") == pa.scalar(date.fromisoformat(day)))
+    return t.drop_columns(["date"]) if "date" in t.column_names else t
+
+
+def _predicate(days: list[str], since: date | None, until: date | None) -> str | None:
+    if since is None and until is None:
+        return None  # the whole table
+    lo = (since.isoformat() if since else days[0]) if (since or days) else None
+    hi = (until.isoformat() if until else days[-1]) if (until or days) else None
+    parts = []
+    if lo:
+        parts.append(f"date >= '{date.fromisoformat(lo).isoformat()}'")  # validated dates only
+    if hi:
+        parts.append(f"date <= '{date.fromisoformat(hi).isoformat()}'")
+    return " AND ".join(parts)
 
 
 def reattribute(
-    wh: Warehouse,
+    store: Store,
     engine: Engine,
     since: date | None = None,
     until: date | None = None,
     dry_run: bool = False,
     progress: Callable[[str, int], None] | None = None,
 ) -> ReattributeResult:
-    """The caller holds the writer lock (unless dry_run: then nothing is written)."""
     t0 = time.perf_counter()
     result = ReattributeResult(ruleset_hash=engine.ruleset.hash)
     con = engine.connect()
-    crash_after = int(os.environ.get(CRASH_ENV, "0") or 0)
-    for i, day in enumerate(calls_partitions(wh, since, until), start=1):
-        calls = _read_calls(wh, day, con)
-        usage = engine.apply(calls, con)
-        result.partitions.append(day)
-        result.rows += usage.num_rows
+    if not dry_run:
+        repair_usage(store, engine)
+
+    def attempt() -> ReattributeResult:
+        with contextlib.ExitStack() as stack:
+            return _attempt(stack)
+
+    def _attempt(stack: contextlib.ExitStack) -> ReattributeResult:
+        res = ReattributeResult(ruleset_hash=engine.ruleset.hash)
+        dt_c = store.calls.snapshot(refresh=True)
+        dt_u = store.usage.snapshot(refresh=True)
+        if dt_c is None:
+            return res
+        days = _days(dt_c, since, until)
+        res.partitions = days
         if dry_run:
-            result.moves.extend(_moves(wh, day, usage, engine, con))
-        else:
-            wh.replace_usage_partition(day, usage, f"r{usage.num_rows}")
-        if progress:
-            progress(day, usage.num_rows)
-        if crash_after and i >= crash_after:
-            os._exit(137)
+            for day in days:
+                new = engine.apply(_read_day(dt_c, day), con)
+                res.rows += new.num_rows
+                res.moves.extend(_moves(dt_u, day, new, engine, con))
+                if progress:
+                    progress(day, new.num_rows)
+            res.moves = _aggregate_moves(res.moves)
+            return res
+        if not days:
+            return res
+        # Day by day into a local spool (memory holds one day), then one streamed commit. delta-rs
+        # cannot be called back while it consumes the stream, so the stream only reads the spool.
+        spool = tempfile.TemporaryDirectory(prefix="tokentrail-reattribute-")
+        stack.callback(spool.cleanup)
+        schema: pa.Schema | None = None
+        files = []
+        for day in days:
+            table = with_date(engine.apply(_read_day(dt_c, day), con))
+            schema = schema or table.schema
+            res.rows += table.num_rows
+            path = f"{spool.name}/{day}.parquet"
+            pq.write_table(table.cast(schema), path)
+            files.append(path)
+            if progress:
+                progress(day, table.num_rows)
+        assert schema is not None
+        reader = ds.dataset(files, schema=schema, format="parquet").scanner().to_reader()
+        txns = {}
+        for sid in store.source_index(refresh=True).by_id:
+            cv = dt_c.transaction_version(sid) or 0
+            uv = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
+            if max(cv, uv):
+                txns[sid] = max(cv, uv)
+        store.usage._write(reader, "overwrite", txns, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
+        res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
+        return res
+
+    result = retry_on_conflict(attempt, f"re-attributing {store.usage.uri}")
     result.seconds = time.perf_counter() - t0
-    if dry_run:
-        result.moves = _aggregate_moves(result.moves)
     return result
 
 
-def _moves(wh: Warehouse, day: str, new: pa.Table, engine: Engine, con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+def _moves(dt_u: DeltaTable | None, day: str, new: pa.Table, engine: Engine,
+           con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
     """Per dimension: calls, tokens and cost moving from each old value to each new value."""
-    part = wh.table_dir("usage") / f"date={day}"
-    if not part.exists() or not any(part.glob("*.parquet")):
+    if dt_u is None:
         return []
-    old = con.sql(f"SELECT * FROM read_parquet('{part}/*.parquet', union_by_name = true)").to_arrow_table()
+    old = _read_day(dt_u, day)
+    if old.num_rows == 0:
+        return []
     con.register("tt_old", old)
     con.register("tt_new", new)
     out: list[dict[str, Any]] = []
     old_cols = set(old.column_names)
-    for dim in engine.ruleset.dimension_names():
-        old_expr = f'o."{dim}"' if dim in old_cols else "'(none)'"
-        rows = con.sql(f"""
-            SELECT '{dim}' AS dimension, {old_expr} AS old_value, n."{dim}" AS new_value, count(*) AS calls,
-                   sum(coalesce(n.input_tokens, 0) + coalesce(n.output_tokens, 0)) AS tokens,
-                   sum(n.cost_usd) AS cost_usd
-            FROM tt_new n LEFT JOIN tt_old o USING (call_id)
-            WHERE {old_expr} IS DISTINCT FROM n."{dim}"
-            GROUP BY ALL
-        """).fetchall()
-        out += [dict(zip(("dimension", "old_value", "new_value", "calls", "tokens", "cost_usd"), r, strict=True)) for r in rows]
+    for dim in [*engine.ruleset.dimension_names(), "cost_usd"]:
+        if dim == "cost_usd":
+            rows = con.execute("""
+                SELECT 'cost_usd' AS dimension, sum(o.cost_usd) AS old_value,
+                       sum(n.cost_usd) AS new_value, count(*) AS calls,
+                       sum(coalesce(n.input_tokens, 0) + coalesce(n.output_tokens, 0)) AS tokens,
+                       sum(n.cost_usd) - sum(o.cost_usd) AS cost_usd
+                FROM tt_new n JOIN tt_old o USING (call_id, source_offset)
+                WHERE o.cost_usd IS DISTINCT FROM n.cost_usd
+            """).fetchall()
+            # prices changed: old and new totals of the calls whose cost moves
+            rows = [("cost_usd", str(r[1]), str(r[2]), r[3], r[4], r[5]) for r in rows if r[3]]
+        else:
+            quoted = '"' + dim.replace('"', '""') + '"'
+            old_expr = f"o.{quoted}" if dim in old_cols else "'(none)'"
+            rows = con.execute(f"""
+                SELECT ? AS dimension, {old_expr} AS old_value, n.{quoted} AS new_value, count(*) AS calls,
+                       sum(coalesce(n.input_tokens, 0) + coalesce(n.output_tokens, 0)) AS tokens,
+                       sum(n.cost_usd) AS cost_usd
+                FROM tt_new n LEFT JOIN tt_old o USING (call_id, source_offset)
+                WHERE {old_expr} IS DISTINCT FROM n.{quoted}
+                GROUP BY ALL
+            """, [dim]).fetchall()
+        out += [dict(zip(("dimension", "old_value", "new_value", "calls", "tokens", "cost_usd"), r, strict=True))
+                for r in rows]
     con.unregister("tt_old")
     con.unregister("tt_new")
     return out
@@ -117,8 +186,8 @@ def _aggregate_moves(moves: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for m in moves:
         key = (m["dimension"], str(m["old_value"]), str(m["new_value"]))
         a = acc.setdefault(key, {"dimension": key[0], "old_value": key[1], "new_value": key[2],
-                                 "calls": 0, "tokens": 0, "cost_usd": 0.0})
+                                 "calls": 0, "tokens": 0, "cost_usd": 0})
         a["calls"] += m["calls"]
         a["tokens"] += m["tokens"] or 0
-        a["cost_usd"] += m["cost_usd"] or 0.0
-    return sorted(acc.values(), key=lambda a: (a["dimension"], -a["calls"]))
+        a["cost_usd"] += m["cost_usd"] or 0
+    return sorted(acc.values(), key=lambda a: (a["dimension"], -a["calls"], a["old_value"], a["new_value"]))

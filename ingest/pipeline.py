@@ -1,7 +1,10 @@
-"""Batch ingest: files in, chunks committed exactly once, a summary out.
+"""Reading log files into committed chunks: lines -> calls and quarantine rows -> the store.
 
-Used by `tokentrail ingest` and by the watcher (which calls `ingest_file` per changed file).
-Bad lines never stop a run: each becomes a quarantine row naming file, offset and reason.
+`FileIngester` turns one file's lines (from a verified offset) into chunks; `IngestRun` resolves
+each file's source, batches chunks and commits them through `ingest.store`; `ingest_batches`
+is the batch command's loop (optionally parsing in worker processes). The watcher uses
+`IngestRun` per changed file. Bad lines never stop a run: each becomes a quarantine row naming
+file, offset and reason. Nothing here knows about rules or prices.
 """
 
 from __future__ import annotations
@@ -9,9 +12,8 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -21,7 +23,7 @@ import pyarrow as pa
 from .errors import RecordError
 from .formats import Format, ParseContext, decode_record, detect_lines, detect_record, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
-from .keys import scrub_bytes, scrub_text
+from .keys import KeyHasher, scrub_bytes, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import (
     DEFAULT_MAX_LINE,
@@ -36,16 +38,14 @@ from .sources import (
     tail_hash,
     tail_hash_open,
 )
+from .store import ChunkRows, CommitResult, Store
 from .tokens import TokenCounter, fill_estimates
-from .warehouse import Warehouse
 
 QUARANTINE_RAW_BYTES = 4096
 # A chunk is committed at 8,000 lines or 16 MB of input, whichever comes first: memory is bounded by
 # the chunk (decoded records and request bodies kept for estimation), not by the file (bench figure 4).
 DEFAULT_CHUNK_LINES = 8_000
 DEFAULT_CHUNK_BYTES = 16 << 20
-
-Attributor = Callable[[pa.Table], pa.Table]
 
 
 @dataclass
@@ -64,6 +64,7 @@ class FileResult:
     offset: int = 0  # where reading stopped (the committed checkpoint)
     more: bool = False  # stopped at max_chunks with data left
     note: str | None = None
+    source_id: str | None = None
 
 
 @dataclass
@@ -93,22 +94,19 @@ class IngestSummary:
 
 @dataclass
 class IngestOptions:
-    """How to ingest. `attribute` runs in this process; `attribute_factory` (a picklable callable
-    returning an attributor) is what worker processes use when `jobs` > 1."""
+    """How to read and parse; `jobs` > 1 parses in worker processes (this process still commits)."""
 
     format: str | None = None
     chunk_lines: int = DEFAULT_CHUNK_LINES
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     max_line: int = DEFAULT_MAX_LINE
     store_system_prompt: bool = True
-    attribute: Attributor | None = None
     glob: str | None = None
     quarantine_raw_bytes: int = 4096  # 0: keep no raw bytes of bad lines (they may hold prompt text)
     jobs: int = 1
-    attribute_factory: Callable[[], Attributor] | None = None
 
 
-class _FileChanged(Exception):
+class FileChanged(Exception):
     """The file was truncated or replaced between identifying it and committing what was read."""
 
 
@@ -153,52 +151,35 @@ def _now_us() -> int:
 
 
 class FileIngester:
-    """Reads one file from its checkpoint and commits chunks. Holds no state between calls."""
+    """Reads one file from a verified offset and yields chunks ready to commit. Commits nothing:
+    the caller (`IngestRun`) batches chunks and hands them to the store."""
 
-    def __init__(self, wh: Warehouse, options: IngestOptions, counter: TokenCounter | None = None,
+    def __init__(self, hasher: KeyHasher, options: IngestOptions, counter: TokenCounter | None = None,
                  extras: dict[str, Any] | None = None) -> None:
-        self.wh = wh
+        self.hasher = hasher
         self.options = options
         self.counter = counter or TokenCounter()
         self.extras = extras if extras is not None else {}
         self._forced: Format | None = get_format(options.format) if options.format else None
 
-    def resume_offset(self, path: Path, ident: FileIdentity, head: bytes,
-                      handle: BinaryIO | None = None) -> tuple[int, str | None]:
-        """The checkpointed offset, or 0 when the file was truncated or replaced since."""
-        state = self.wh.checkpoints.lookup(ident, head)
-        if state is None:
-            return 0, None
-        offset = state.offset
-        if not ident.compressed and offset > ident.size:
-            return 0, "file is shorter than its checkpoint: truncated, reading from 0"
-        current = tail_hash_open(handle, offset) if handle is not None else tail_hash(path, offset)
-        if state.tail_hash and not ident.compressed and current != state.tail_hash:
-            return 0, "bytes before the checkpoint changed: file replaced, reading from 0"
-        return offset, None
-
-    def ingest(self, path: Path, final: bool | None = None, progress: Callable[[int], None] | None = None,
-               handle: BinaryIO | None = None, max_chunks: int | None = None) -> FileResult:
-        """Read `path` (or the open plain-file `handle` for it) from its checkpoint, committing chunks.
+    def chunks(self, path: Path, source_id: str, ident: FileIdentity, offset: int, result: FileResult,
+               final: bool | None = None, handle: BinaryIO | None = None,
+               max_chunks: int | None = None) -> Iterator[ChunkRows]:
+        """Read `path` (or the open plain-file `handle` for it) from `offset`, yielding chunks.
 
         `final`: the file will not grow again (compressed, or rotated away): a last line without
-        a newline is taken as complete. `max_chunks` bounds the work done in one call.
+        a newline is taken as complete. `max_chunks` bounds the work done in one call. Counts go
+        into `result` as each chunk is yielded (the caller commits it before asking for more).
         """
-        if handle is not None:
-            ident, head = identify_open(handle)
-        else:
-            ident, head = identify(path), read_head(path)
-        offset, note = self.resume_offset(path, ident, head, handle)
-        result = FileResult(str(path), None, note=note)
         if not ident.compressed and offset >= ident.size:
-            return result
+            return
         fmt = self._forced or self._detect(path, handle)
         result.format = fmt.name if fmt else None
         is_final = ident.compressed if final is None else final
         ctx = ParseContext(
             source_file=str(path),
-            source_fp=ident.fp,
-            hasher=self.wh.hasher,
+            source_fp=source_id,
+            hasher=self.hasher,
             store_system_prompt=self.options.store_system_prompt,
             fallback_ts=int((os.fstat(handle.fileno()) if handle is not None else path.stat()).st_mtime * 1_000_000),
             extras=dict(self.extras),  # per-file state on top of the shared batch-input index
@@ -210,42 +191,33 @@ class FileIngester:
             fh = handle if handle is not None else stack.enter_context(open_binary(path))
             reader = LineReader(fh, offset, self.options.max_line, final=is_final)
             chunk = _Chunk(offset)
-            chunks = 0
-            try:
-                for line in reader:
-                    self._handle_line(line, fmt, ctx, chunk)
-                    chunk.end = line.offset + line.length
-                    if fmt is None or fmt.at_record_boundary(ctx):
-                        chunk.mark_safe()
-                    else:
-                        continue
-                    if chunk.lines >= self.options.chunk_lines or chunk.end - chunk.start >= self.options.chunk_bytes:
-                        self._commit(path, ident, chunk, result, fh)
-                        if progress:
-                            progress(chunk.end - chunk.start)
-                        chunk = _Chunk(chunk.end)
-                        chunks += 1
-                        if max_chunks is not None and chunks >= max_chunks:
-                            result.more = True
-                            return result
-                if fmt is not None and not fmt.at_record_boundary(ctx):
-                    if is_final:
-                        chunk.calls.extend(fmt.finish_file(ctx))  # a stream cut off for good
-                    else:
-                        chunk.cut_to_safe()  # wait for the rest of the record
-                        reader.pending += reader.end - chunk.end
-                        reader.end = chunk.end
-                if chunk.lines:
-                    self._commit(path, ident, chunk, result, fh)
-                    if progress:
-                        progress(chunk.end - chunk.start)
-            except _FileChanged:
-                result.note = "file was truncated or replaced while being read; it is re-read from its new identity"
-                result.more = True
-                return result
+            n_chunks = 0
+            for line in reader:
+                self._handle_line(line, fmt, ctx, chunk)
+                chunk.end = line.offset + line.length
+                if fmt is None or fmt.at_record_boundary(ctx):
+                    chunk.mark_safe()
+                else:
+                    continue
+                if chunk.lines >= self.options.chunk_lines or chunk.end - chunk.start >= self.options.chunk_bytes:
+                    yield self._finish(path, source_id, ident, chunk, result, fh)
+                    chunk = _Chunk(chunk.end)
+                    n_chunks += 1
+                    if max_chunks is not None and n_chunks >= max_chunks:
+                        result.more = True
+                        result.offset = chunk.start
+                        return
+            if fmt is not None and not fmt.at_record_boundary(ctx):
+                if is_final:
+                    chunk.calls.extend(fmt.finish_file(ctx))  # a stream cut off for good
+                else:
+                    chunk.cut_to_safe()  # wait for the rest of the record
+                    reader.pending += reader.end - chunk.end
+                    reader.end = chunk.end
+            if chunk.lines:
+                yield self._finish(path, source_id, ident, chunk, result, fh)
             result.held_bytes = reader.pending
             result.offset = reader.end
-        return result
 
     def _detect(self, path: Path, handle: BinaryIO | None = None) -> Format | None:
         """Sniff the first 50 lines (through the held descriptor if there is one)."""
@@ -330,17 +302,18 @@ class FileIngester:
             chunk.call_lines += 1  # a call, or a line of a stream still being read
         chunk.calls.extend(calls)
 
-    def _commit(self, path: Path, ident: FileIdentity, chunk: _Chunk, result: FileResult, fh: BinaryIO) -> None:
+    def _finish(self, path: Path, source_id: str, ident: FileIdentity, chunk: _Chunk, result: FileResult,
+                fh: BinaryIO) -> ChunkRows:
+        """Estimate missing tokens and turn a chunk into Arrow tables (one `now` per chunk)."""
         if not ident.compressed and fingerprint(os.pread(fh.fileno(), ident.fp_len, 0)) != ident.fp:
             # copytruncate (or a rewrite) raced with this read: what was read may belong to the new
             # content, not to the identity it would be committed under. Commit nothing; re-identify.
-            raise _FileChanged
+            raise FileChanged(str(path))
         now = _now_us()
         estimated = fill_estimates(chunk.calls, self.counter)
         for c in chunk.calls:
             c.ingested_at = now
         calls_table = calls_to_table(chunk.calls) if chunk.calls else None
-        usage_table = self.options.attribute(calls_table) if (calls_table is not None and self.options.attribute) else None
         bad_table = None
         if chunk.bad:
             keep = self.options.quarantine_raw_bytes
@@ -349,12 +322,7 @@ class FileIngester:
                 if b["raw"] is not None and keep < QUARANTINE_RAW_BYTES:
                     b["raw"] = b["raw"][:keep] or None
             bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
-        today = datetime.now(UTC).strftime("%Y-%m-%d")
         tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
-        self.wh.commit_chunk(
-            ident, str(path), chunk.start, chunk.end, tail,
-            {"calls": calls_table, "usage": usage_table, "quarantine": bad_table}, today,
-        )
         result.lines += chunk.lines
         result.calls += len(chunk.calls)
         result.quarantined += len(chunk.bad)
@@ -363,6 +331,7 @@ class FileIngester:
         result.estimated += estimated
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
+        return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table)
 
 
 def _safe_detect(fmt: Format, record: Any) -> bool:
@@ -394,79 +363,228 @@ def index_batch_inputs(paths: list[Path]) -> dict[str, Any]:
     return index
 
 
-def ingest_paths(
-    wh: Warehouse,
+class IngestRun:
+    """Reads files into chunks and commits them to the store in coalesced batches.
+
+    Many small files make one commit (per table, split by date), not one per file; a batch is
+    committed when it holds `batch_rows` calls or `batch_bytes` of input, and at `flush()`.
+    """
+
+    def __init__(self, store: Store, options: IngestOptions, extras: dict[str, Any] | None = None,
+                 batch_rows: int = 200_000, batch_bytes: int = 128 << 20) -> None:
+        self.store = store
+        self.options = options
+        self.ingester = FileIngester(store.hasher, options, extras=extras)
+        self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
+        self.pending: list[ChunkRows] = []
+        self._pending_end: dict[str, int] = {}
+        self._rows = self._bytes = 0
+        self.live_files: Callable[[], list[Path]] = lambda: []  # the files being read now (for identity)
+        self._live: set[tuple[int, int, str]] | None = None
+
+    def live(self) -> set[tuple[int, int, str]]:
+        """(dev, inode, head fingerprint) of every file being read now; computed once per pass."""
+        if self._live is None:
+            self._live = set()
+            for p in self.live_files():
+                with contextlib.suppress(OSError):
+                    ident = identify(p)
+                    self._live.add((ident.dev, ident.inode, ident.fp))
+        return self._live
+
+    def new_pass(self) -> None:
+        self._live = None
+
+    def read_file(self, path: Path, result: FileResult, final: bool | None = None, handle: BinaryIO | None = None,
+                  max_chunks: int | None = None) -> Iterator[CommitResult]:
+        """Resolve the file's source and offset, read it, and yield every batch committed meanwhile."""
+        if handle is not None:
+            ident, head = identify_open(handle)
+
+            def tail_at(off: int) -> str | None:
+                return tail_hash_open(handle, off)
+        else:
+            ident, head = identify(path), read_head(path)
+
+            def tail_at(off: int) -> str | None:
+                return tail_hash(path, off)
+        if ident.fp_len == 0:
+            return  # an empty file: nothing to read, and all empty files look alike
+        resolved = self.store.resolve(ident, head, self.live, tail_at)
+        offset = max(resolved.offset, self._pending_end.get(resolved.source_id, 0))
+        result.source_id = resolved.source_id
+        if resolved.note:
+            result.note = resolved.note
+        if resolved.duplicate_of:
+            result.note = f"same first {ident.fp_len} bytes as {resolved.duplicate_of}; read as a separate source"
+        try:
+            for chunk in self.ingester.chunks(path, resolved.source_id, ident, offset, result, final, handle, max_chunks):
+                committed = self.add(chunk)
+                if committed is not None:
+                    yield committed
+        except FileChanged:
+            result.note = "file was truncated or replaced while being read; it is re-read from its new identity"
+            result.more = True
+
+    def add(self, chunk: ChunkRows) -> CommitResult | None:
+        self.pending.append(chunk)
+        self._pending_end[chunk.source_id] = chunk.end
+        self._rows += chunk.calls.num_rows if chunk.calls is not None else 0
+        self._bytes += chunk.end - chunk.start
+        if self._rows >= self.batch_rows or self._bytes >= self.batch_bytes:
+            return self.flush()
+        return None
+
+    def flush(self) -> CommitResult | None:
+        if not self.pending:
+            return None
+        batch, self.pending = self.pending, []
+        self._pending_end.clear()
+        self._rows = self._bytes = 0
+        return self.store.commit_chunks(batch)
+
+
+def ingest_batches(
+    store: Store,
     paths: list[str | Path],
     options: IngestOptions | None = None,
+    summary: IngestSummary | None = None,
     progress: Callable[[int], None] | None = None,
-    on_file: Callable[[FileResult], None] | None = None,
-) -> IngestSummary:
-    """Ingest files and directories (recursively, `.gz` included) into the warehouse.
+) -> Iterator[CommitResult]:
+    """Ingest files and directories (recursively, `.gz` included); yield each committed batch.
 
-    The caller holds the writer lock. Re-running over the same files adds nothing;
-    appended lines are picked up from each file's checkpoint.
+    Re-running over the same files adds nothing; appended lines are picked up from each file's
+    offset in the `calls` table. `summary` (if given) is filled in as files finish.
     """
     options = options or IngestOptions()
+    summary = summary if summary is not None else IngestSummary()
     files = discover(paths, options.glob)
     t0 = time.perf_counter()
-    summary = IngestSummary()
     extras = {BATCH_INPUTS: index_batch_inputs(files)}
-    results: Iterable[FileResult]
     if options.jobs > 1 and len(files) > 1:
-        results = _ingest_parallel(wh, files, options, extras, progress)
+        yield from _ingest_parallel(store, files, options, extras, summary, progress)
     else:
-        ingester = FileIngester(wh, options, extras=extras)
-        results = (_ingest_one(ingester, path, progress) for path in files)
-    for res in results:
-        summary.files.append(res)
-        path = Path(res.path)
-        summary.bytes_read += path.stat().st_size if path.exists() else 0
-        if on_file:
-            on_file(res)
+        run = IngestRun(store, options, extras)
+        run.live_files = lambda: files
+        for path in files:
+            res = FileResult(str(path), None)
+            try:
+                yield from run.read_file(path, res)
+            except OSError as exc:
+                res.note = f"could not read: {exc.strerror or exc}"
+            summary.files.append(res)
+            with contextlib.suppress(OSError):
+                summary.bytes_read += path.stat().st_size
+            if progress:
+                progress(path.stat().st_size if path.exists() else 0)
+        committed = run.flush()
+        if committed is not None:
+            yield committed
     summary.seconds = time.perf_counter() - t0
-    return summary
 
 
-def _ingest_one(ingester: FileIngester, path: Path, progress: Callable[[int], None] | None = None) -> FileResult:
-    try:
-        return ingester.ingest(path, progress=progress)
-    except OSError as exc:
-        return FileResult(str(path), None, note=f"could not read: {exc.strerror or exc}")
-
-
-def _ingest_parallel(wh: Warehouse, files: list[Path], options: IngestOptions, extras: dict[str, Any],
-                     progress: Callable[[int], None] | None) -> list[FileResult]:
-    """Whole files per worker process. Files are independent (own identity, own checkpoint, own chunk
-    names), so exactly-once holds as in one process; this process keeps the writer lock meanwhile."""
+def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, extras: dict[str, Any],
+                     summary: IngestSummary, progress: Callable[[int], None] | None) -> Iterator[CommitResult]:
+    """Workers parse; only this process commits. A worker reads a few chunks of one file from the
+    offset this process resolved and returns them; this process commits them in file order and sends
+    the file back for more. Workers die with this process (parent-death signal), so a SIGKILLed run
+    leaves no orphan writing anything."""
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
-    worker_options = IngestOptions(**{**options.__dict__, "attribute": None, "jobs": 1})
+    worker_options = IngestOptions(**{**options.__dict__, "jobs": 1})
+    run = IngestRun(store, options, extras)
+    run.live_files = lambda: files
     ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
-    results: list[FileResult] = []
+    results = {str(p): FileResult(str(p), None) for p in files}
     ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
     with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(str(wh.root), worker_options, extras)) as pool:
-        futures = {pool.submit(_worker_ingest, str(p)): p for p in ordered}
-        for fut in as_completed(futures):
-            res = fut.result()
-            results.append(res)
-            if progress:
-                progress(futures[fut].stat().st_size if futures[fut].exists() else 0)
-    order = {str(p): i for i, p in enumerate(files)}
-    return sorted(results, key=lambda r: order.get(r.path, 0))
+                             initargs=(store.hasher, worker_options, extras)) as pool:
+        running: dict[Future[tuple[list[ChunkRows], FileResult]], Path] = {}
+
+        def submit(path: Path) -> None:
+            res = results[str(path)]
+            try:
+                ident, head = identify(path), read_head(path)
+            except OSError as exc:
+                res.note = f"could not read: {exc.strerror or exc}"
+                return
+            if ident.fp_len == 0:
+                return
+            resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off))
+            res.source_id = resolved.source_id
+            res.note = res.note or resolved.note
+            offset = max(resolved.offset, run._pending_end.get(resolved.source_id, 0))
+            running[pool.submit(_worker_chunks, str(path), resolved.source_id, ident, offset)] = path
+
+        for p in ordered:
+            submit(p)
+        while running:
+            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+            for fut in done:
+                path = running.pop(fut)
+                chunks, part = fut.result()
+                _merge_result(results[str(path)], part)
+                for chunk in chunks:
+                    committed = run.add(chunk)
+                    if committed is not None:
+                        yield committed
+                if part.more:
+                    submit(path)
+                elif progress:
+                    progress(path.stat().st_size if path.exists() else 0)
+        committed = run.flush()
+        if committed is not None:
+            yield committed
+    for p in files:
+        summary.files.append(results[str(p)])
+        with contextlib.suppress(OSError):
+            summary.bytes_read += p.stat().st_size
+
+
+def _merge_result(into: FileResult, part: FileResult) -> None:
+    for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens"):
+        setattr(into, name, getattr(into, name) + getattr(part, name))
+    into.format = part.format or into.format
+    into.note = part.note or into.note
+    into.held_bytes, into.offset = part.held_bytes, part.offset
 
 
 _WORKER: FileIngester | None = None
+WORKER_MAX_CHUNKS = 4
 
 
-def _worker_init(root: str, options: IngestOptions, extras: dict[str, Any]) -> None:
+def _worker_init(hasher: KeyHasher, options: IngestOptions, extras: dict[str, Any]) -> None:
     global _WORKER
-    if options.attribute_factory is not None:
-        options.attribute = options.attribute_factory()
-    _WORKER = FileIngester(Warehouse(root), options, extras=extras)
+    die_with_parent()
+    _WORKER = FileIngester(hasher, options, extras=extras)
 
 
-def _worker_ingest(path: str) -> FileResult:
+def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int) -> tuple[list[ChunkRows], FileResult]:
     assert _WORKER is not None
-    return _ingest_one(_WORKER, Path(path))
+    res = FileResult(path, None)
+    try:
+        chunks = list(_WORKER.chunks(Path(path), source_id, ident, offset, res, max_chunks=WORKER_MAX_CHUNKS))
+    except FileChanged:
+        res.note = "file was truncated or replaced while being read; run ingest again to read its new content"
+        return [], res
+    except OSError as exc:
+        res.note = f"could not read: {exc.strerror or exc}"
+        return [], res
+    return chunks, res
+
+
+def die_with_parent() -> None:
+    """Linux: ask the kernel to SIGKILL this process when its parent dies (no orphaned workers)."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+        if os.getppid() == 1:  # the parent died before the call: nothing will deliver the signal
+            os._exit(1)

@@ -7,8 +7,8 @@ Lessons taken from the log shippers (Vector, Fluent Bit, Filebeat):
   * Files are tracked by (device, inode) with an open descriptor, so a file renamed or deleted
     by rotation is read to its end through that descriptor before it is let go; its partial
     last line is flushed then (the writer is done with it).
-  * Offsets live in the checkpoint store and are advanced only after a chunk's Parquet files
-    are durable (see `ingest.warehouse`), so SIGKILL at any instant loses and duplicates nothing.
+  * Offsets live in the `calls` table itself: a chunk's rows and its source's new offset commit
+    together (see `ingest.store`), so SIGKILL at any instant loses and duplicates nothing.
   * Copytruncate shows as a file shorter than its checkpoint (restart at 0 under the new
     content's identity); the copy carries the old fingerprint and resumes at the old offset.
     A `.gz` rotation is fingerprinted on decompressed bytes and so is recognised as read.
@@ -20,20 +20,18 @@ import contextlib
 import gzip
 import logging
 import os
-import signal
-import sys
 import threading
 import time
 import zlib
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from .formats.openai_batch import BATCH_INPUTS
-from .pipeline import FileIngester, FileResult, IngestOptions, index_batch_inputs
-from .sources import discover, identify, identify_open, is_gzip, read_head
-from .warehouse import Warehouse
+from .pipeline import FileResult, IngestOptions, IngestRun, index_batch_inputs
+from .sources import discover, identify_open, is_gzip, tail_hash_open
+from .store import ChunkRows, CommitResult, Store
 
 log = logging.getLogger("tokentrail.watch")
 
@@ -64,6 +62,7 @@ class Tracked:
     gone: bool = False  # renamed out of the watched set, or deleted; still readable through `handle`
     finalized: bool = False
     gz_done_stat: tuple[int, float] | None = None  # a .gz read to its end at this (size, mtime)
+    source_id: str | None = None
 
 
 @dataclass
@@ -80,46 +79,58 @@ class WatchStats:
                 f"lag {self.lag_bytes:,} B | quarantined {self.quarantined:,}")
 
 
+@dataclass
+class Tick:
+    """Yielded by `Watcher.events()` after every pass: time for periodic work (alerts, metrics)."""
+
+    stats: WatchStats
+    status_line: str | None = None  # set every `status_seconds`
+    final: bool = False  # the last event: the watcher is stopping
+
+
 class Watcher:
-    def __init__(self, wh: Warehouse, paths: list[Path], ingest_options: IngestOptions, options: WatchOptions,
-                 on_commit: Callable[[FileResult], None] | None = None,
-                 status: Callable[[str], None] | None = None) -> None:
-        self.wh = wh
+    """Tails paths; `events()` yields each committed batch (`CommitResult`) and a `Tick` per pass.
+
+    The consumer (attribution) derives usage from the committed calls; stop with `stop.set()`.
+    """
+
+    def __init__(self, store: Store, paths: list[Path], ingest_options: IngestOptions, options: WatchOptions) -> None:
+        self.store = store
         self.paths = [Path(p) for p in paths]
         self.options = options
         ingest_options.chunk_lines = options.flush_rows
-        self.ingester = FileIngester(wh, ingest_options)
+        self.run = IngestRun(store, ingest_options, batch_rows=1 << 62, batch_bytes=1 << 62)
+        # files still in the watched set (not rotated away) are the ones another file must not impersonate
+        self.run.live_files = lambda: [t.path for t in self.tracked.values() if not t.gone and t.handle is not None]
         self.tracked: dict[tuple[int, int], Tracked] = {}
         self.stop = threading.Event()
         self.stats = WatchStats()
-        self.on_commit = on_commit
-        self.status = status
         self._started = False
         self._last_status = (time.monotonic(), 0)
         self._last_compact = time.monotonic()
 
     # -- the loop ---------------------------------------------------------------------------
-    def run(self) -> WatchStats:
-        self._install_signals()
-        self.ingester.extras[BATCH_INPUTS] = index_batch_inputs(self._discover())
-        self.scan(force_flush=self.options.once)
+    def events(self) -> Iterator[CommitResult | Tick]:
+        self.run.ingester.extras[BATCH_INPUTS] = index_batch_inputs(self._discover())
+        yield from self._pass(force_flush=self.options.once)
         if self.options.once:
-            self.drain_all()
-            return self.stats
+            yield from self.drain_all()
+            yield Tick(self.stats, final=True)
+            return
         watch_dirs = sorted({str(p if p.is_dir() else p.parent) for p in self.paths})
         poll = self.options.poll
         while not self.stop.is_set():
             try:
-                self._event_loop(watch_dirs, poll)
+                yield from self._event_loop(watch_dirs, poll)
             except (OSError, RuntimeError) as exc:
                 if poll:
                     raise
-                print(f"warning: file events unavailable ({exc}); falling back to polling", file=sys.stderr)
+                log.warning("file events unavailable (%s); falling back to polling", exc)
                 poll = True
-        self.drain_all()
-        return self.stats
+        yield from self.drain_all()
+        yield Tick(self.stats, final=True)
 
-    def _event_loop(self, dirs: list[str], poll: bool) -> None:
+    def _event_loop(self, dirs: list[str], poll: bool) -> Iterator[CommitResult | Tick]:
         from watchfiles import watch
 
         timeout_ms = int(self.options.rescan_seconds * 1000)
@@ -127,28 +138,25 @@ class Watcher:
                               force_polling=poll, poll_delay_ms=timeout_ms, debounce=200, step=50,
                               raise_interrupt=False, ignore_permission_denied=True):
             # Whatever the events said, re-check every file: events are hints only.
-            self.scan()
-            self._maybe_status()
-            self._maybe_compact()
+            yield from self._pass()
             if self.stop.is_set():
                 break
 
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return
-
-        def handler(signum: int, _frame: Any) -> None:
-            self.stop.set()
-
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+    def _pass(self, force_flush: bool = False) -> Iterator[CommitResult | Tick]:
+        self.run.new_pass()
+        yield from self.scan(force_flush)
+        committed = self.run.flush()
+        if committed is not None:
+            yield committed
+        yield Tick(self.stats, self._status_line())
+        self._maybe_compact()
 
     # -- scanning ---------------------------------------------------------------------------
     def _discover(self) -> list[Path]:
         existing = [p for p in self.paths if p.exists()]
         return discover(existing, self.options.glob) if existing else []
 
-    def scan(self, force_flush: bool = False) -> None:
+    def scan(self, force_flush: bool = False) -> Iterator[CommitResult]:
         seen: set[tuple[int, int]] = set()
         first_scan = not self._started
         self._started = True
@@ -166,14 +174,14 @@ class Watcher:
                     continue
             elif t.path != path:
                 t.path = path  # renamed within the watched set
-            self._service(t, force_flush)
+            yield from self._service(t, force_flush)
         for key in [k for k in self.tracked if k not in seen]:
             t = self.tracked[key]
             if t.handle is None:
                 del self.tracked[key]
                 continue
             t.gone = True  # renamed away or deleted: keep draining through the descriptor
-            self._service(t, force_flush)
+            yield from self._service(t, force_flush)
             if t.finalized:
                 t.handle.close()
                 del self.tracked[key]
@@ -194,26 +202,27 @@ class Watcher:
         return t
 
     def _skip_existing(self, t: Tracked) -> None:
-        """--read-from end: checkpoint an untracked file at its last complete line."""
+        """--read-from end: a file never seen before starts at its last complete line (an empty commit)."""
         assert t.handle is not None
-        ident = identify(t.path)
-        head = read_head(t.path)
-        if self.wh.checkpoints.lookup(ident, head) is not None:
+        ident, head = identify_open(t.handle)
+        if ident.fp_len == 0:
+            return
+        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))  # type: ignore[arg-type]
+        if resolved.offset or self.store.source_index().by_id.get(resolved.source_id):
             return
         size = ident.size
         tail = os.pread(t.handle.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
         nl = tail.rfind(b"\n")
         end = max(0, size - len(tail) + nl + 1) if nl >= 0 else 0
-        from .sources import tail_hash_open
+        if end:
+            self.run.add(ChunkRows(resolved.source_id, ident, str(t.path), 0, end, tail_hash_open(t.handle, end)))
 
-        self.wh.checkpoints.record_offset(ident, str(t.path), end, tail_hash_open(t.handle, end))
-
-    def _service(self, t: Tracked, force_flush: bool) -> None:
+    def _service(self, t: Tracked, force_flush: bool) -> Iterator[CommitResult]:
         if t.handle is None:  # .gz: read once it is complete and unchanged
             st = t.path.stat()
             if t.gz_done_stat == (st.st_size, st.st_mtime):
                 return
-            if self._ingest(t, final=True):
+            if (yield from self._ingest(t, final=True)):
                 t.gz_done_stat = (st.st_size, st.st_mtime)
             return
         now = time.monotonic()
@@ -229,16 +238,23 @@ class Watcher:
         grew_a_lot = size - max(t.last_size, 0) >= self.options.flush_rows * 200
         if not (due or grew_a_lot):
             return
-        if self._ingest(t, final=final):
+        if (yield from self._ingest(t, final=final)):
             t.last_size = size
             t.last_flush = now
             t.finalized = final
 
-    def _ingest(self, t: Tracked, final: bool) -> bool:
+    def _ingest(self, t: Tracked, final: bool) -> Iterator[CommitResult]:
+        """Read what is new in one file; commits happen as batches fill. Returns True when read to the end."""
         try:
             while True:
-                res = self.ingester.ingest(t.path, final=final, handle=t.handle, max_chunks=4)
+                res = FileResult(str(t.path), None)
+                yield from self.run.read_file(t.path, res, final=final, handle=t.handle, max_chunks=4)
+                if res.more:
+                    committed = self.run.flush()  # bound memory: a big backlog is committed as it is read
+                    if committed is not None:
+                        yield committed
                 self._count(res)
+                t.source_id = res.source_id or t.source_id
                 if not res.more or self.stop.is_set():
                     return not res.more
         except (EOFError, zlib.error, gzip.BadGzipFile):
@@ -250,16 +266,17 @@ class Watcher:
         self.stats.lines += res.lines
         self.stats.calls += res.calls
         self.stats.quarantined += res.quarantined
-        if self.on_commit and res.lines:
-            self.on_commit(res)
 
-    def drain_all(self) -> None:
+    def drain_all(self) -> Iterator[CommitResult]:
         """Shutdown: commit everything complete that is waiting (partial lines stay held)."""
         for t in list(self.tracked.values()):
             if t.handle is not None:
-                self._ingest(t, final=False)
+                yield from self._ingest(t, final=False)
             elif t.gz_done_stat is None:
-                self._ingest(t, final=True)
+                yield from self._ingest(t, final=True)
+        committed = self.run.flush()
+        if committed is not None:
+            yield committed
         self.stats.lag_bytes = self._lag()
 
     def close(self) -> None:
@@ -269,33 +286,30 @@ class Watcher:
         self.tracked.clear()
 
     def _lag(self) -> int:
+        """Bytes written to tracked files but not yet committed."""
         lag = 0
+        dt = self.store.calls.snapshot()
         for t in self.tracked.values():
-            if t.handle is None:
+            if t.handle is None or t.source_id is None:
                 continue
             with contextlib.suppress(OSError):
-                ident, head = identify_open(t.handle)
-                state = self.wh.checkpoints.lookup(ident, head)
-                lag += ident.size - (state.offset if state else 0)
-        return max(lag, 0)
+                done = (dt.transaction_version(t.source_id) if dt is not None else None) or 0
+                lag += max(os.fstat(t.handle.fileno()).st_size - done, 0)
+        return lag
 
     # -- periodic work ----------------------------------------------------------------------
-    def _maybe_status(self) -> None:
-        if self.status is None:
-            return
+    def _status_line(self) -> str | None:
         now = time.monotonic()
         last_t, last_lines = self._last_status
-        if now - last_t >= self.options.status_seconds:
-            self.stats.lag_bytes = self._lag()  # a read and a lookup per file: only when shown
-            rate = (self.stats.lines - last_lines) / (now - last_t)
-            self.status(self.stats.line(rate))
-            self._last_status = (now, self.stats.lines)
+        if now - last_t < self.options.status_seconds:
+            return None
+        self.stats.lag_bytes = self._lag()  # a read and a lookup per file: only when shown
+        rate = (self.stats.lines - last_lines) / (now - last_t)
+        self._last_status = (now, self.stats.lines)
+        return self.stats.line(rate)
 
     def _maybe_compact(self) -> None:
         if time.monotonic() - self._last_compact < self.options.compact_every_seconds:
             return
         self._last_compact = time.monotonic()
-        from .compact import compact_closed_partitions
-
-        with contextlib.suppress(OSError):
-            compact_closed_partitions(self.wh)
+        self.store.optimize()

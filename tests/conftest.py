@@ -85,3 +85,20 @@ def _nothing_the_suite_writes_holds_a_key(tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture
 def cli():  # type: ignore[no-untyped-def]
     return run
+
+
+def ingest_files(wh: Path | str, *paths: Path | str, fmt: str | None = None, rules: Path | str | None = None,
+                 **opts: object):  # type: ignore[no-untyped-def]
+    """Ingest through the library API (what `tokentrail ingest` calls); returns the IngestSummary."""
+    from attribution.api import ingest
+    from ingest.pipeline import IngestOptions
+
+    opts.setdefault("jobs", 1)
+    return ingest([Path(p) for p in paths], wh, rules, options=IngestOptions(format=fmt, **opts)).summary  # type: ignore[arg-type]
+
+
+def tt_sql(wh: Path | str, sql: str):  # type: ignore[no-untyped-def]
+    """A DuckDB relation over the warehouse's views (calls, calls_all, usage, usage_all, quarantine)."""
+    from attribution.query import connect
+
+    return connect(wh).sql(sql)

@@ -41,6 +41,12 @@ def test_bad_flags_exit_2_and_runtime_errors_exit_1(cli, tmp_path: Path) -> None
     r = cli("rules", "check", bad, "--warehouse", tmp_path / "wh")
     assert r.exit_code == 1 and r.output.startswith("Error: ") and "rules.yaml:4: rules.feature.0.when.rout" in r.output
     r = cli("sql", "select nope from calls", "--warehouse", tmp_path / "wh")
+    assert r.exit_code == 1 and f"Error: no warehouse at {tmp_path / 'wh'}" in r.output  # a typo is not "empty"
+    assert not (tmp_path / "wh").exists()  # and reading creates nothing
+    from conftest import FIXTURES
+
+    cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", tmp_path / "wh")
+    r = cli("sql", "select nope from calls", "--warehouse", tmp_path / "wh")
     assert r.exit_code == 1 and "Error:" in r.output and "nope" in r.output
 
 

@@ -15,7 +15,7 @@ from attribution.anomalies import find_anomalies
 from attribution.budgets import AlertWriter, evaluate
 from attribution.reconcile import reconcile
 from attribution.rules import load_rules
-from ingest.warehouse import Warehouse
+from ingest.store import Store
 
 KEYS = {"alpha": "sk-proj-" + "A" * 40 + "ALFA", "beta": "sk-proj-" + "B" * 40 + "BETA"}
 RULES = """
@@ -69,7 +69,7 @@ def test_budget_boundary_day_in_utc_and_a_named_zone(build, wh_path: Path, cli) 
         call_line(datetime(2025, 4, 1, 0, 30, tzinfo=UTC), "alpha", 4 * M),   # $0.60, April in UTC, still March in New York
         call_line(datetime(2025, 4, 1, 12, 0, tzinfo=UTC), "beta", 1000),      # exactly the daily token limit
     ])
-    rs = load_rules(rules, Warehouse(wh_path).hasher)
+    rs = load_rules(rules, Store(wh_path).hasher)
     by_id = {s.id: s for s in evaluate(wh_path, rs, date(2025, 3, 31))}
     assert by_id["alpha-month-utc"].spent == pytest.approx(0.60) and by_id["alpha-month-utc"].status == "warn"
     assert by_id["alpha-month-utc"].thresholds_crossed == [0.5]
@@ -88,14 +88,14 @@ def test_budget_boundary_day_in_utc_and_a_named_zone(build, wh_path: Path, cli) 
 
 def test_alerts_are_written_once_per_budget_threshold_and_period(build, wh_path: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rules = build([call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 4 * M)])
-    rs = load_rules(rules, Warehouse(wh_path).hasher)
+    rs = load_rules(rules, Store(wh_path).hasher)
     alerts = tmp_path / "alerts.jsonl"
-    first = AlertWriter(wh_path, rs, alerts).check(force=True)
+    first = AlertWriter(Store(wh_path), rs, alerts).check(force=True)
     # $0.60 of $1: the UTC budget (warn_at 0.5) warns; the New York one (default warn_at 0.8) does not yet
     assert [(a["budget"], a["threshold"]) for a in first] == [("alpha-month-utc", 0.5)]
-    assert AlertWriter(wh_path, rs, alerts).check(force=True) == []  # remembered across restarts
+    assert AlertWriter(Store(wh_path), rs, alerts).check(force=True) == []  # remembered across restarts
     build([call_line(datetime(2025, 3, 11, tzinfo=UTC), "alpha", 4 * M)])
-    second = AlertWriter(wh_path, rs, alerts).check(force=True)
+    second = AlertWriter(Store(wh_path), rs, alerts).check(force=True)
     assert {(a["budget"], a["threshold"]) for a in second} == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8),
                                                                 ("alpha-month-ny", 1.0)}
     lines = [json.loads(x) for x in alerts.read_text().splitlines()]

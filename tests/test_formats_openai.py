@@ -5,24 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
-from conftest import FIXTURE_KEY
-
-from ingest.pipeline import ingest_paths
-from ingest.warehouse import Warehouse
+from conftest import FIXTURE_KEY, ingest_files, tt_sql
 
 
 def _ingest(wh_path: Path, *paths: Path) -> Any:
-    wh = Warehouse(wh_path)
-    with wh.writing():
-        summary = ingest_paths(wh, list(paths))
-    wh.close()
+    summary = ingest_files(wh_path, *paths)
     return summary
 
 
 def _rows(wh_path: Path) -> dict[str, dict[str, Any]]:
-    rel = duckdb.sql(f"SELECT * FROM read_parquet('{wh_path}/calls/*/*.parquet', hive_partitioning=true)")
+    rel = tt_sql(wh_path, "SELECT * FROM calls_all")
     return {r["call_id"]: r for r in rel.to_arrow_table().to_pylist()}
 
 

@@ -6,26 +6,20 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import duckdb
 import pytest
-from conftest import FIXTURE_KEY, FIXTURES
+from conftest import FIXTURE_KEY, FIXTURES, ingest_files, tt_sql
 
 from ingest.formats import detect_lines
-from ingest.pipeline import IngestOptions, ingest_paths
 from ingest.sources import discover, open_binary
-from ingest.warehouse import Warehouse
 
 
 def ingest(wh_path: Path, *paths: Path, fmt: str | None = None) -> Any:
-    wh = Warehouse(wh_path)
-    with wh.writing():
-        s = ingest_paths(wh, list(paths), IngestOptions(format=fmt))
-    wh.close()
+    s = ingest_files(wh_path, *paths, fmt=fmt)
     return s
 
 
 def rows(wh_path: Path) -> dict[str, dict[str, Any]]:
-    rel = duckdb.sql(f"SELECT * FROM read_parquet('{wh_path}/calls/*/*.parquet')")
+    rel = tt_sql(wh_path, "SELECT * FROM calls_all")
     return {r["call_id"]: r for r in rel.to_arrow_table().to_pylist()}
 
 

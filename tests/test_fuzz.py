@@ -18,9 +18,9 @@ from hypothesis import strategies as st
 from attribution.rules import load_rules
 from ingest.errors import ConfigError
 from ingest.formats import all_formats, get_format
+from ingest.keys import KeyHasher
 from ingest.pipeline import FileIngester, IngestOptions, _Chunk
 from ingest.sources import Line
-from ingest.warehouse import Warehouse
 
 FIXTURE_LINES = [line for p in sorted(FIXTURES.rglob("*")) if p.is_file() and p.suffix in (".jsonl", ".sse", ".csv")
                  for line in p.read_bytes().splitlines() if line.strip()]
@@ -34,8 +34,7 @@ JSON = st.recursive(
 
 @pytest.fixture(scope="module")
 def ingester(tmp_path_factory: pytest.TempPathFactory) -> FileIngester:
-    wh = Warehouse(tmp_path_factory.mktemp("fuzz-wh"))
-    return FileIngester(wh, IngestOptions(max_line=1 << 20))
+    return FileIngester(KeyHasher(b"fuzz-secret" * 3), IngestOptions(max_line=1 << 20))
 
 
 def account(ingester: FileIngester, lines: list[bytes], fmt_name: str | None = None) -> _Chunk:
@@ -44,7 +43,7 @@ def account(ingester: FileIngester, lines: list[bytes], fmt_name: str | None = N
 
     fmt = get_format(fmt_name) if fmt_name else None
     ingester._forced = fmt  # noqa: SLF001 - the property is about the ingester's own line handling
-    ctx = ParseContext("fuzz.log", "f" * 64, ingester.wh.hasher, extras={})
+    ctx = ParseContext("fuzz.log", "f" * 64, ingester.hasher, extras={})
     chunk = _Chunk(0)
     offset = 0
     for data in lines:
@@ -157,16 +156,14 @@ def test_values_outside_sane_bounds_say_why(ingester: FileIngester) -> None:
 
 
 def test_ten_megabyte_line(tmp_path: Path, wh_path: Path) -> None:
-    from ingest.pipeline import ingest_paths
+    from conftest import ingest_files
 
     big = json.dumps({"timestamp": "2025-03-03T00:00:00Z", "request": {"model": "gpt-4o", "messages": [
         {"role": "user", "content": "word " * 2_000_000}]}, "response": {"id": "chatcmpl-big", "object": "chat.completion",
         "created": 1741000000, "model": "gpt-4o", "choices": [], "usage": {"prompt_tokens": 2000008, "completion_tokens": 1}}})
     f = tmp_path / "big.log"
     f.write_text(big + "\n" + big.replace("chatcmpl-big", "chatcmpl-big2") + "\n")
-    wh = Warehouse(wh_path)
-    with wh.writing():
-        s = ingest_paths(wh, [f], IngestOptions(max_line=16 << 20))
+    s = ingest_files(wh_path, f, max_line=16 << 20)
     assert s.total("calls") == 2
 
 

@@ -4,33 +4,22 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import shutil
-import stat
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
-from conftest import FIXTURE_KEY, REPO
+from conftest import FIXTURE_KEY, REPO, ingest_files, tt_sql
 
-from ingest.errors import SecretError
 from ingest.keys import display_id, scrub_bytes, scrub_text
-from ingest.pipeline import IngestOptions, ingest_paths
 from ingest.tokens import count_request_input
-from ingest.warehouse import Warehouse
 
 
 def ingest(wh_path: Path, *paths: Path, **opts: object):  # type: ignore[no-untyped-def]
-    wh = Warehouse(wh_path)
-    with wh.writing():
-        s = ingest_paths(wh, list(paths), IngestOptions(**opts))  # type: ignore[arg-type]
-    wh.close()
-    return s
+    return ingest_files(wh_path, *paths, **opts)
 
 
 def count_calls(wh_path: Path) -> int:
-    return duckdb.sql(f"SELECT count(*) FROM read_parquet('{wh_path}/calls/*/*.parquet')").fetchall()[0][0]
+    return tt_sql(wh_path, "SELECT count(*) FROM calls_all").fetchall()[0][0]
 
 
 def app_line(i: int, ts: str = "2025-03-03T10:00:00Z", **extra: object) -> str:
@@ -52,7 +41,7 @@ def test_reingest_adds_nothing_and_append_adds_exactly_the_new_calls(tmp_path: P
     with log.open("a") as fh:
         fh.write("".join(app_line(i) for i in range(5, 8)))
     assert ingest(wh_path, log).total("calls") == 3
-    ids = duckdb.sql(f"SELECT call_id FROM read_parquet('{wh_path}/calls/*/*.parquet')").fetchall()
+    ids = tt_sql(wh_path, "SELECT call_id FROM calls_all").fetchall()
     assert sorted(i for (i,) in ids) == sorted(f"chatcmpl-{i}" for i in range(8))
 
 
@@ -78,8 +67,7 @@ def test_malformed_lines_go_to_quarantine_with_file_offset_reason(tmp_path: Path
     log.write_text(good + bad_json + bad_type + negative + keyed)
     s = ingest(wh_path, log)
     assert (s.total("calls"), s.total("quarantined")) == (1, 4)
-    rows = duckdb.sql(
-        f"SELECT source_file, source_offset, reason, raw FROM read_parquet('{wh_path}/quarantine/*/*.parquet') ORDER BY 2"
+    rows = tt_sql(wh_path, "SELECT source_file, source_offset, reason, raw FROM quarantine ORDER BY 2"
     ).fetchall()
     offsets = [len(good), len(good) + len(bad_json), len(good) + len(bad_json) + len(bad_type),
                len(good) + len(bad_json) + len(bad_type) + len(negative)]
@@ -97,8 +85,7 @@ def test_overlong_line_is_quarantined_by_reference_and_offset_advances(tmp_path:
     log.write_text(app_line(1) + long_line + app_line(2))
     s = ingest(wh_path, log, max_line=2000)
     assert (s.total("calls"), s.total("quarantined")) == (2, 1)
-    (reason, raw, length), = duckdb.sql(
-        f"SELECT reason, raw, length FROM read_parquet('{wh_path}/quarantine/*/*.parquet')").fetchall()
+    (reason, raw, length), = tt_sql(wh_path, "SELECT reason, raw, length FROM quarantine").fetchall()
     assert "exceeds the cap of 2000 bytes" in reason and raw is None and length == len(long_line)
     assert ingest(wh_path, log, max_line=2000).total("lines") == 0
 
@@ -205,19 +192,19 @@ def test_no_full_key_in_any_file_or_output(tmp_path: Path, wh_path: Path, cli) -
             assert body.encode() not in f.read_bytes(), f
 
 
-def test_secret_file_mode_and_loss_detection(tmp_path: Path, wh_path: Path) -> None:
+def test_the_fingerprint_secret_lives_in_the_warehouse_and_is_shared(tmp_path: Path, wh_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from ingest.store import Store
+
     log = tmp_path / "a.log"
     log.write_text(app_line(0))
     ingest(wh_path, log)
-    secret = wh_path / "_state" / "hmac.key"
-    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
-    shutil.move(secret, tmp_path / "moved.key")
-    with pytest.raises(SecretError, match="missing.*Restore the file"):
-        Warehouse(wh_path).hasher  # noqa: B018
-    (tmp_path / "other.key").write_bytes(os.urandom(32))
-    shutil.copy(tmp_path / "other.key", secret)
-    with pytest.raises(SecretError, match="not the secret"):
-        Warehouse(wh_path).hasher  # noqa: B018
+    monkeypatch.chdir(tmp_path)
+    relative = Store("warehouse").hasher.fingerprint("sk-test")
+    absolute = Store(wh_path.resolve()).hasher.fingerprint("sk-test")
+    assert relative == absolute  # every spelling (and every host) fingerprints keys alike
+    (fp,) = {r[0] for r in tt_sql(wh_path, "SELECT api_key_fp FROM calls").fetchall()}
+    assert fp == Store(wh_path).hasher.fingerprint(FIXTURE_KEY)
 
 
 def test_scrubbers() -> None:

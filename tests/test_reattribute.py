@@ -1,17 +1,17 @@
-"""Re-attribution: atomic per partition, crash-safe between partitions, dry run writes nothing."""
+"""Re-attribution: one atomic commit for the whole range, SIGKILL-safe, dry run writes nothing, --as-of."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-import duckdb
-
-from attribution.reattribute import CRASH_ENV
+from conftest import tt_sql
 
 RULES_A = "version: 1\nrules:\n  feature:\n    - {id: all, when: {route: {prefix: /}}, value: alpha}\n"
 RULES_B = "version: 1\nrules:\n  feature:\n    - {id: all, when: {route: {prefix: /}}, value: beta}\n"
@@ -40,8 +40,7 @@ def _setup(tmp_path: Path, cli, wh: Path) -> tuple[Path, Path]:  # type: ignore[
 
 
 def _features_by_day(wh: Path) -> dict[str, set[str]]:
-    rows = duckdb.sql(f"SELECT CAST(date AS VARCHAR), feature, count(*) FROM read_parquet('{wh}/usage/*/*.parquet', "
-                      "hive_partitioning=true) GROUP BY ALL").fetchall()
+    rows = tt_sql(wh, "SELECT CAST(date AS VARCHAR), feature, count(*) FROM usage_all GROUP BY ALL").fetchall()
     out: dict[str, set[str]] = {}
     for day, feature, n in rows:
         assert n == 5, (day, feature, n)  # never a partition with both (a mix would show two groups of < 5)
@@ -52,10 +51,8 @@ def _features_by_day(wh: Path) -> dict[str, set[str]]:
 def _tree_digest(root: Path) -> str:
     h = hashlib.sha256()
     for p in sorted(root.rglob("*")):
-        if p.is_file() and "_state" not in p.parts:
+        if p.is_file():
             h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-        elif p.is_symlink():
-            h.update(str(p.relative_to(root)).encode() + os.readlink(p).encode())
     return h.hexdigest()
 
 
@@ -63,7 +60,7 @@ def test_reattribute_rebuilds_every_partition(tmp_path: Path, wh_path: Path, cli
     _, b = _setup(tmp_path, cli, wh_path)
     assert set().union(*_features_by_day(wh_path).values()) == {"alpha"}
     r = cli("reattribute", "--rules", b, "--warehouse", wh_path)
-    assert r.exit_code == 0 and "re-attributed 20 calls in 4 partitions" in r.output
+    assert r.exit_code == 0 and "re-attributed 20 calls over 4 days in one commit" in r.output, r.output
     assert _features_by_day(wh_path) == {f"2025-03-0{d}": {"beta"} for d in range(1, 5)}
     r = cli("sql", "select distinct ruleset_hash from usage", "--warehouse", wh_path, "--format", "csv")
     assert len(r.output.strip().splitlines()) == 2
@@ -88,36 +85,42 @@ def test_dry_run_changes_nothing_and_reports_the_moves(tmp_path: Path, wh_path: 
     assert _tree_digest(wh_path) == before
 
 
-def test_crash_between_partitions_leaves_each_partition_old_or_new(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    _, b = _setup(tmp_path, cli, wh_path)
-    env = {**os.environ, CRASH_ENV: "2"}
-    proc = subprocess.run([sys.executable, "-m", "attribution", "reattribute", "--rules", str(b), "--warehouse",
-                           str(wh_path)], env=env, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 137, proc.stderr
-    state = _features_by_day(wh_path)  # asserts: no partition mixes old and new rows
-    assert sorted(state.values(), key=sorted) == [{"alpha"}, {"alpha"}, {"beta"}, {"beta"}]
+def test_sigkill_at_any_moment_leaves_all_old_or_all_new(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A real reattribute process killed at random moments: never a mix of old and new numbers."""
+    a, b = _setup(tmp_path, cli, wh_path)
+    rng = random.Random(7)
+    seen = set()
+    for attempt in range(6):
+        target = b if attempt % 2 == 0 else a
+        proc = subprocess.Popen([sys.executable, "-m", "attribution", "reattribute", "--rules", str(target),
+                                 "--warehouse", str(wh_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.2, 2.5))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+        state = _features_by_day(wh_path)  # asserts: 5 rows per day and feature
+        values = set().union(*state.values())
+        assert len(values) == 1, state  # one commit: all days old, or all days new
+        seen |= values
+        assert len(state) == 4
     r = cli("reattribute", "--rules", b, "--warehouse", wh_path)
     assert r.exit_code == 0
     assert _features_by_day(wh_path) == {f"2025-03-0{d}": {"beta"} for d in range(1, 5)}
 
 
-def test_journaled_swap_is_finished_by_the_next_writer(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
-    """A crash after the new generation was journaled but before the symlink moved: rolled forward."""
-    from attribution.store import build_engine
-    from ingest.warehouse import Warehouse, write_parquet_durably
+def test_as_of_shows_the_numbers_before_a_rule_change(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    from ingest.store import Store
 
     _, b = _setup(tmp_path, cli, wh_path)
-    wh = Warehouse(wh_path)
-    engine = build_engine(wh, b)
-    calls = duckdb.sql(f"SELECT * FROM read_parquet('{wh_path}/calls/date=2025-03-01/*.parquet')").to_arrow_table()
-    gen = wh.new_generation_dir("2025-03-01", "crashed")
-    write_parquet_durably(engine.apply(calls), gen / "usage.parquet")
-    wh.checkpoints.db.execute("INSERT INTO reattribute_journal VALUES (?, ?, 0)", ("2025-03-01", str(gen)))
-    wh.close()
-    assert _features_by_day(wh_path)["2025-03-01"] == {"alpha"}
-    with Warehouse(wh_path).writing("test"):
-        pass
-    assert _features_by_day(wh_path)["2025-03-01"] == {"beta"}
+    before = Store(wh_path).usage.snapshot().version()  # type: ignore[union-attr]
+    assert cli("reattribute", "--rules", b, "--warehouse", wh_path).exit_code == 0
+    now = cli("sql", "select distinct feature from usage", "--warehouse", wh_path, "--format", "csv")
+    then = cli("sql", "select distinct feature from usage", "--warehouse", wh_path, "--format", "csv",
+               "--as-of", str(before))
+    assert now.output.split() == ["feature", "beta"] and then.output.split() == ["feature", "alpha"]
+    r = cli("report", "--by", "feature", "--warehouse", wh_path, "--format", "csv", "--as-of", str(before))
+    assert r.exit_code == 0 and "alpha,20," in r.output
+    bad = cli("sql", "select 1", "--warehouse", wh_path, "--as-of", "yesterday")
+    assert bad.exit_code == 1 and "--as-of 'yesterday'" in bad.output
 
 
 def test_ingest_without_rules_uses_the_remembered_rules(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -128,5 +131,5 @@ def test_ingest_without_rules_uses_the_remembered_rules(tmp_path: Path, wh_path:
         "id": "chatcmpl-new", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}}) + "\n")
     cli("ingest", more, "--warehouse", wh_path)
-    rows = duckdb.sql(f"SELECT feature FROM read_parquet('{wh_path}/usage/date=2025-03-09/*.parquet')").fetchall()
+    rows = tt_sql(wh_path, "SELECT feature FROM usage_all WHERE call_id = 'chatcmpl-new'").fetchall()
     assert rows == [("beta",)]

@@ -15,8 +15,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
-import duckdb
 import pytest
+from conftest import tt_sql
 
 HELPER = Path(__file__).parent / "helpers" / "log_writer.py"
 SOAK = bool(os.environ.get("TOKENTRAIL_SOAK"))
@@ -58,7 +58,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     assert final.returncode == 0, final.stderr
     written = (tmp_path / "written.txt").read_text().split()
     assert len(written) == total
-    rows = duckdb.sql(f"SELECT call_id FROM read_parquet('{wh}/calls/*/*.parquet')").fetchall()
+    rows = tt_sql(wh, "SELECT call_id FROM calls_all").fetchall()
     counts = Counter(r[0] for r in rows)
     duplicated = {k: n for k, n in counts.items() if n > 1}
     missing = set(written) - set(counts)

@@ -1,0 +1,14 @@
+"""Storage: the warehouse's Delta Lake tables, the only code that writes them.
+
+`Store(location)` opens a warehouse (a directory or s3:// gs:// az:// URI); `commit_chunks`
+commits parsed chunks exactly once; `commit_usage` adds attributed rows; `resolve` finds a
+file's source id and verified resume offset.
+"""
+
+from .location import Location, default_location
+from .progress import Resolved, SourceIndex
+from .table import ConflictError
+from .warehouse import ChunkRows, CommitResult, Store, WarehouseNotFound, with_date
+
+__all__ = ["ChunkRows", "CommitResult", "ConflictError", "Location", "Resolved", "SourceIndex", "Store",
+           "WarehouseNotFound", "default_location", "with_date"]

@@ -1,0 +1,138 @@
+"""Which source a file is, and where reading it resumes: identity resolved against the `_sources` table.
+
+A source id is assigned the first time a file is committed and then kept. Each chunk commit
+appends a `_sources` row (source id, head fingerprint, host/device/inode, end offset, hash of
+the 32 bytes before it) *before* the chunk's rows commit; the authoritative offset is the
+`calls` table's application-transaction version for the source id. A file is matched to a
+source, in order:
+  1. same host, device and inode, and the recorded head still matches (it is the same file);
+  2. same head fingerprint, recorded file no longer live with that head on this host, and the
+     bytes before the recorded offset still match: a rotation copy, a moved file, a replaced host;
+  3. otherwise a new source. Two live files with the same first bytes are two sources.
+On resume the offset is verified: a file shorter than it, or whose bytes before it changed,
+was truncated or replaced, and is read from 0 under a new (deterministic) source id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import socket
+from collections import defaultdict
+from dataclasses import dataclass
+
+import pyarrow as pa
+
+from ..sources import FileIdentity, fingerprint
+
+SOURCES_SCHEMA = pa.schema([
+    pa.field("source_id", pa.string(), nullable=False),
+    pa.field("fp", pa.string(), nullable=False),
+    pa.field("fp_len", pa.int64(), nullable=False),
+    pa.field("host", pa.string(), nullable=False),
+    pa.field("dev", pa.int64()),
+    pa.field("inode", pa.int64()),
+    pa.field("path", pa.string()),
+    pa.field("end_offset", pa.int64(), nullable=False),
+    pa.field("tail_hash", pa.string()),
+    pa.field("compressed", pa.bool_()),
+    pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+])
+
+
+def host_name() -> str:
+    return socket.gethostname() or "host"
+
+
+@dataclass(slots=True)
+class SourceRecord:
+    source_id: str
+    fp: str
+    fp_len: int
+    host: str
+    dev: int | None
+    inode: int | None
+    path: str
+    end_offset: int
+    tail_hash: str | None
+    compressed: bool
+    committed_at: int
+
+
+@dataclass(slots=True)
+class Resolved:
+    source_id: str
+    offset: int
+    note: str | None = None
+    duplicate_of: str | None = None  # another live file with the same head fingerprint
+
+
+class SourceIndex:
+    """The `_sources` rows in memory, indexed by head fingerprint; updated as we commit."""
+
+    def __init__(self, rows: list[SourceRecord], host: str | None = None) -> None:
+        self.host = host or host_name()
+        self.by_fp: dict[str, list[SourceRecord]] = defaultdict(list)
+        self.by_id: dict[str, list[SourceRecord]] = defaultdict(list)
+        self.fp_lens: set[int] = set()
+        for r in rows:
+            self.add(r)
+
+    @classmethod
+    def from_table(cls, table: pa.Table, host: str | None = None) -> SourceIndex:
+        rows = [SourceRecord(**{k: v for k, v in d.items() if k in SourceRecord.__slots__})  # type: ignore[arg-type]
+                for d in table.to_pylist()] if table.num_rows else []
+        for r in rows:
+            if not isinstance(r.committed_at, int):
+                r.committed_at = int(r.committed_at.timestamp() * 1_000_000)  # type: ignore[attr-defined]
+        return cls(rows, host)
+
+    def add(self, r: SourceRecord) -> None:
+        self.by_fp[r.fp].append(r)
+        self.by_id[r.source_id].append(r)
+        self.fp_lens.add(r.fp_len)
+
+    def latest(self, source_id: str) -> SourceRecord | None:
+        rows = self.by_id.get(source_id)
+        return max(rows, key=lambda r: (r.committed_at, r.end_offset)) if rows else None
+
+    def tail_at(self, source_id: str, offset: int) -> str | None:
+        for r in self.by_id.get(source_id, ()):
+            if r.end_offset == offset:
+                return r.tail_hash
+        return None
+
+    def candidates(self, ident: FileIdentity, head: bytes) -> list[SourceRecord]:
+        """Records whose head matches this file's: the same length, or a shorter head it has grown from."""
+        out = list(self.by_fp.get(ident.fp, ()))
+        for n in sorted(self.fp_lens):
+            if 0 < n < ident.fp_len:
+                out += [r for r in self.by_fp.get(fingerprint(head[:n]), ()) if r.fp_len == n]
+        # the newest record per source id
+        best: dict[str, SourceRecord] = {}
+        for r in out:
+            cur = best.get(r.source_id)
+            if cur is None or (r.committed_at, r.end_offset) > (cur.committed_at, cur.end_offset):
+                best[r.source_id] = r
+        return sorted(best.values(), key=lambda r: -r.committed_at)
+
+
+def new_source_id(ident: FileIdentity, host: str, salt: str = "") -> str:
+    """Deterministic, so two writers racing on the same new file pick the same id (and conflict)."""
+    basis = f"{ident.fp}|{ident.fp_len}|{salt}" if not salt else f"{ident.fp}|{host}|{ident.dev}|{ident.inode}|{salt}"
+    return "src-" + hashlib.sha256(basis.encode()).hexdigest()[:24]
+
+
+def restart_id(old: str, offset: int) -> str:
+    """The id a truncated or replaced file continues under (reading from 0)."""
+    return "src-" + hashlib.sha256(f"{old}|restart@{offset}".encode()).hexdigest()[:24]
+
+
+def record_for(source_id: str, ident: FileIdentity, host: str, path: str, end: int, tail: str | None,
+               now_us: int) -> SourceRecord:
+    return SourceRecord(source_id, ident.fp, ident.fp_len, host, ident.dev, ident.inode, path, end, tail,
+                        ident.compressed, now_us)
+
+
+def records_table(records: list[SourceRecord]) -> pa.Table:
+    cols = {name: [getattr(r, name) for r in records] for name in SOURCES_SCHEMA.names}
+    return pa.Table.from_pydict(cols, schema=SOURCES_SCHEMA)

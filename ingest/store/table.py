@@ -1,0 +1,130 @@
+"""One Delta table: cached snapshot, application-transaction versions, retried commits.
+
+Every write goes through here. A commit is made against the snapshot its caller checked
+(so a concurrent commit carrying the same application id is a conflict, not a duplicate),
+and conflicts are handed back to the caller, which re-checks and retries.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.transaction import CommitProperties, Transaction
+
+from ..errors import WarehouseError, WarehouseWriteError
+from .location import Location
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 12
+
+
+class ConflictError(WarehouseError):
+    """A concurrent writer kept winning; the command can simply be run again."""
+
+
+class Table:
+    def __init__(self, loc: Location, name: str, partition_by: list[str] | None = None) -> None:
+        self.loc = loc
+        self.name = name
+        self.uri = loc.table_uri(name)
+        self.partition_by = partition_by
+        self._dt: DeltaTable | None = None
+
+    # -- reading --------------------------------------------------------------------------
+    def snapshot(self, refresh: bool = True) -> DeltaTable | None:
+        """The latest snapshot (None if the table does not exist yet)."""
+        if self._dt is None:
+            try:
+                self._dt = DeltaTable(self.uri, storage_options=self.loc.storage_options or None)
+            except TableNotFoundError:
+                return None
+        elif refresh:
+            self._dt.update_incremental()
+        return self._dt
+
+    def exists(self) -> bool:
+        return self.snapshot(refresh=False) is not None
+
+    def txn_version(self, app_id: str, refresh: bool = False) -> int | None:
+        dt = self.snapshot(refresh=refresh)
+        return dt.transaction_version(app_id) if dt is not None else None
+
+    def read(self, columns: list[str] | None = None, filters: list[tuple[str, str, object]] | None = None) -> pa.Table:
+        dt = self.snapshot()
+        if dt is None:
+            return pa.table({})
+        ds = dt.to_pyarrow_dataset()
+        expr = None
+        if filters:
+            import pyarrow.compute as pc
+
+            for col, op, value in filters:
+                f = pc.field(col)
+                term = {"=": f == value, ">=": f >= value, "<": f < value, "<=": f <= value, ">": f > value}[op]
+                expr = term if expr is None else expr & term
+        return ds.to_table(columns=columns, filter=expr)
+
+    # -- writing --------------------------------------------------------------------------
+    def append(self, data: pa.Table, txns: dict[str, int], dt: DeltaTable | None = None) -> None:
+        """Append `data` and set the given application-transaction versions, in one commit."""
+        self._write(data, "append", txns, dt)
+
+    def overwrite(self, data: pa.Table, predicate: str | None, txns: dict[str, int], dt: DeltaTable | None) -> None:
+        self._write(data, "overwrite", txns, dt, predicate)
+
+    def _write(self, data: pa.Table, mode: str, txns: dict[str, int], dt: DeltaTable | None,
+               predicate: str | None = None) -> None:
+        props = CommitProperties(
+            app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
+            max_commit_retries=25,
+        )
+        target: DeltaTable | str = dt if dt is not None else self.uri
+        try:
+            write_deltalake(
+                target, data, mode=mode,  # type: ignore[arg-type]
+                partition_by=self.partition_by, predicate=predicate, schema_mode="merge",
+                storage_options=(self.loc.storage_options or None) if dt is None else None,
+                commit_properties=props,
+            )
+        except CommitFailedError:
+            raise
+        except OSError as exc:
+            raise WarehouseWriteError(
+                f"{exc.strerror or exc} while writing {self.uri}; nothing partial was committed. "
+                f"Fix the cause and run the command again: it resumes where it stopped."
+            ) from exc
+        except DeltaError as exc:
+            raise WarehouseWriteError(
+                f"{_reason(exc)} while writing {self.uri}; nothing partial was committed. "
+                f"Fix the cause (space, quota, permissions, credentials) and run the command again: "
+                f"it resumes where it stopped."
+            ) from exc
+        self._dt = None  # the next read loads the new version
+
+
+def _reason(exc: BaseException) -> str:
+    """The innermost useful words of a delta-rs error (e.g. 'File too large (os error 27)')."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    for marker in ("error: ", "Error: "):
+        if marker in text:
+            text = text.rsplit(marker, 1)[-1]
+    return text[:300]
+
+
+def retry_on_conflict(attempt: Callable[[], T], what: str) -> T:
+    """Run `attempt` until it commits; it re-reads and re-checks its preconditions each time."""
+    delay = 0.05
+    for i in range(MAX_ATTEMPTS):
+        try:
+            return attempt()
+        except CommitFailedError:
+            if i == MAX_ATTEMPTS - 1:
+                break
+            time.sleep(delay)
+            delay = min(delay * 2, 2.0)
+    raise ConflictError(f"{what}: other writers kept committing conflicting changes; run the command again")

@@ -1,0 +1,376 @@
+"""The warehouse: Delta tables `calls`, `usage`, `quarantine` (+ `_sources`, `_meta`), and how chunks commit.
+
+Exactly once, by the tables themselves: a chunk of lines [start, end) of one source commits its
+rows together with an application transaction (app id = source id, version = end). Before
+committing, the source's version in the snapshot being committed against is checked: rows
+below it are already in the table and are dropped. Two writers racing on the same range both
+name the same app id, so Delta rejects the second commit; it re-checks and finds nothing left.
+Order per batch: `_sources` rows (identity + tail hashes) -> `quarantine` -> `calls`; `usage`
+is derived by attribution afterwards and keeps its own versions (see `commit_usage`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, DeltaError
+
+from ..errors import WarehouseError
+from ..keys import KeyHasher
+from ..sources import FileIdentity
+from .location import Location, check_writable_location
+from .meta import Meta
+from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
+from .table import Table, retry_on_conflict
+
+
+class WarehouseNotFound(WarehouseError):
+    """A read command was pointed at a place that holds no warehouse."""
+
+
+@dataclass
+class ChunkRows:
+    """What one source contributes to a commit: its range, its rows, and its identity."""
+
+    source_id: str
+    ident: FileIdentity
+    path: str
+    start: int
+    end: int
+    tail_hash: str | None
+    calls: pa.Table | None = None
+    quarantine: pa.Table | None = None
+
+
+@dataclass
+class CommitResult:
+    chunks: list[ChunkRows] = field(default_factory=list)  # what was committed (rows filtered to what was new)
+    calls: pa.Table | None = None  # the committed calls rows, with source_id and date
+
+
+def _now_us() -> int:
+    return int(time.time() * 1_000_000)
+
+
+def with_date(table: pa.Table, source_id_col: pa.Array | None = None, fixed: str | None = None) -> pa.Table:
+    """Add the partition column `date` (from `ts`, or the fixed quarantine date)."""
+    if "date" in table.column_names:
+        return table
+    if fixed is not None:
+        dates = pa.array([datetime.fromisoformat(fixed).date()] * table.num_rows, pa.date32())
+    else:
+        dates = pc.cast(pc.cast(table["ts"], pa.timestamp("us", tz="UTC")), pa.date32())
+    return table.append_column("date", dates)
+
+
+def _filter_from(table: pa.Table | None, offset: int) -> pa.Table | None:
+    if table is None or offset <= 0:
+        return table
+    return table.filter(pc.greater_equal(table["source_offset"], offset))
+
+
+class Store:
+    """Open with a location (directory or URI). Reading never creates anything."""
+
+    def __init__(self, location: str | Path | Location | None = None) -> None:
+        self.loc = location if isinstance(location, Location) else Location.parse(location)
+        self.calls = Table(self.loc, "calls", ["date"])
+        self.usage = Table(self.loc, "usage", ["date"])
+        self.quarantine = Table(self.loc, "quarantine", ["date"])
+        self.sources = Table(self.loc, "_sources")
+        self.meta = Meta(Table(self.loc, "_meta"))
+        self.host = host_name()
+        self._index: SourceIndex | None = None
+        self._hasher: KeyHasher | None = None
+
+    def __repr__(self) -> str:
+        return f"Store({self.loc.uri!r})"
+
+    # -- existence ------------------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.calls.exists() or self.meta.table.exists()
+
+    def require(self) -> Store:
+        """For read commands: a missing warehouse is an error, never an empty 'all clear'."""
+        if not self.exists():
+            raise WarehouseNotFound(
+                f"no warehouse at {self.loc.uri}: ingest logs first (tokentrail ingest LOGS --warehouse {self.loc.uri}) "
+                f"or point --warehouse / $TOKENTRAIL_WAREHOUSE at an existing one"
+            )
+        return self
+
+    def prepare_for_writing(self) -> Store:
+        check_writable_location(self.loc)
+        if self.loc.path is not None:
+            self.loc.path.mkdir(parents=True, exist_ok=True)
+        self.hasher  # noqa: B018 - creates the secret (and `_meta`) on first use
+        return self
+
+    # -- keys -----------------------------------------------------------------------------
+    @property
+    def hasher(self) -> KeyHasher:
+        """The HMAC fingerprinter, with the warehouse's secret (created on first write)."""
+        if self._hasher is None:
+            secret = self.meta.secret(create=True)
+            if secret is None:
+                raise WarehouseError(f"could not create the key-fingerprint secret in {self.loc.uri}/_meta")
+            self._hasher = KeyHasher(secret)
+        return self._hasher
+
+    # -- sources --------------------------------------------------------------------------
+    def source_index(self, refresh: bool = False) -> SourceIndex:
+        if self._index is None or refresh:
+            self._index = SourceIndex.from_table(self.sources.read(), self.host)
+        return self._index
+
+    def resolve(self, ident: FileIdentity, head: bytes, live: Callable[[], set[tuple[int, int, str]]] | None = None,
+                tail_at: object = None) -> Resolved:
+        """The source id of a file and the verified offset to resume from.
+
+        `live()`: (dev, inode, fp) of the files being read on this host now (asked only when needed), so a
+        record of a file that still exists with the same head is not adopted by another (identical banners).
+        `tail_at(offset) -> hash|None`: the hash of the file's 32 bytes before `offset`.
+        """
+        index = self.source_index()
+        live_set: set[tuple[int, int, str]] | None = None
+        cands = index.candidates(ident, head)
+        chosen: SourceRecord | None = None
+        duplicate: str | None = None
+        for r in cands:
+            if r.host == self.host and r.dev == ident.dev and r.inode == ident.inode:
+                chosen = r
+                break
+        if chosen is None:
+            for r in cands:
+                if live_set is None:
+                    live_set = live() if live is not None else set()
+                still_live = r.host == self.host and (r.dev, r.inode, r.fp) in live_set and \
+                    not (r.dev == ident.dev and r.inode == ident.inode)
+                if still_live:
+                    duplicate = r.path
+                    continue
+                if ident.compressed or r.compressed:
+                    chosen = r  # a gzip rotation of a file read before: same decompressed head
+                    break
+                offset = self.calls.txn_version(r.source_id) or 0
+                expected = index.tail_at(r.source_id, offset)
+                if offset == 0 or (offset <= ident.size and callable(tail_at) and tail_at(offset) == expected):
+                    chosen = r
+                    break
+        if chosen is None:
+            salt = "" if duplicate is None and not cands else "dup"
+            sid = new_source_id(ident, self.host, salt)
+            return Resolved(sid, self.calls.txn_version(sid) or 0, duplicate_of=duplicate)
+        sid = chosen.source_id
+        offset = self.calls.txn_version(sid) or 0
+        if offset and not ident.compressed:
+            if offset > ident.size:
+                return self._restart(sid, offset, "file is shorter than its checkpoint: truncated, reading from 0")
+            expected = index.tail_at(sid, offset)
+            if expected is not None and callable(tail_at) and tail_at(offset) != expected:
+                return self._restart(sid, offset, "bytes before the checkpoint changed: file replaced, reading from 0")
+        return Resolved(sid, offset, duplicate_of=duplicate)
+
+    def _restart(self, old: str, offset: int, note: str) -> Resolved:
+        sid = restart_id(old, offset)
+        return Resolved(sid, self.calls.txn_version(sid) or 0, note)
+
+    # -- committing chunks ----------------------------------------------------------------
+    def commit_chunks(self, chunks: list[ChunkRows], quarantine_date: str | None = None) -> CommitResult:
+        """Commit the chunks of one or more sources: exactly once, whoever else is writing."""
+        qdate = quarantine_date or datetime.now(UTC).strftime("%Y-%m-%d")
+
+        def attempt() -> CommitResult:
+            dt_calls = self.calls.snapshot(refresh=True)
+            todo: list[ChunkRows] = []
+            ends: dict[str, int] = {}  # a source twice in one batch: the later chunk starts where the first ended
+            for c in chunks:
+                v = (dt_calls.transaction_version(c.source_id) if dt_calls is not None else None) or 0
+                v = max(v, ends.get(c.source_id, 0))
+                if v >= c.end:
+                    continue  # already committed (by us before a crash, or by another writer)
+                ends[c.source_id] = c.end
+                todo.append(ChunkRows(c.source_id, c.ident, c.path, max(c.start, v), c.end, c.tail_hash,
+                                      _filter_from(c.calls, v), _filter_from(c.quarantine, v)))
+            if not todo:
+                return CommitResult()
+            now = _now_us()
+            records = [record_for(c.source_id, c.ident, self.host, c.path, c.end, c.tail_hash, now) for c in todo]
+            self.sources.append(records_table(records), {})
+            self._commit_quarantine(todo, qdate)
+            parts = [self._calls_part(c) for c in todo if c.calls is not None and c.calls.num_rows]
+            calls = pa.concat_tables(parts, promote_options="default") if parts else None
+            data = calls if calls is not None else self._empty_calls(todo)
+            self.calls.append(data, {c.source_id: c.end for c in todo}, dt_calls)
+            index = self.source_index()
+            for r in records:
+                index.add(r)
+            return CommitResult(todo, calls)
+
+        return retry_on_conflict(attempt, f"committing to {self.calls.uri}")
+
+    def _calls_part(self, c: ChunkRows) -> pa.Table:
+        assert c.calls is not None
+        t = c.calls
+        if "source_id" not in t.column_names:
+            t = t.append_column("source_id", pa.array([c.source_id] * t.num_rows, pa.string()))
+        return with_date(t)
+
+    def _empty_calls(self, todo: list[ChunkRows]) -> pa.Table:
+        dt = self.calls.snapshot(refresh=False)
+        if dt is not None:
+            return pa.schema(dt.schema().to_arrow()).empty_table()  # type: ignore[arg-type]
+        for c in todo:
+            if c.calls is not None:
+                return self._calls_part(ChunkRows(c.source_id, c.ident, c.path, c.start, c.end, c.tail_hash,
+                                                  c.calls.slice(0, 0)))
+        from ..schema import CALL_SCHEMA
+
+        empty = CALL_SCHEMA.empty_table().append_column("source_id", pa.array([], pa.string()))
+        return empty.append_column("date", pa.array([], pa.date32()))
+
+    def _commit_quarantine(self, todo: list[ChunkRows], qdate: str) -> None:
+        with_rows = [c for c in todo if c.quarantine is not None and c.quarantine.num_rows]
+        if not with_rows:
+            return
+        dt_q = self.quarantine.snapshot(refresh=True)
+        parts, txns = [], {}
+        for c in with_rows:
+            v = (dt_q.transaction_version(c.source_id) if dt_q is not None else None) or 0
+            if v >= c.end:
+                continue
+            q = _filter_from(c.quarantine, v)
+            assert q is not None
+            q = q.append_column("source_id", pa.array([c.source_id] * q.num_rows, pa.string()))
+            parts.append(with_date(q, fixed=qdate))
+            txns[c.source_id] = c.end
+        if parts:
+            self.quarantine.append(pa.concat_tables(parts, promote_options="default"), txns, dt_q)
+
+    # -- usage ----------------------------------------------------------------------------
+    def commit_usage(self, ranges: dict[str, tuple[int, int]], usage: pa.Table) -> int:
+        """Append attributed rows for source ranges {source_id: (start, end)}, once.
+
+        Fast path: the usage table's version for each source is at or below `start`, so none of
+        these rows can be there. Otherwise (a retry after a conflict, a repair, a re-attribution
+        that ran in between) rows already present are found by (source_id, source_offset, call_id)
+        and dropped.
+        """
+        first = [True]
+
+        def attempt() -> int:
+            dt_u = self.usage.snapshot(refresh=True)
+            txns: dict[str, int] = {}
+            check: list[str] = []
+            for sid, (start, end) in ranges.items():
+                v = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
+                if v >= end:
+                    continue
+                txns[sid] = end
+                if v > start or not first[0]:
+                    check.append(sid)
+            first[0] = False
+            if not txns:
+                return 0
+            rows = usage.filter(pc.is_in(usage["source_id"], pa.array(list(txns), pa.string())))
+            if check and dt_u is not None:
+                rows = self._drop_present(rows, check, dt_u)
+            rows = with_date(rows)
+            self.usage.append(rows, txns, dt_u)
+            return rows.num_rows
+
+        return retry_on_conflict(attempt, f"committing to {self.usage.uri}")
+
+    def _drop_present(self, rows: pa.Table, source_ids: list[str], dt_u: DeltaTable) -> pa.Table:
+        import duckdb
+
+        dates = pc.unique(pc.cast(pc.cast(rows["ts"], pa.timestamp("us", tz="UTC")), pa.date32())).to_pylist()
+        ds = dt_u.to_pyarrow_dataset()
+        present = ds.to_table(
+            columns=["source_id", "source_offset", "call_id"],
+            filter=pc.field("source_id").isin(source_ids) & pc.field("date").isin(dates),
+        )
+        con = duckdb.connect()
+        con.register("new_rows", rows)
+        con.register("present", present)
+        out = con.sql("SELECT * FROM new_rows n ANTI JOIN present p USING (source_id, source_offset, call_id)").to_arrow_table()
+        con.close()
+        return out.cast(rows.schema)
+
+    def usage_lag(self) -> list[tuple[str, int, int]]:
+        """Sources whose usage trails their calls: (source_id, usage version, calls version)."""
+        dt_c, dt_u = self.calls.snapshot(), self.usage.snapshot()
+        if dt_c is None:
+            return []
+        out = []
+        for sid in self.source_index(refresh=True).by_id:
+            cv = dt_c.transaction_version(sid) or 0
+            uv = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
+            if uv < cv:
+                out.append((sid, uv, cv))
+        return out
+
+    def calls_since(self, lag: Iterable[tuple[str, int, int]]) -> pa.Table:
+        """The calls rows of each lagging source from its usage version on."""
+        dt = self.calls.snapshot()
+        if dt is None:
+            return pa.table({})
+        ds = dt.to_pyarrow_dataset()
+        expr = None
+        for sid, uv, cv in lag:
+            term = (pc.field("source_id") == sid) & (pc.field("source_offset") >= uv) & (pc.field("source_offset") < cv)
+            expr = term if expr is None else expr | term
+        return ds.to_table(filter=expr) if expr is not None else pa.table({})
+
+    # -- files for readers ----------------------------------------------------------------
+    def open_snapshot(self, name: str, as_of: int | datetime | None = None) -> DeltaTable | None:
+        try:
+            dt = DeltaTable(self.loc.table_uri(name), storage_options=self.loc.storage_options or None)
+        except (DeltaError, OSError):
+            return None
+        if as_of is not None:
+            try:
+                dt.load_as_version(as_of)
+            except (DeltaError, ValueError, OSError) as exc:
+                raise WarehouseError(f"--as-of {as_of}: {name} has no such version ({exc})") from None
+        return dt
+
+    # -- maintenance ----------------------------------------------------------------------
+    def optimize(self, target_size: int = 256 << 20) -> dict[str, dict[str, int]]:
+        """Compact small files (Delta optimize) in every table; safe while others append."""
+        out: dict[str, dict[str, int]] = {}
+        for t in (self.calls, self.usage, self.quarantine, self.sources, self.meta.table):
+            dt = t.snapshot()
+            if dt is None:
+                continue
+
+            def run(dt: DeltaTable = dt, t: Table = t) -> dict[str, int]:
+                dt.update_incremental()
+                m = dt.optimize.compact(target_size=target_size)
+                return {"removed": int(m.get("numFilesRemoved", 0)), "added": int(m.get("numFilesAdded", 0))}
+
+            out[t.name] = retry_on_conflict(run, f"optimizing {t.uri}")
+        return out
+
+    def vacuum(self, retention_hours: int = 168) -> dict[str, int]:
+        """Delete files no longer referenced and older than the retention (default 7 days: `--as-of`
+        can reach back that far; readers mid-scan keep working)."""
+        out = {}
+        for t in (self.calls, self.usage, self.quarantine, self.sources, self.meta.table):
+            dt = t.snapshot()
+            if dt is None:
+                continue
+            removed = dt.vacuum(retention_hours=retention_hours, dry_run=False, enforce_retention_duration=False)
+            out[t.name] = len(removed)
+        return out
+
+
+def is_conflict(exc: BaseException) -> bool:
+    return isinstance(exc, CommitFailedError)
