@@ -132,24 +132,28 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, pr
     from ingest.pipeline import IngestOptions
     from ingest.watch import WatchOptions
 
+    import threading
+
     from .api import make_watcher, run_watcher
 
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)  # before start-up work, so an early SIGTERM is clean too
+    signal.signal(signal.SIGINT, stop)
     ingest_options = IngestOptions(format=log_format, glob=pattern, max_line=max_line_bytes,
                                    store_system_prompt=not no_system_prompt)
     options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
                            poll=poll, once=once, status_seconds=status_seconds)
     watcher, engine, store = make_watcher(list(paths), warehouse, rules, prices, ingest_options, options)
+    watcher.stop = stopping
     alert_writer: Any = None
     if alerts is not None:
         from .budgets import AlertWriter
 
         alert_writer = AlertWriter(store, engine.ruleset, alerts)
-
-    def stop(_signum: int, _frame: Any) -> None:
-        watcher.stop.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
     stats = None
     for tick in run_watcher(watcher, engine, store):
         stats = tick.stats

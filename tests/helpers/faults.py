@@ -1,0 +1,115 @@
+"""Fault scenarios shared by the local and the S3 tests: real writers, real watchers, real SIGKILLs.
+
+Several log directories, each with its own writer (appending and rotating in all three styles)
+and its own watcher process, all committing to one warehouse. Watchers are SIGKILLed at random
+moments and restarted; meanwhile `reattribute` and `compact` processes are started and
+SIGKILLed at random moments too. At the end every written call must be in `calls` and in
+`usage` exactly once (raw rows, not the de-duplicating views).
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+HELPER = Path(__file__).parent / "log_writer.py"
+PY = [sys.executable, "-m", "attribution"]
+
+
+def _spawn(args: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[bytes]:
+    if log is None:
+        return subprocess.Popen([*PY, *args], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    with open(log, "ab") as err:  # the child keeps its own copy of the descriptor
+        return subprocess.Popen([*PY, *args], stdout=subprocess.DEVNULL, stderr=err, env=env)
+
+
+def run_scenario(tmp_path: Path, warehouse: str, env: dict[str, str], *, hosts: int, total: int, rate: float,
+                 kills_per_host: int, seed: int, rules: Path, side_kills: int = 4,
+                 flush_seconds: str = "0.1") -> dict[str, int]:
+    rnd = random.Random(seed)
+    dirs = []
+    writers = []
+    for h in range(hosts):
+        d = tmp_path / f"host{h}" / "logs"
+        d.mkdir(parents=True)
+        dirs.append(d)
+        writers.append(subprocess.Popen([sys.executable, str(HELPER), str(d), str(total), str(rate),
+                                         str(rnd.randint(0, 9999)), f"h{h}-"]))
+
+    def watch(d: Path) -> subprocess.Popen[bytes]:
+        return _spawn(["watch", str(d), "--warehouse", warehouse, "--rules", str(rules),
+                       "--flush-seconds", flush_seconds, "--flush-rows", "40"], env, d.parent / "watch.err")
+
+    watchers = [watch(d) for d in dirs]
+    started = [time.monotonic()] * hosts
+    kills = [0] * hosts
+    side = {"reattribute": 0, "compact": 0}
+    try:
+        deadline = time.monotonic() + 600
+        while (any(w.poll() is None for w in writers) or sum(kills) < hosts * kills_per_host) \
+                and time.monotonic() < deadline:
+            time.sleep(rnd.uniform(0.3, 1.2))
+            h = rnd.choice([i for i in range(hosts) if kills[i] < kills_per_host] or [0])
+            if kills[h] < kills_per_host:
+                watchers[h].send_signal(signal.SIGKILL)
+                watchers[h].wait(30)
+                kills[h] += 1
+                watchers[h] = watch(dirs[h])
+                started[h] = time.monotonic()
+            kind = rnd.choice(("reattribute", "compact"))
+            if side[kind] < side_kills:
+                args = ["reattribute", "--rules", str(rules)] if kind == "reattribute" else ["compact", "--vacuum-hours", "0"]
+                p = _spawn([*args, "--warehouse", warehouse], env)
+                time.sleep(rnd.uniform(0.1, 2.0))
+                p.send_signal(signal.SIGKILL)
+                p.wait(30)
+                side[kind] += 1
+        for w in writers:
+            assert w.wait(600) == 0
+        # a process still importing Python when SIGTERM arrives dies of it (-15) before any handler
+        # exists: stop each watcher only once it has been up long enough to have started
+        time.sleep(max(1.5, max(started) + 8.0 - time.monotonic()))
+        for w in watchers:
+            w.send_signal(signal.SIGTERM)
+        for d, w in zip(dirs, watchers, strict=True):
+            code = w.wait(120)
+            assert code == 0, (code, (d.parent / "watch.err").read_text()[-3000:])
+    finally:
+        for p in [*writers, *watchers]:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for d in dirs:  # a last pass over what the killed watchers may have left behind
+        final = subprocess.run([*PY, "watch", str(d), "--warehouse", warehouse, "--rules", str(rules), "--once"],
+                               capture_output=True, text=True, timeout=300, env=env)
+        assert final.returncode == 0, final.stderr
+    return {"kills": sum(kills), **side}
+
+
+def check_exactly_once(tmp_path: Path, warehouse: str, env: dict[str, str], hosts: int, total: int) -> None:
+    from attribution.query import connect
+
+    written = []
+    for h in range(hosts):
+        ids = (tmp_path / f"host{h}" / f"written-h{h}-.txt").read_text().split()
+        assert len(ids) == total
+        written += ids
+    con = connect(warehouse)
+    for view in ("calls_all", "usage_all"):
+        counts = Counter(r[0] for r in con.sql(f"SELECT call_id FROM {view}").fetchall())
+        duplicated = {k: n for k, n in counts.items() if n > 1}
+        missing = set(written) - set(counts)
+        assert not duplicated, f"{view}: {len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}"
+        assert not missing, f"{view}: {len(missing)} calls lost, e.g. {sorted(missing)[:5]}"
+        assert set(counts) == set(written)
+    (n_q,), = con.sql("SELECT count(*) FROM quarantine").fetchall()
+    assert n_q == 0, "a line was cut: a partial line was taken as complete"
+    # totals match the input: every writer's tokens, call by call
+    (tokens,), = con.sql("SELECT sum(input_tokens) FROM usage_all").fetchall()
+    expected = sum(10 + int(i[-8:]) % 7 for i in written)
+    assert tokens == expected
