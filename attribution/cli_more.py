@@ -128,11 +128,10 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, pr
     """
     import signal
     import sys
+    import threading
 
     from ingest.pipeline import IngestOptions
     from ingest.watch import WatchOptions
-
-    import threading
 
     from .api import make_watcher, run_watcher
 

@@ -410,7 +410,7 @@ class IngestRun:
                 return tail_hash(path, off)
         if ident.fp_len == 0:
             return  # an empty file: nothing to read, and all empty files look alike
-        resolved = self.store.resolve(ident, head, self.live, tail_at)
+        resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
         offset = max(resolved.offset, self._pending_end.get(resolved.source_id, 0))
         result.source_id = resolved.source_id
         if resolved.note:
@@ -511,7 +511,7 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
                 return
             if ident.fp_len == 0:
                 return
-            resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off))
+            resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off), str(path))
             res.source_id = resolved.source_id
             res.note = res.note or resolved.note
             offset = max(resolved.offset, run._pending_end.get(resolved.source_id, 0))

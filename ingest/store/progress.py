@@ -116,9 +116,10 @@ class SourceIndex:
         return sorted(best.values(), key=lambda r: -r.committed_at)
 
 
-def new_source_id(ident: FileIdentity, host: str, salt: str = "") -> str:
-    """Deterministic, so two writers racing on the same new file pick the same id (and conflict)."""
-    basis = f"{ident.fp}|{ident.fp_len}|{salt}" if not salt else f"{ident.fp}|{host}|{ident.dev}|{ident.inode}|{salt}"
+def new_source_id(ident: FileIdentity, host: str) -> str:
+    """Deterministic for one file on one host (two writers racing on it pick the same id, and Delta
+    rejects the second commit); distinct for two files that merely share their first bytes."""
+    basis = f"{ident.fp}|{ident.fp_len}|{host}|{ident.dev}|{ident.inode}"
     return "src-" + hashlib.sha256(basis.encode()).hexdigest()[:24]
 
 

@@ -131,7 +131,7 @@ class Store:
         return self._index
 
     def resolve(self, ident: FileIdentity, head: bytes, live: Callable[[], set[tuple[int, int, str]]] | None = None,
-                tail_at: object = None) -> Resolved:
+                tail_at: object = None, path: str = "") -> Resolved:
         """The source id of a file and the verified offset to resume from.
 
         `live()`: (dev, inode, fp) of the files being read on this host now (asked only when needed), so a
@@ -165,8 +165,10 @@ class Store:
                     chosen = r
                     break
         if chosen is None:
-            salt = "" if duplicate is None and not cands else "dup"
-            sid = new_source_id(ident, self.host, salt)
+            sid = new_source_id(ident, self.host)
+            # provisional until its first commit, so a file with the same head read in the same batch
+            # finds it (and, both being live, gets its own id)
+            index.add(record_for(sid, ident, self.host, path, 0, None, _now_us()))
             return Resolved(sid, self.calls.txn_version(sid) or 0, duplicate_of=duplicate)
         sid = chosen.source_id
         offset = self.calls.txn_version(sid) or 0
