@@ -14,12 +14,11 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from .query import connect
+from .query import WarehouseRef, connect
 from .reports import ReportError
 
 METRICS = {  # per-row expression; summed per bucket
@@ -49,7 +48,7 @@ def _robust(values: list[float]) -> tuple[float, float]:
     return med, max(1.4826 * mad, 0.1 * med)
 
 
-def find_anomalies(root: str | Path, by: str | None = None, since: date | None = None, metric: str = "tokens",
+def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None = None, metric: str = "tokens",
                    granularity: str = "day", threshold: float = 4.0, min_ratio: float = 2.0, weeks: int = 4,
                    con: duckdb.DuckDBPyConnection | None = None) -> list[Anomaly]:
     if metric not in METRICS:

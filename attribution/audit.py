@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
 from typing import Any
 
 import duckdb
 
 from .budgets import scope_sql
 from .engine import cidr_matcher
-from .query import connect
+from .query import WarehouseRef, connect
 from .reports import date_filter
 from .rules import RuleSet
 
@@ -27,7 +26,7 @@ class AuditResult:
     checked_calls: int = 0
 
 
-def audit_ips(root: str | Path, ruleset: RuleSet, since: date | None = None, until: date | None = None,
+def audit_ips(root: WarehouseRef, ruleset: RuleSet, since: date | None = None, until: date | None = None,
               con: duckdb.DuckDBPyConnection | None = None) -> AuditResult:
     con = con or connect(root)
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}

@@ -20,7 +20,7 @@ import duckdb
 from ingest.errors import ConfigError
 
 from .engine import sql_literal
-from .query import connect
+from .query import WarehouseRef, connect
 from .rules import Budget, RuleSet
 
 
@@ -69,7 +69,7 @@ def _tz(b: Budget) -> ZoneInfo:
         raise ConfigError(f"budget {b.id}: unknown time zone {b.timezone!r} (use an IANA name like Europe/Berlin)") from None
 
 
-def evaluate(root: str | Path, ruleset: RuleSet, at: date | None = None,
+def evaluate(root: WarehouseRef, ruleset: RuleSet, at: date | None = None,
              con: duckdb.DuckDBPyConnection | None = None) -> list[BudgetStatus]:
     con = con or connect(root)
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}

@@ -14,7 +14,7 @@ from typing import Any
 
 from .anomalies import find_anomalies
 from .budgets import evaluate
-from .query import connect
+from .query import WarehouseRef, connect
 from .reports import date_filter, report
 from .rules import load_rules
 
@@ -101,7 +101,7 @@ document.addEventListener('DOMContentLoaded', function () {
 </script>"""
 
 
-def render_html(root: str | Path, since: date | None = None, until: date | None = None,
+def render_html(root: WarehouseRef, since: date | None = None, until: date | None = None,
                 rules: Path | None = None) -> str:
     con = connect(root)
     where = date_filter(since, until)
@@ -131,6 +131,6 @@ def render_html(root: str | Path, since: date | None = None, until: date | None 
             f"<style>{CSS}</style>{CHECK}</head><body>{''.join(parts)}</body></html>")
 
 
-def write_html_report(root: str | Path, out: Path, since: date | None = None, until: date | None = None,
+def write_html_report(root: WarehouseRef, out: Path, since: date | None = None, until: date | None = None,
                       rules: Path | None = None) -> None:
     out.write_text(render_html(root, since, until, rules))

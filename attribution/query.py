@@ -26,6 +26,7 @@ from ingest.store import Store
 
 from .pricing import COST_COLUMNS
 
+WarehouseRef = str | Path | Store  # a location, or an opened store
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}  # PRAGMA is vetted below
 
 
@@ -88,7 +89,7 @@ def open_snapshot(store: Store, as_of: int | datetime | None = None) -> Snapshot
     return Snapshot(store, tables, files)
 
 
-def connect(location: str | Path | Store | None, user_sql: bool = False, as_of: int | datetime | None = None,
+def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | datetime | None = None,
             require: bool = True) -> duckdb.DuckDBPyConnection:
     """A fresh in-memory DuckDB with the warehouse views. Nothing is written to the warehouse.
 
@@ -149,7 +150,7 @@ def check_read_only(sql: str) -> None:
             )
 
 
-def run_sql(location: str | Path | Store | None, sql: str, as_of: int | datetime | None = None) -> pa.Table:
+def run_sql(location: WarehouseRef | None, sql: str, as_of: int | datetime | None = None) -> pa.Table:
     check_read_only(sql)
     for attempt in range(3):
         con = connect(location, user_sql=True, as_of=as_of)

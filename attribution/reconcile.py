@@ -24,7 +24,7 @@ import msgspec
 from ingest.errors import ConfigError
 from ingest.formats.base import as_float, as_int, parse_ts
 
-from .query import connect
+from .query import WarehouseRef, connect
 
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
@@ -130,7 +130,7 @@ class Reconciliation:
         return unseen / self.provider_usd if self.provider_usd else 0.0
 
 
-def reconcile(root: str | Path, costs: Path, usage: Path | None = None, by_project: bool = False,
+def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_project: bool = False,
               rel_tolerance: float = 0.02, abs_tolerance: float = 0.0005) -> Reconciliation:
     provider = read_costs(costs)
     model_level = all(k[1] != "(all models)" for k in provider)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -16,7 +15,7 @@ import pyarrow as pa
 from ingest.errors import TokentrailError
 
 from .engine import DEFAULT_RULE
-from .query import connect
+from .query import WarehouseRef, connect
 from .rules import RuleSet
 
 TIME_DIMENSIONS = {
@@ -55,7 +54,7 @@ def _dimension_sql(dim: str, columns: set[str]) -> str:
     return f'"{dim}"'
 
 
-def report(root: str | Path, by: list[str], since: date | None = None, until: date | None = None,
+def report(root: WarehouseRef, by: list[str], since: date | None = None, until: date | None = None,
            con: duckdb.DuckDBPyConnection | None = None, limit: int | None = None) -> pa.Table:
     con = con or connect(root)
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
@@ -89,7 +88,7 @@ class Coverage:
     top_unmatched: list[tuple[str, int]]
 
 
-def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> list[Coverage]:
+def rules_coverage(root: WarehouseRef, ruleset: RuleSet, engine_apply: Any) -> list[Coverage]:
     """Share of calls, tokens and cost each dimension leaves at its default, with the top unmatched values."""
     con = connect(root)
     calls = con.sql("SELECT * FROM calls").to_arrow_table()
@@ -115,7 +114,7 @@ def rules_coverage(root: str | Path, ruleset: RuleSet, engine_apply: Any) -> lis
     return out
 
 
-def explain_call(root: str | Path, call_id: str, ruleset: RuleSet, engine_apply: Any) -> dict[str, Any]:
+def explain_call(root: WarehouseRef, call_id: str, ruleset: RuleSet, engine_apply: Any) -> dict[str, Any]:
     con = connect(root)
     calls = con.execute("SELECT * FROM calls WHERE call_id = ?", [call_id]).to_arrow_table()
     if calls is None or calls.num_rows == 0:

@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -208,8 +208,8 @@ class Watcher:
         if ident.fp_len == 0:
             return
         resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))  # type: ignore[arg-type]
-        if resolved.offset or self.store.source_index().by_id.get(resolved.source_id):
-            return
+        if resolved.offset or any(r.end_offset for r in self.store.source_index().by_id.get(resolved.source_id, ())):
+            return  # a file read before: it resumes where it was
         size = ident.size
         tail = os.pread(t.handle.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
         nl = tail.rfind(b"\n")
@@ -217,7 +217,7 @@ class Watcher:
         if end:
             self.run.add(ChunkRows(resolved.source_id, ident, str(t.path), 0, end, tail_hash_open(t.handle, end)))
 
-    def _service(self, t: Tracked, force_flush: bool) -> Iterator[CommitResult]:
+    def _service(self, t: Tracked, force_flush: bool) -> Generator[CommitResult, None, None]:
         if t.handle is None:  # .gz: read once it is complete and unchanged
             st = t.path.stat()
             if t.gz_done_stat == (st.st_size, st.st_mtime):
@@ -243,7 +243,7 @@ class Watcher:
             t.last_flush = now
             t.finalized = final
 
-    def _ingest(self, t: Tracked, final: bool) -> Iterator[CommitResult]:
+    def _ingest(self, t: Tracked, final: bool) -> Generator[CommitResult, None, bool]:
         """Read what is new in one file; commits happen as batches fill. Returns True when read to the end."""
         try:
             while True:

@@ -228,7 +228,7 @@ def test_a_file_replaced_while_being_read_commits_nothing_for_the_old_identity(t
     log = tmp_path / "a.log"
     log.write_text("".join(call_line(i) for i in range(20)))
     store = Store(wh_path).prepare_for_writing()
-    ident, head = identify(log), read_head(log)
+    ident = identify(log)
     ing = FileIngester(store.hasher, IngestOptions(chunk_lines=5))
     it = ing.chunks(log, "src-x", ident, 0, FileResult(str(log), None))
     next(it)

@@ -85,8 +85,8 @@ class Table:
         )
         target: DeltaTable | str = dt if dt is not None else self.uri
         try:
-            write_deltalake(
-                target, data, mode=mode,  # type: ignore[arg-type]
+            write_deltalake(  # type: ignore[call-overload]
+                target, data, mode=mode,
                 partition_by=self.partition_by, predicate=predicate, schema_mode="merge",
                 storage_options=(self.loc.storage_options or None) if dt is None else None,
                 commit_properties=props,
