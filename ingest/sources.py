@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 FINGERPRINT_BYTES = 1024
+PREFIX_BYTES = 256  # short heads are also indexed by this much, to be found again once the file grew
 TAIL_BYTES = 32
 READ_BLOCK = 1 << 20
 DEFAULT_MAX_LINE = 16 << 20  # 16 MiB; longer lines are quarantined by reference
@@ -72,6 +73,8 @@ class FileIdentity:
     inode: int
     size: int  # bytes on disk (compressed size for .gz)
     compressed: bool
+    prefix: str | None = None  # hash of the first PREFIX_BYTES when the head is shorter than the window
+
 
     @property
     def short(self) -> str:
@@ -100,14 +103,19 @@ def identify(path: Path) -> FileIdentity:
         inode=st.st_ino,
         size=st.st_size,
         compressed=is_gzip(path),
+        prefix=_prefix(head),
     )
+
+
+def _prefix(head: bytes) -> str | None:
+    return fingerprint(head[:PREFIX_BYTES]) if PREFIX_BYTES <= len(head) < FINGERPRINT_BYTES else None
 
 
 def identify_open(fh: BinaryIO) -> tuple[FileIdentity, bytes]:
     """Identity of a file we hold open (it may have been renamed or deleted since)."""
     st = os.fstat(fh.fileno())
     head = os.pread(fh.fileno(), FINGERPRINT_BYTES, 0)
-    return FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, False), head
+    return FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, False, _prefix(head)), head
 
 
 def tail_hash(path: Path, offset: int) -> str | None:

@@ -5,7 +5,8 @@ appends a `_sources` row (source id, head fingerprint, host/device/inode, end of
 the 32 bytes before it) *before* the chunk's rows commit; the authoritative offset is the
 `calls` table's application-transaction version for the source id. A file is matched to a
 source, in order:
-  1. same host, device and inode, and the recorded head still matches (it is the same file);
+  1. same host, device and inode, and the recorded head still matches (it is the same file,
+     perhaps grown past a head that was shorter than the fingerprint window);
   2. same head fingerprint, recorded file no longer live with that head on this host, and the
      bytes before the recorded offset still match: a rotation copy, a moved file, a replaced host;
   3. otherwise a new source. Two live files with the same first bytes are two sources.
@@ -22,7 +23,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..sources import FileIdentity, fingerprint
+from ..sources import FINGERPRINT_BYTES, PREFIX_BYTES, FileIdentity, fingerprint
 
 SOURCES_SCHEMA = pa.schema([
     pa.field("source_id", pa.string(), nullable=False),
@@ -36,7 +37,9 @@ SOURCES_SCHEMA = pa.schema([
     pa.field("tail_hash", pa.string()),
     pa.field("compressed", pa.bool_()),
     pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("prefix", pa.string()),  # hash of the first PREFIX_BYTES, for heads shorter than the window
 ])
+
 
 
 def host_name() -> str:
@@ -56,6 +59,7 @@ class SourceRecord:
     tail_hash: str | None
     compressed: bool
     committed_at: int
+    prefix: str | None = None
 
 
 @dataclass(slots=True)
@@ -73,7 +77,10 @@ class SourceIndex:
         self.host = host or host_name()
         self.by_fp: dict[str, list[SourceRecord]] = defaultdict(list)
         self.by_id: dict[str, list[SourceRecord]] = defaultdict(list)
-        self.fp_lens: set[int] = set()
+        self.by_inode: dict[tuple[str, int | None, int | None], list[SourceRecord]] = defaultdict(list)
+        # records of files that were shorter than the window: found again by a prefix once they grew
+        self.short_by_prefix: dict[str, list[SourceRecord]] = defaultdict(list)
+        self.tiny_lens: set[int] = set()
         for r in rows:
             self.add(r)
 
@@ -89,7 +96,11 @@ class SourceIndex:
     def add(self, r: SourceRecord) -> None:
         self.by_fp[r.fp].append(r)
         self.by_id[r.source_id].append(r)
-        self.fp_lens.add(r.fp_len)
+        self.by_inode[(r.host, r.dev, r.inode)].append(r)
+        if r.fp_len < PREFIX_BYTES:
+            self.tiny_lens.add(r.fp_len)
+        elif r.fp_len < FINGERPRINT_BYTES:
+            self.short_by_prefix[r.prefix or ""].append(r)
 
     def latest(self, source_id: str) -> SourceRecord | None:
         rows = self.by_id.get(source_id)
@@ -102,12 +113,16 @@ class SourceIndex:
         return None
 
     def candidates(self, ident: FileIdentity, head: bytes) -> list[SourceRecord]:
-        """Records whose head matches this file's: the same length, or a shorter head it has grown from."""
+        """Records whose head matches this file's: the same head, or (for this very file, found by
+        inode) a shorter head it has grown from. Newest record per source id, newest first."""
         out = list(self.by_fp.get(ident.fp, ()))
-        for n in sorted(self.fp_lens):
+        if ident.fp_len > PREFIX_BYTES:
+            for r in self.short_by_prefix.get(fingerprint(head[:PREFIX_BYTES]), ()):
+                if r.fp_len < ident.fp_len and fingerprint(head[:r.fp_len]) == r.fp:
+                    out.append(r)
+        for n in self.tiny_lens:  # at most PREFIX_BYTES lengths, each a hash of under PREFIX_BYTES bytes
             if 0 < n < ident.fp_len:
                 out += [r for r in self.by_fp.get(fingerprint(head[:n]), ()) if r.fp_len == n]
-        # the newest record per source id
         best: dict[str, SourceRecord] = {}
         for r in out:
             cur = best.get(r.source_id)
@@ -131,7 +146,7 @@ def restart_id(old: str, offset: int) -> str:
 def record_for(source_id: str, ident: FileIdentity, host: str, path: str, end: int, tail: str | None,
                now_us: int) -> SourceRecord:
     return SourceRecord(source_id, ident.fp, ident.fp_len, host, ident.dev, ident.inode, path, end, tail,
-                        ident.compressed, now_us)
+                        ident.compressed, now_us, ident.prefix)
 
 
 def records_table(records: list[SourceRecord]) -> pa.Table:
