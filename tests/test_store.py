@@ -304,3 +304,22 @@ def test_a_killed_parallel_ingest_leaves_no_worker_and_resumes_exactly_once(tmp_
     counts = Counter(ids(wh_path))
     assert len(counts) == 180_000 and max(counts.values()) == 1
     assert Counter(ids(wh_path, "usage_all")) == counts
+
+
+@pytest.mark.slow
+def test_ten_thousand_small_files_make_a_bounded_number_of_data_files(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for f in range(10_000):
+        (logs / f"f{f:05d}.log").write_text(
+            "".join(call_line(i, ts=f"2025-03-{1 + f % 28:02d}T10:00:00Z", prefix=f"{f}-") for i in range(2)))
+    r = cli("ingest", logs, "--warehouse", wh_path, "-j", "1")
+    assert r.exit_code == 0 and "20,000 calls" in r.output, r.output
+    files = list(wh_path.rglob("*.parquet"))
+    assert len(files) < 200  # coalesced commits: per table and date, not per source file
+    t0 = time.perf_counter()
+    out = cli("sql", "select count(*) as n from calls", "--warehouse", wh_path, "--format", "csv")
+    assert out.output.split() == ["n", "20000"]
+    assert time.perf_counter() - t0 < 10  # generous bound for a loaded CI machine; typically under 2 s
+    again = cli("ingest", logs, "--warehouse", wh_path, "-j", "1")
+    assert again.exit_code == 0 and "0 calls" in again.output
