@@ -21,7 +21,7 @@ import pyarrow as pa
 from .errors import RecordError
 from .formats import Format, ParseContext, decode_record, detect_lines, detect_record, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
-from .keys import scrub_bytes, scrub_text
+from .keys import scrub_prefix, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import (
     DEFAULT_MAX_LINE,
@@ -139,11 +139,11 @@ class _Chunk:
 def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None,
                    keep: int = QUARANTINE_RAW_BYTES) -> dict[str, Any]:
     return {
-        "source_file": path,
+        "source_file": scrub_text(path),
         "source_offset": offset,
         "length": length,
         "reason": scrub_text(reason)[:500],
-        "raw": scrub_bytes(raw[:keep]) if raw is not None and keep > 0 else None,
+        "raw": scrub_prefix(raw, keep) if raw is not None and keep > 0 else None,
         "source_format": fmt,
     }
 
