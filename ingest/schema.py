@@ -7,7 +7,9 @@ with `CALL_SCHEMA`. Column names are a contract with users' SQL: add, never rena
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
 
@@ -135,10 +137,11 @@ def calls_to_table(calls: list[Call]) -> pa.Table:
     """
     columns = list(zip(*map(_ROW, calls), strict=True)) if calls else [()] * len(CALL_COLUMNS)
     arrays = []
-    for f, values in zip(CALL_SCHEMA, columns, strict=True):
+    for f, column in zip(CALL_SCHEMA, columns, strict=True):
+        values: Sequence[Any] = column
         if f.name == "metadata":
-            values = scrub_metadata_column(values)
+            values = scrub_metadata_column(column)
         elif f.type == _STR and f.name not in _SAFE_BY_CONSTRUCTION:
-            values = scrub_column(values)
+            values = scrub_column(column)
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=CALL_SCHEMA)
