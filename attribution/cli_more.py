@@ -60,7 +60,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
     import tempfile
 
     from ingest.formats import ParseContext, decode_record, get_format
-    from ingest.keys import KeyHasher
+    from ingest.keys import KeyHasher, scrub_text
     from ingest.sources import identify, open_binary
 
     fmt = get_format(f"profile:{profile}")
@@ -81,7 +81,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
             try:
                 calls = fmt.parse(decode_record(line), ctx)
             except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
-                click.echo(f"line at offset {ctx.offset}: would be quarantined: {exc}")
+                click.echo(f"line at offset {ctx.offset}: would be quarantined: {scrub_text(str(exc))}")
                 continue
             if not calls:
                 click.echo(f"line at offset {ctx.offset}: skipped (not an API call under this profile)")
@@ -89,7 +89,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
                 shown_fields: dict[str, Any] = {k: getattr(c, k) for k in (
                     "call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip",
                     "status_code", "input_tokens", "output_tokens", "token_source", "metadata")}
-                click.echo(f"line at offset {ctx.offset}: " + to_json(shown_fields))
+                click.echo(f"line at offset {ctx.offset}: " + scrub_text(to_json(shown_fields)))
 
 
 # -- watch and compact ---------------------------------------------------------------------------
