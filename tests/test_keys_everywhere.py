@@ -379,7 +379,7 @@ def test_secret_named_values_are_redacted_whatever_their_shape() -> None:
 
 def test_a_key_cut_by_the_quarantine_cap_is_dropped_not_halved() -> None:
     key = make_key(0)
-    raw = b'{"x": "' + key.encode() + b'"}'
+    raw = b'{"x": "token' + key.encode() + b'"}'  # glued to a word: only the prefix says it is a key
     for keep in range(8, len(raw)):
         out = scrub_prefix(raw, keep)
         assert len(out) <= keep + 8 and not find_pieces(out.decode(), pieces([key])), (keep, out)
