@@ -19,7 +19,7 @@ import msgspec
 import pyarrow as pa
 
 from .errors import RecordError
-from .formats import Format, ParseContext, decode_record, detect_lines, detect_record, get_format
+from .formats import Format, ParseContext, decode_line, decode_record, detect_lines, detect_record, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
 from .keys import scrub_prefix, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
@@ -33,6 +33,7 @@ from .sources import (
     identify_open,
     open_binary,
     read_head,
+    sample_lines,
     tail_hash,
     tail_hash_open,
 )
@@ -58,6 +59,7 @@ class FileResult:
     skipped: int = 0
     estimated: int = 0
     call_lines: int = 0
+    repaired: int = 0  # lines kept with invalid UTF-8 replaced (U+FFFD); counted among `lines` as usual
     input_tokens: int = 0
     output_tokens: int = 0
     held_bytes: int = 0  # a partial last line waiting for its newline
@@ -82,6 +84,7 @@ class IngestSummary:
             "calls": self.total("calls"),
             "quarantined": self.total("quarantined"),
             "skipped": self.total("skipped"),
+            "repaired": self.total("repaired"),
             "estimated": self.total("estimated"),
             "input_tokens": self.total("input_tokens"),
             "output_tokens": self.total("output_tokens"),
@@ -123,6 +126,7 @@ class _Chunk:
         self.lines = 0
         self.skipped = 0
         self.call_lines = 0  # lines that became (part of) calls: lines == call_lines + len(bad) + skipped
+        self.repaired = 0  # lines whose invalid UTF-8 was replaced
         # the last point where no multi-line record was open: (offset, calls, bad, lines, skipped, call_lines)
         self.safe = (start, 0, 0, 0, 0, 0)
 
@@ -245,15 +249,14 @@ class FileIngester:
                 return result
             result.held_bytes = reader.pending
             result.offset = reader.end
+            if reader.error:
+                result.note = f"{reader.error}: the lines before the damage were read, the rest is lost"
         return result
 
     def _detect(self, path: Path, handle: BinaryIO | None = None) -> Format | None:
         """Sniff the first 50 lines (through the held descriptor if there is one)."""
-        if handle is not None:
-            lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50]
-        else:
-            with open_binary(path) as fh:
-                lines = [raw for _, raw in zip(range(50), fh, strict=False)]
+        # bounded either way: an overlong first line is never held whole
+        lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50] if handle is not None else sample_lines(path)
         fmt, _ = detect_lines(lines)
         return fmt
 
@@ -276,10 +279,11 @@ class FileIngester:
             self._handle_text(data, line, fmt, ctx, chunk)
             return
         try:
-            record = decode_record(data)
+            record, repaired = decode_line(data)
         except msgspec.DecodeError as exc:
             chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, f"invalid JSON: {exc}", data, fmt_name))
             return
+        chunk.repaired += repaired
         # Parse with the file's format first (one pass); only a record it does not recognise pays for
         # detection against the others (a mixed file), or is refused when the format was forced.
         chosen = fmt or detect_record(record)
@@ -360,6 +364,7 @@ class FileIngester:
         result.quarantined += len(chunk.bad)
         result.skipped += chunk.skipped
         result.call_lines += chunk.call_lines
+        result.repaired += chunk.repaired
         result.estimated += estimated
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
@@ -383,14 +388,19 @@ def index_batch_inputs(paths: list[Path]) -> dict[str, Any]:
                 continue
         except msgspec.DecodeError:
             continue
-        with open_binary(path) as fh:
-            for raw in fh:
-                try:
-                    rec = decode_record(raw)
-                except msgspec.DecodeError:
-                    continue
-                if is_batch_input(rec):
-                    index[str(rec["custom_id"])] = {"url": rec.get("url"), "body": rec.get("body")}
+        try:
+            with open_binary(path) as fh:
+                for line in LineReader(fh, 0, final=True):  # bounded lines; damage ends the file
+                    if line.data is None:
+                        continue
+                    try:
+                        rec = decode_record(line.data)
+                    except msgspec.DecodeError:
+                        continue
+                    if is_batch_input(rec):
+                        index[str(rec["custom_id"])] = {"url": rec.get("url"), "body": rec.get("body")}
+        except OSError:
+            continue  # reported when the file itself is ingested
     return index
 
 
@@ -407,9 +417,14 @@ def ingest_paths(
     appended lines are picked up from each file's checkpoint.
     """
     options = options or IngestOptions()
-    files = discover(paths, options.glob)
+    skipped: list[tuple[Path, str]] = []
+    files = discover(paths, options.glob, skipped)
     t0 = time.perf_counter()
     summary = IngestSummary()
+    for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
+        summary.files.append(FileResult(str(path), None, note=why))
+        if on_file:
+            on_file(summary.files[-1])
     extras = {BATCH_INPUTS: index_batch_inputs(files)}
     results: Iterable[FileResult]
     if options.jobs > 1 and len(files) > 1:
