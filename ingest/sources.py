@@ -118,19 +118,19 @@ class _CheckedGzip(gzip.GzipFile):
     def read(self, size: int | None = -1) -> bytes:
         try:
             return super().read(size)
-        except (EOFError, zlib.error) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise self._fail(exc) from None
 
     def read1(self, size: int = -1) -> bytes:
         try:
             return super().read1(size)
-        except (EOFError, zlib.error) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise self._fail(exc) from None
 
     def readline(self, size: int | None = -1) -> bytes:
         try:
             return super().readline(size)
-        except (EOFError, zlib.error) as exc:
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
             raise self._fail(exc) from None
 
 
