@@ -34,6 +34,9 @@ SECRET_FILE = "hmac.key"
 # sk-, sk-proj-, sk-svcacct-, sk-admin-, legacy sk-None-: the body is long and URL-safe. Not glued to
 # a word before it ("task-queue-…" is not a key) unless the prefix says which kind of key it is.
 _KEY = re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}|(?<![A-Za-z0-9])sk-(?:None-)?[A-Za-z0-9_\-]{16,}")
+# What is left of a key cut short by a message (`value[:40]`): the kind prefix, or a short non-word body.
+_FRAGMENT = re.compile(r"(?<![A-Za-z0-9])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]*|[A-Za-z0-9_\-]{4,15})"
+                       r"(?![A-Za-z0-9_\-])")
 # Legacy and project keys carry "T3BlbkFJ" (base64 of "OpenAI"): catches a key whose prefix was cut off.
 _LEGACY = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*T3BlbkFJ[A-Za-z0-9_\-]*")
 _BEARER = re.compile(r"(?i:\bbearer)(\s+)([A-Za-z0-9._~+/\-]{16,}=*)")
@@ -89,6 +92,13 @@ def _key_sub(m: re.Match[str]) -> str:
     return display_id(s)
 
 
+def _fragment_sub(m: re.Match[str]) -> str:
+    s = m.group(0)
+    if _SLUG.fullmatch(s[3:]) and not s[3:].startswith(("proj-", "svcacct-", "admin-", "None-")):
+        return s
+    return "sk-…"
+
+
 def _bearer_sub(m: re.Match[str]) -> str:
     token = m.group(2)
     if token.startswith(("sk-…", "…")):
@@ -129,7 +139,7 @@ def scrub_text(text: str) -> str:
     if not needs_scrub(text):
         return text
     if "sk-" in text:
-        text = _KEY.sub(_key_sub, text)
+        text = _FRAGMENT.sub(_fragment_sub, _KEY.sub(_key_sub, text))
     if "T3BlbkFJ" in text:
         text = _LEGACY.sub(lambda m: display_id(m.group(0)), text)
     low = text.lower()
