@@ -409,6 +409,15 @@ def test_basic_credentials_are_decoded_and_checked() -> None:
     assert scrub_text("Basic " + base64.b64encode(b"admin:hunter2hunter2").decode()) == "Basic [redacted]"
 
 
+def test_credentials_that_are_not_openai_keys_are_redacted_too() -> None:
+    """A gateway token or JWT after `Bearer`, a secret-named query parameter: the last 4 characters remain."""
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX3Zh"
+    assert scrub_text(f"Authorization: Bearer {jwt}") == "Authorization: Bearer …X3Zh"
+    assert scrub_text("/v1/x?token=0123456789abcdefXYZW&page=2") == "/v1/x?token=…XYZW&page=2"
+    assert scrub_text("/v1/x?access_token=0123456789abcdefXYZW") == "/v1/x?access_token=…XYZW"
+    assert scrub_text("/v1/x?page=0123456789abcdefXYZW") == "/v1/x?page=0123456789abcdefXYZW"
+
+
 def test_secret_named_values_are_redacted_whatever_their_shape() -> None:
     assert scrub_value("x-user-token", "0123456789abcdefghij") == "…ghij"
     assert scrub_value("x-feature", "0123456789abcdefghij") == "0123456789abcdefghij"
