@@ -445,3 +445,17 @@ def test_a_full_key_in_a_rule_file_is_fingerprinted_never_kept(tmp_path: Path) -
     assert not find_pieces(rs.canonical + repr(rs.dimensions) + repr(rs.defaults), pieces([k1, k2]))
     assert hasher.fingerprint(k1) in rs.canonical  # api_key_id: <full key> is matched by fingerprint
     assert display_id(k2) in repr(rs.dimensions)  # a key inside another matcher becomes the stored form
+
+
+@pytest.mark.parametrize("text", [
+    "a" * 2_000_000 + "T3BlbkFJ",
+    ("?" + "a" * 1000) * 2000 + "?key=abc",
+    "sk-" * 700_000,
+    ("Basic " + "QUJD" * 5 + " ") * 50_000,
+], ids=["long-run", "many-params", "glued-prefixes", "basic-spam"])
+def test_the_scrubber_is_linear_on_hostile_text(text: str) -> None:
+    import time
+
+    t0 = time.perf_counter()
+    scrub_text(text)
+    assert time.perf_counter() - t0 < 2.0
