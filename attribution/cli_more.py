@@ -38,13 +38,19 @@ def formats_detect(files: tuple[Path, ...]) -> None:
     Example: tokentrail formats detect sample_logs/
     """
     from ingest.formats import detect_lines
-    from ingest.sources import discover, open_binary
+    from ingest.sources import discover, sample_lines
 
-    for path in discover(list(files)):
-        with open_binary(path) as fh:
-            lines = [line for _, line in zip(range(50), fh, strict=False)]
+    skipped: list[tuple[Path, str]] = []
+    for path in discover(list(files), skipped=skipped):
+        try:
+            lines = sample_lines(path)  # bounded: never a whole overlong line in memory
+        except OSError as exc:  # e.g. replaced by a FIFO since discovery
+            click.echo(f"{path}\tskipped\t({exc.strerror or exc})")
+            continue
         fmt, n = detect_lines(lines)
         click.echo(f"{path}\t{fmt.name if fmt else 'unknown'}\t({n} of {len(lines)} sampled lines matched)")
+    for path, why in skipped:
+        click.echo(f"{path}\tskipped\t({why})")
 
 
 @formats.command("test")
@@ -60,28 +66,30 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
     import tempfile
 
     from ingest.formats import ParseContext, decode_record, get_format
-    from ingest.keys import KeyHasher
-    from ingest.sources import identify, open_binary
+    from ingest.keys import KeyHasher, scrub_text
+    from ingest.sources import LineReader, identify, open_binary
 
     fmt = get_format(f"profile:{profile}")
     ident = identify(logfile)
     ctx = ParseContext(str(logfile), ident.fp, KeyHasher(tempfile.gettempprefix().encode() * 4))
-    offset = 0
     shown = 0
     with open_binary(logfile) as fh:
-        for raw in fh:
+        for read in LineReader(fh, 0, final=True):  # lines over the cap are never held whole
             if shown >= n:
                 break
-            ctx.offset = offset
-            offset += len(raw)
-            line = raw.strip()
+            ctx.offset = read.offset
+            if read.data is None:
+                shown += 1
+                click.echo(f"line at offset {ctx.offset}: would be quarantined: {read.length} bytes, over the line cap")
+                continue
+            line = read.data.strip()
             if not line:
                 continue
             shown += 1
             try:
                 calls = fmt.parse(decode_record(line), ctx)
             except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
-                click.echo(f"line at offset {ctx.offset}: would be quarantined: {exc}")
+                click.echo(f"line at offset {ctx.offset}: would be quarantined: {scrub_text(str(exc))}")
                 continue
             if not calls:
                 click.echo(f"line at offset {ctx.offset}: skipped (not an API call under this profile)")
@@ -89,7 +97,7 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
                 shown_fields: dict[str, Any] = {k: getattr(c, k) for k in (
                     "call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip",
                     "status_code", "input_tokens", "output_tokens", "token_source", "metadata")}
-                click.echo(f"line at offset {ctx.offset}: " + to_json(shown_fields))
+                click.echo(f"line at offset {ctx.offset}: " + scrub_text(to_json(shown_fields)))
 
 
 # -- watch and compact ---------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ingest.errors import ConfigError
-from ingest.keys import KeyHasher, looks_like_key, strip_scheme
+from ingest.keys import KeyHasher, looks_like_key, scrub_text, strip_scheme
 from ingest.schema import CALL_COLUMNS
 from ingest.yamlerrors import line_of, load_yaml_model
 
@@ -157,17 +157,23 @@ def _compile_leaf(fname: str, spec: Any, loc: tuple[Any, ...], dims: list[str], 
     return out
 
 
-def _check_operand(fname: str, op: str, value: Any, loc: tuple[Any, ...], hasher: KeyHasher | None) -> Leaf:
+def _check_operand(fname: str, op: str, value: Any, loc: tuple[Any, ...], hasher: KeyHasher | None) -> Condition:
     if fname == "api_key":
         if op not in ("eq", "in"):
             raise _Err(loc, "api_key matches full keys with equality or `in` only (it is compared by fingerprint)")
         keys = value if op == "in" else [value]
         if not isinstance(keys, list) or not all(isinstance(k, str) and looks_like_key(strip_scheme(k)) for k in keys):
             raise _Err(loc, "api_key takes full OpenAI keys (sk-…); to match the stored form use api_key_id")
-        if hasher is None:
-            raise _Err(loc, "a rule naming a full key needs the warehouse (its secret) to fingerprint it")
-        fps = [hasher.fingerprint(strip_scheme(k)) for k in keys]
-        return Leaf("api_key_fp", "in", tuple(fps))
+        return Leaf("api_key_fp", "in", _fingerprints(keys, loc, hasher))
+    if fname == "api_key_id" and op in ("eq", "in"):
+        # a full key where the display id was meant: match it by fingerprint, never keep it
+        values = value if isinstance(value, list) else [value]
+        full = [v for v in values if isinstance(v, str) and looks_like_key(strip_scheme(v))]
+        if full:
+            by_fp = Leaf("api_key_fp", "in", _fingerprints(full, loc, hasher))
+            rest = [v for v in values if v not in full]
+            return Combo("any", (by_fp, _check_operand(fname, "in", rest, loc, hasher))) if rest else by_fp
+    value = _scrub_operand(value)
     numeric = fname in NUMERIC_COLUMNS
     if op in ("gt", "gte", "lt", "lte"):
         if isinstance(value, bool) or not isinstance(value, int | float):
@@ -207,6 +213,21 @@ def _check_operand(fname: str, op: str, value: Any, loc: tuple[Any, ...], hasher
     if numeric and op in ("glob", "prefix", "suffix"):
         raise _Err(loc, f"{op} needs a text field; {fname} is numeric (use gt/gte/lt/lte or eq)")
     return Leaf(fname, op, value)
+
+
+def _fingerprints(keys: list[str], loc: tuple[Any, ...], hasher: KeyHasher | None) -> tuple[str, ...]:
+    if hasher is None:
+        raise _Err(loc, "a rule naming a full key needs the warehouse (its secret) to fingerprint it")
+    return tuple(hasher.fingerprint(strip_scheme(k)) for k in keys)
+
+
+def _scrub_operand(value: Any) -> Any:
+    """A key inside any other matcher is reduced to its display id: that is the form stored calls hold."""
+    if isinstance(value, str):
+        return scrub_text(value)
+    if isinstance(value, list):
+        return [scrub_text(v) if isinstance(v, str) else v for v in value]
+    return value
 
 
 def _compile_when(when: Any, loc: tuple[Any, ...], dims: list[str], hasher: KeyHasher | None) -> Condition | None:
@@ -293,8 +314,8 @@ def compile_rules(data: RuleFile, hasher: KeyHasher | None, root: Any = None, pa
                 seen.add(rule.id)
                 cond = _compile_when(rule.when, (*loc, "when"), dims, hasher)
                 captures = _regex_captures(cond)
-                template = _compile_template(str(rule.value), captures, (*loc, "value"), dims)
-                out.append(CompiledRule(rule.id, cond, template, captures, line_of(root, loc)))
+                template = _compile_template(scrub_text(str(rule.value)), captures, (*loc, "value"), dims)
+                out.append(CompiledRule(scrub_text(rule.id), cond, template, captures, line_of(root, loc)))
             except _Err as e:
                 errors.append(_fmt(path, root, e.loc, e.msg))
         compiled[dim] = out
@@ -319,12 +340,18 @@ def compile_rules(data: RuleFile, hasher: KeyHasher | None, root: Any = None, pa
                 errors.append(_fmt(path, root, ("allowlists", i, "cidrs"), f"invalid CIDR: {exc}"))
     if errors:
         raise ConfigError("\n".join(errors))
-    canonical = json.dumps(
-        {"rules": {d: [_canon(r) for r in rs] for d, rs in compiled.items()}, "defaults": data.defaults},
+    defaults = {k: scrub_text(v) for k, v in data.defaults.items()}
+    scoped_items: list[Budget | Allowlist] = [*data.budgets, *data.allowlists]
+    for item in scoped_items:
+        item.id = scrub_text(item.id)
+        item.scope = {k: scrub_text(v) if isinstance(v, str) else v for k, v in item.scope.items()}
+    # persisted with every attributed batch: keys appear in it only as fingerprints or display ids
+    canonical = scrub_text(json.dumps(
+        {"rules": {d: [_canon(r) for r in rs] for d, rs in compiled.items()}, "defaults": defaults},
         sort_keys=True, default=str,
-    )
+    ))
     digest = hashlib.sha256(canonical.encode()).hexdigest()[:16]
-    return RuleSet(compiled, dict(data.defaults), data.budgets, data.allowlists, digest, canonical,
+    return RuleSet(compiled, defaults, data.budgets, data.allowlists, digest, canonical,
                    str(path) if path else None, sum(len(v) for v in compiled.values()))
 
 

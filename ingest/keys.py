@@ -7,21 +7,56 @@ the same key can be matched across files (and named in a rule file) without bein
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import os
 import re
 import secrets
+from collections.abc import Sequence
+from functools import lru_cache
+from itertools import chain
 from pathlib import Path
 
 from .errors import SecretError
 
-# sk-, sk-proj-, sk-svcacct-, sk-admin-, legacy sk-None-: the body is long and URL-safe.
-KEY_PATTERN = re.compile(rb"sk-(?:proj-|svcacct-|admin-|None-)?[A-Za-z0-9_\-]{16,}")
-_KEY_PATTERN_STR = re.compile(KEY_PATTERN.pattern.decode())
-_BEARER = re.compile(r"^\s*(?:Bearer|Basic|Token)\s+", re.IGNORECASE)
+_SCHEME = re.compile(r"^\s*(?:Bearer|Basic|Token)\s+", re.IGNORECASE)
 
 SECRET_FILE = "hmac.key"
+
+# -- the one scrubber ----------------------------------------------------------------------------
+#
+# Every string that is stored or printed passes through `scrub_text` (or `scrub_bytes`, or the
+# column-wise `scrub_columns` in ingest.schema). A cheap pre-check (`needs_scrub`: a few `in`
+# tests on the lower-cased text) lets clean text through untouched; only text holding one of the
+# markers pays for the regular expressions below.
+
+# sk-, sk-proj-, sk-svcacct-, sk-admin-, legacy sk-None-: the body is long and URL-safe. Not glued to
+# a word before it ("task-queue-…" is not a key) unless the prefix says which kind of key it is.
+_KEY = re.compile(r"sk-(?:proj|svcacct|admin)-[A-Za-z0-9_\-]{16,}|(?<![A-Za-z0-9])sk-(?:None-)?[A-Za-z0-9_\-]{16,}")
+# What is left of a key cut short by a message (`value[:40]`): the kind prefix, or a short non-word body.
+_FRAGMENT = re.compile(r"(?<![A-Za-z0-9])sk-(?:(?:proj|svcacct|admin|None)-[A-Za-z0-9_\-]*|[A-Za-z0-9_\-]{4,15})"
+                       r"(?![A-Za-z0-9_\-])")
+# Legacy and project keys carry "T3BlbkFJ" (base64 of "OpenAI"): catches a key whose prefix was cut off.
+_LEGACY = re.compile(r"(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*T3BlbkFJ[A-Za-z0-9_\-]*")
+_BEARER = re.compile(r"(?i:\bbearer)(\s+)([A-Za-z0-9._~+/\-]{16,}=*)")
+_BASIC = re.compile(r"(?i:\bbasic)(\s+)([A-Za-z0-9+/_\-]{8,}={0,2})")
+# a secret-named query-string or form parameter: ?api_key=…, &token=…, ;access_token=…
+_QUERY = re.compile(
+    r"(?i:([?&;#](?:[\w.\-]*[_\-.])?(?:api[_\-]?key|apikey|key|token|access[_\-]?token|secret|password|passwd|"
+    r"auth|authorization|signature|sig)=))([^&#\s\"'<>;]+)"
+)
+# metadata names whose values are credentials whatever their shape (x-app-key, OpenAI-Api-Key, x-user-token)
+SECRET_NAME = re.compile(
+    r"(?:^|[\-_.])(?:key|api[\-_]?key|apikey|token|access[\-_]?token|secret|password|passwd|auth|authorization|"
+    r"cookie|set-cookie|credentials?)$",
+    re.IGNORECASE | re.MULTILINE,
+)
+# lower-cased markers: text holding none of them holds no key, token or credential parameter
+_MARKERS = ("t3blbkfj", "bearer", "basic", "key=", "token=", "secret=", "passw", "auth=", "authorization=",
+            "sig=", "signature=")
+_SLUG = re.compile(r"[a-z\-_]+")  # a body of lower-case words is a name ("sk-learn-pipeline"), not a key
+MIN_SECRET = 12  # a shorter value under a secret name is a placeholder ("REDACTED", "***"), kept
 
 
 def display_id(key: str) -> str:
@@ -29,23 +64,158 @@ def display_id(key: str) -> str:
     return "sk-…" + key[-4:] if len(key) >= 8 else "sk-…"
 
 
-def strip_scheme(value: str) -> str:
-    """`Bearer sk-…` -> `sk-…` (Authorization header values)."""
-    return _BEARER.sub("", value).strip()
+def redact_secret(value: str) -> str:
+    """A credential that is not an OpenAI key: keep only the last four characters."""
+    return "…" + value[-4:] if len(value) >= 16 else "…"
 
 
-def looks_like_key(value: str) -> bool:
-    return bool(_KEY_PATTERN_STR.fullmatch(value))
+def needs_scrub(text: str) -> bool:
+    """The cheap pre-check: False means `scrub_text(text) == text` for sure.
+
+    A few substring scans (memchr speed); lower-casing only text that holds `=` or a scheme word.
+    """
+    if "sk-" in text and text.count("sk-") != text.count("sk-…"):  # display ids (`sk-…AbCd`) are safe
+        return True
+    if "T3BlbkFJ" in text:
+        return True
+    if "=" in text or "earer" in text or "asic" in text or "EARER" in text or "ASIC" in text:
+        low = text.lower()
+        return any(m in low for m in _MARKERS)
+    return False
 
 
-def scrub_bytes(data: bytes) -> bytes:
-    """Replace every key-shaped run in raw bytes by its display id (for quarantine)."""
-    return KEY_PATTERN.sub(lambda m: display_id(m.group(0).decode()).encode(), data)
+def _key_sub(m: re.Match[str]) -> str:
+    s = m.group(0)
+    body = s[3:]
+    if _SLUG.fullmatch(body):
+        return s
+    return display_id(s)
+
+
+def _fragment_sub(m: re.Match[str]) -> str:
+    s = m.group(0)
+    if _SLUG.fullmatch(s[3:]) and not s[3:].startswith(("proj-", "svcacct-", "admin-", "None-")):
+        return s
+    return "sk-…"
+
+
+def _bearer_sub(m: re.Match[str]) -> str:
+    token = m.group(2)
+    if token.startswith(("sk-…", "…")):
+        return m.group(0)
+    shown = display_id(token) if _KEY.fullmatch(token) else redact_secret(token)
+    return m.group(0)[: m.start(2) - m.start(0)] + shown
+
+
+def _basic_sub(m: re.Match[str]) -> str:
+    raw = m.group(2)
+    try:
+        decoded = base64.b64decode(raw.replace("-", "+").replace("_", "/") + "=" * (-len(raw) % 4),
+                                   validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return m.group(0)  # not base64 of text: ordinary prose ("basic authentication")
+    if ":" not in decoded:
+        return m.group(0)
+    password = decoded.split(":", 1)[1]
+    found = _KEY.search(password) or _LEGACY.search(password)
+    shown = display_id(found.group(0)) if found else "[redacted]"
+    return m.group(0)[: m.start(2) - m.start(0)] + shown
+
+
+def _query_sub(m: re.Match[str]) -> str:
+    value = m.group(2)
+    if len(value) < MIN_SECRET or value.startswith(("sk-…", "…")):
+        return m.group(0)
+    found = _KEY.fullmatch(value)
+    return m.group(1) + (display_id(value) if found else redact_secret(value))
 
 
 def scrub_text(text: str) -> str:
-    """Replace every key-shaped run in a message by its display id (for errors and logs)."""
-    return _KEY_PATTERN_STR.sub(lambda m: display_id(m.group(0)), text)
+    """Replace every API key and credential in `text` by its display id (`sk-…AbCd`).
+
+    Keys anywhere (URLs, path segments, JSON held in a string, prose), `Bearer` tokens,
+    `Basic` credentials (decoded and checked) and secret-named query parameters.
+    """
+    if not needs_scrub(text):
+        return text
+    if "sk-" in text:
+        text = _FRAGMENT.sub(_fragment_sub, _KEY.sub(_key_sub, text))
+    if "T3BlbkFJ" in text:
+        text = _LEGACY.sub(lambda m: display_id(m.group(0)), text)
+    low = text.lower()
+    if "bearer" in low:
+        text = _BEARER.sub(_bearer_sub, text)
+    if "basic" in low:
+        text = _BASIC.sub(_basic_sub, text)
+    if "=" in low:
+        text = _QUERY.sub(_query_sub, text)
+    return text
+
+
+def scrub_value(name: str, value: str) -> str:
+    """A metadata value: scrubbed, and redacted whole when its name says it is a credential."""
+    out = scrub_text(value)
+    if SECRET_NAME.search(name) and len(out) >= MIN_SECRET and "…" not in out:
+        return redact_secret(out)
+    return out
+
+
+def scrub_bytes(data: bytes, cut: bool = False) -> bytes:
+    """`scrub_text` over raw bytes (invalid UTF-8 passes through unchanged).
+
+    `cut`: the bytes end where a longer line was cut, so a key-shaped run at the very end
+    (too short to be recognised whole) is dropped as well.
+    """
+    text = data.decode("utf-8", "surrogateescape")
+    out = scrub_text(text)
+    if cut:
+        out = _CUT_TAIL.sub("", out)
+    return out.encode("utf-8", "surrogateescape")
+
+
+_CUT_TAIL = re.compile(r"(?:sk-[A-Za-z0-9_\-]*|(?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]*T3Blbk[A-Za-z0-9_\-]*|"
+                       r"(?i:bearer|basic)\s+\S*)\Z")
+
+
+def scrub_prefix(data: bytes, keep: int) -> bytes:
+    """The first `keep` bytes of `data`, scrubbed: a key straddling the cut is removed, not halved."""
+    if len(data) <= keep:
+        return scrub_bytes(data)
+    return scrub_bytes(data[:keep], cut=True)
+
+
+def scrub_column(values: Sequence[str | None]) -> Sequence[str | None]:
+    """One string column of a batch: one pre-check over the whole column, per-value work only on a hit."""
+    if not needs_scrub("\n".join(filter(None, values))):
+        return values
+    return [scrub_text(v) if v else v for v in values]
+
+
+def scrub_metadata_column(values: Sequence[dict[str, str] | None]) -> list[list[tuple[str, str]] | None]:
+    """A metadata column (name -> value maps) as Arrow map items, names and values scrubbed.
+
+    Values under a credential-like name (`x-app-key`, `x-user-token`) are redacted whatever their shape.
+    """
+    present = [d for d in values if d]
+    texts = "\n".join(chain.from_iterable(d.values() for d in present))
+    names = set(chain.from_iterable(present))  # the same few header names on every row
+    if not needs_scrub(texts) and not any(_name_is_risky(k) for k in names):
+        return [list(d.items()) if d else None for d in values]
+    return [[(scrub_text(k), scrub_value(k, v)) for k, v in d.items()] if d else None for d in values]
+
+
+@lru_cache(maxsize=4096)
+def _name_is_risky(name: str) -> bool:
+    return bool(SECRET_NAME.search(name)) or needs_scrub(name)
+
+
+def strip_scheme(value: str) -> str:
+    """`Bearer sk-…` -> `sk-…` (Authorization header values)."""
+    return _SCHEME.sub("", value).strip()
+
+
+def looks_like_key(value: str) -> bool:
+    return bool(_KEY.fullmatch(value))
 
 
 class KeyHasher:

@@ -21,9 +21,9 @@ import msgspec
 import pyarrow as pa
 
 from .errors import RecordError
-from .formats import Format, ParseContext, decode_record, detect_lines, detect_record, get_format
+from .formats import Format, ParseContext, decode_line, decode_record, detect_lines, detect_record, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
-from .keys import KeyHasher, scrub_bytes, scrub_text
+from .keys import KeyHasher, scrub_prefix, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import (
     DEFAULT_MAX_LINE,
@@ -35,6 +35,7 @@ from .sources import (
     identify_open,
     open_binary,
     read_head,
+    sample_lines,
     tail_hash,
     tail_hash_open,
 )
@@ -58,6 +59,7 @@ class FileResult:
     skipped: int = 0
     estimated: int = 0
     call_lines: int = 0
+    repaired: int = 0  # lines kept with invalid UTF-8 replaced (U+FFFD); counted among `lines` as usual
     input_tokens: int = 0
     output_tokens: int = 0
     held_bytes: int = 0  # a partial last line waiting for its newline
@@ -83,6 +85,7 @@ class IngestSummary:
             "calls": self.total("calls"),
             "quarantined": self.total("quarantined"),
             "skipped": self.total("skipped"),
+            "repaired": self.total("repaired"),
             "estimated": self.total("estimated"),
             "input_tokens": self.total("input_tokens"),
             "output_tokens": self.total("output_tokens"),
@@ -121,6 +124,7 @@ class _Chunk:
         self.lines = 0
         self.skipped = 0
         self.call_lines = 0  # lines that became (part of) calls: lines == call_lines + len(bad) + skipped
+        self.repaired = 0  # lines whose invalid UTF-8 was replaced
         # the last point where no multi-line record was open: (offset, calls, bad, lines, skipped, call_lines)
         self.safe = (start, 0, 0, 0, 0, 0)
 
@@ -137,11 +141,11 @@ class _Chunk:
 def quarantine_row(path: str, offset: int, length: int, reason: str, raw: bytes | None, fmt: str | None,
                    keep: int = QUARANTINE_RAW_BYTES) -> dict[str, Any]:
     return {
-        "source_file": path,
+        "source_file": scrub_text(path),
         "source_offset": offset,
         "length": length,
         "reason": scrub_text(reason)[:500],
-        "raw": scrub_bytes(raw[:keep]) if raw is not None and keep > 0 else None,
+        "raw": scrub_prefix(raw, keep) if raw is not None and keep > 0 else None,
         "source_format": fmt,
     }
 
@@ -218,14 +222,13 @@ class FileIngester:
                 yield self._finish(path, source_id, ident, chunk, result, fh)
             result.held_bytes = reader.pending
             result.offset = reader.end
+            if reader.error:
+                result.note = f"{reader.error}: the lines before the damage were read, the rest is lost"
 
     def _detect(self, path: Path, handle: BinaryIO | None = None) -> Format | None:
         """Sniff the first 50 lines (through the held descriptor if there is one)."""
-        if handle is not None:
-            lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50]
-        else:
-            with open_binary(path) as fh:
-                lines = [raw for _, raw in zip(range(50), fh, strict=False)]
+        # bounded either way: an overlong first line is never held whole
+        lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50] if handle is not None else sample_lines(path)
         fmt, _ = detect_lines(lines)
         return fmt
 
@@ -248,10 +251,11 @@ class FileIngester:
             self._handle_text(data, line, fmt, ctx, chunk)
             return
         try:
-            record = decode_record(data)
+            record, repaired = decode_line(data)
         except msgspec.DecodeError as exc:
             chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, f"invalid JSON: {exc}", data, fmt_name))
             return
+        chunk.repaired += repaired
         # Parse with the file's format first (one pass); only a record it does not recognise pays for
         # detection against the others (a mixed file), or is refused when the format was forced.
         chosen = fmt or detect_record(record)
@@ -328,6 +332,7 @@ class FileIngester:
         result.quarantined += len(chunk.bad)
         result.skipped += chunk.skipped
         result.call_lines += chunk.call_lines
+        result.repaired += chunk.repaired
         result.estimated += estimated
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
@@ -352,14 +357,19 @@ def index_batch_inputs(paths: list[Path]) -> dict[str, Any]:
                 continue
         except msgspec.DecodeError:
             continue
-        with open_binary(path) as fh:
-            for raw in fh:
-                try:
-                    rec = decode_record(raw)
-                except msgspec.DecodeError:
-                    continue
-                if is_batch_input(rec):
-                    index[str(rec["custom_id"])] = {"url": rec.get("url"), "body": rec.get("body")}
+        try:
+            with open_binary(path) as fh:
+                for line in LineReader(fh, 0, final=True):  # bounded lines; damage ends the file
+                    if line.data is None:
+                        continue
+                    try:
+                        rec = decode_record(line.data)
+                    except msgspec.DecodeError:
+                        continue
+                    if is_batch_input(rec):
+                        index[str(rec["custom_id"])] = {"url": rec.get("url"), "body": rec.get("body")}
+        except OSError:
+            continue  # reported when the file itself is ingested
     return index
 
 
@@ -409,6 +419,12 @@ class IngestRun:
             def tail_at(off: int) -> str | None:
                 return tail_hash(path, off)
         if ident.fp_len == 0:
+            if ident.compressed and ident.size > 0:  # not empty: damaged before its first bytes
+                try:
+                    with open_binary(path) as fh:
+                        fh.read(1)
+                except OSError as exc:
+                    result.note = f"{exc.strerror or exc}: nothing could be read"
             return  # an empty file: nothing to read, and all empty files look alike
         resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
         offset = max(resolved.offset, self._pending_end.get(resolved.source_id, 0))
@@ -458,8 +474,11 @@ def ingest_batches(
     """
     options = options or IngestOptions()
     summary = summary if summary is not None else IngestSummary()
-    files = discover(paths, options.glob)
+    skipped: list[tuple[Path, str]] = []
+    files = discover(paths, options.glob, skipped)
     t0 = time.perf_counter()
+    for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
+        summary.files.append(FileResult(str(path), None, note=why))
     extras = {BATCH_INPUTS: index_batch_inputs(files)}
     if options.jobs > 1 and len(files) > 1:
         yield from _ingest_parallel(store, files, options, extras, summary, progress)
@@ -543,7 +562,8 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
 
 
 def _merge_result(into: FileResult, part: FileResult) -> None:
-    for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens"):
+    for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens",
+                 "repaired"):
         setattr(into, name, getattr(into, name) + getattr(part, name))
     into.format = part.format or into.format
     into.note = part.note or into.note

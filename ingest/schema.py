@@ -7,9 +7,13 @@ with `CALL_SCHEMA`. Column names are a contract with users' SQL: add, never rena
 from __future__ import annotations
 
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
+from typing import Any
 
 import pyarrow as pa
+
+from .keys import scrub_column, scrub_metadata_column
 
 TOKEN_SOURCES = ("reported", "estimated", "mixed")
 
@@ -122,14 +126,22 @@ assert _RECORD_FIELDS == CALL_COLUMNS, "Call and CALL_SCHEMA must list the same 
 
 
 _ROW = operator.attrgetter(*CALL_COLUMNS)
+_SAFE_BY_CONSTRUCTION = frozenset({"api_key_fp"})  # an HMAC hex digest, never text from the log
 
 
 def calls_to_table(calls: list[Call]) -> pa.Table:
-    """Build the Arrow table column by column: one C-level getter per row, one transpose."""
+    """Build the Arrow table column by column: one C-level getter per row, one transpose.
+
+    This is the one door into storage, so every string column and every metadata name and value
+    is scrubbed of API keys and credentials here (a column without a marker costs one scan).
+    """
     columns = list(zip(*map(_ROW, calls), strict=True)) if calls else [()] * len(CALL_COLUMNS)
     arrays = []
-    for f, values in zip(CALL_SCHEMA, columns, strict=True):
+    for f, column in zip(CALL_SCHEMA, columns, strict=True):
+        values: Sequence[Any] = column
         if f.name == "metadata":
-            values = tuple(list(v.items()) if v else None for v in values)
+            values = scrub_metadata_column(column)
+        elif f.type == _STR and f.name not in _SAFE_BY_CONSTRUCTION:
+            values = scrub_column(column)
         arrays.append(pa.array(values, type=f.type))
     return pa.Table.from_arrays(arrays, schema=CALL_SCHEMA)

@@ -8,9 +8,12 @@ newline, and that offset is what the checkpoint records.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import hashlib
 import os
+import stat
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,40 +32,159 @@ def is_gzip(path: Path) -> bool:
     return path.suffix == ".gz"
 
 
-def discover(paths: Iterable[str | Path], pattern: str | None = None) -> list[Path]:
+class NotRegularFile(OSError):
+    """A FIFO, socket or device: reading it could block forever or never end, so it is skipped."""
+
+    def __init__(self, path: Path, kind: str) -> None:
+        super().__init__(errno.EINVAL, f"{kind}, not a regular file: skipped", str(path))
+
+
+class CorruptCompressedFile(OSError):
+    """A `.gz` that ends early or holds bad data: the lines before the damage are still read."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(errno.EIO, f"compressed file is truncated or corrupt ({reason})", path)
+
+
+def file_kind(mode: int) -> str | None:
+    """None for a regular file, else what it is (for messages)."""
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISDIR, "a directory")):
+        if test(mode):
+            return name
+    return "not a file"
+
+
+def discover(paths: Iterable[str | Path], pattern: str | None = None,
+             skipped: list[tuple[Path, str]] | None = None) -> list[Path]:
     """Expand files and directories (recursively) into a sorted list of readable log files.
 
     Hidden files and our own warehouse files are skipped; with `pattern`, only names that
-    match it (fnmatch syntax against the file name) are kept.
+    match it (fnmatch syntax against the file name) are kept. Only regular files are listed:
+    FIFOs, sockets and devices (which would block or never end), and symlinks that lead out of
+    the directory given, go to `skipped` as (path, reason) instead.
     """
     import fnmatch
 
     found: list[Path] = []
+    dropped: list[tuple[Path, str]] = []
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            for root, dirs, files in os.walk(path):
+            root = path.resolve()
+            for dirpath, dirs, files in os.walk(path):
                 dirs[:] = sorted(d for d in dirs if not d.startswith((".", "_")))
                 for name in sorted(files):
                     if name.startswith(".") or name.endswith((".parquet", ".sqlite", ".tmp", ".yaml", ".yml")):
                         continue
                     if name.endswith((".md", ".py")):
                         continue
-                    found.append(Path(root) / name)
-        elif path.exists():
-            found.append(path)
+                    _keep(Path(dirpath) / name, root, found, dropped)
+        elif path.exists() or path.is_symlink():
+            _keep(path, None, found, dropped)
         else:
             raise FileNotFoundError(f"{path}: no such file or directory")
     if pattern:
         found = [f for f in found if fnmatch.fnmatch(f.name, pattern)]
+        dropped = [d for d in dropped if fnmatch.fnmatch(d[0].name, pattern)]
+    if skipped is not None:
+        skipped.extend(dropped)
     return found
 
 
+def _keep(path: Path, root: Path | None, found: list[Path], dropped: list[tuple[Path, str]]) -> None:
+    try:
+        st = path.stat()  # follows symlinks: what would be read
+    except OSError as exc:
+        dropped.append((path, f"cannot read: {exc.strerror or exc}; skipped"))
+        return
+    kind = file_kind(st.st_mode)
+    if kind is not None:
+        dropped.append((path, f"{kind}, not a regular file: skipped"))
+        return
+    if root is not None and not path.resolve().is_relative_to(root):
+        dropped.append((path, f"a symlink leading outside {root}: skipped"))
+        return
+    found.append(path)
+
+
+class _CheckedGzip(gzip.GzipFile):
+    """GzipFile whose truncation and corruption errors are an OSError naming the file."""
+
+    def _fail(self, exc: Exception) -> CorruptCompressedFile:
+        return CorruptCompressedFile(str(self.name), str(exc) or type(exc).__name__)
+
+    def read(self, size: int | None = -1) -> bytes:
+        try:
+            return super().read(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise self._fail(exc) from None
+
+    def read1(self, size: int = -1) -> bytes:
+        try:
+            return super().read1(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise self._fail(exc) from None
+
+    def readline(self, size: int | None = -1) -> bytes:
+        try:
+            return super().readline(size)
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise self._fail(exc) from None
+
+
 def open_binary(path: Path) -> BinaryIO:
-    """Open a log file for reading; `.gz` transparently (offsets are in decompressed bytes)."""
-    if is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
-    return open(path, "rb")
+    """Open a regular log file for reading; `.gz` transparently (offsets are in decompressed bytes).
+
+    Opened without blocking and checked on the descriptor, so a FIFO put in place of a log (even
+    after discovery) raises NotRegularFile instead of hanging; damage in a `.gz` raises
+    CorruptCompressedFile (both are OSError).
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise NotRegularFile(path, kind)
+        os.set_blocking(fd, True)
+        raw = os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+    if not is_gzip(path):
+        return raw
+    gz = _CheckedGzip(filename=str(path), fileobj=raw, mode="rb")
+    gz.myfileobj = raw  # type: ignore[assignment]  # closed with the GzipFile, as gzip.open does
+    return gz  # type: ignore[return-value]
+
+
+def sample_lines(path: Path, n: int = 50, max_line: int = 1 << 20, max_scan: int = 16 << 20) -> list[bytes]:
+    """Up to `n` lines from the start of a file, for format detection, in bounded memory.
+
+    A line over `max_line` is passed over (read in pieces, never held); reading stops after
+    `max_scan` bytes or at damage in a compressed file. The last line may lack its newline.
+    """
+    out: list[bytes] = []
+    scanned = 0
+    try:
+        with open_binary(path) as fh:
+            while len(out) < n and scanned < max_scan:
+                line = fh.readline(max_line)
+                if not line:
+                    break
+                scanned += len(line)
+                if len(line) >= max_line and not line.endswith(b"\n"):
+                    while scanned < max_scan:  # pass over the rest of an overlong line
+                        piece = fh.readline(max_line)
+                        scanned += len(piece)
+                        if not piece or piece.endswith(b"\n"):
+                            break
+                    continue
+                out.append(line)
+    except CorruptCompressedFile:
+        pass  # detection works with what was readable; the reader reports the damage
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +272,8 @@ class LineReader:
 
     Lines longer than `max_line` are yielded with `data=None` (never held whole in memory).
     A trailing partial line is not yielded unless `final` (a compressed or closed file whose
-    last line simply lacks a newline); `pending` says how many bytes are held back.
+    last line simply lacks a newline); `pending` says how many bytes are held back. Damage in a
+    compressed file ends the reading like an end of file would, and `error` says what it was.
     """
 
     def __init__(self, fh: BinaryIO, start: int, max_line: int = DEFAULT_MAX_LINE, final: bool = False):
@@ -160,6 +283,7 @@ class LineReader:
         self.pending = 0
         self.max_line = max_line
         self.final = final
+        self.error: str | None = None
 
     def __iter__(self) -> Iterator[Line]:
         fh = self._fh
@@ -168,8 +292,14 @@ class LineReader:
         buf = b""
         skipping: int | None = None  # start offset of an overlong line being skipped
         skipped = 0
+        # read1: one decompression step at a time, so damage in a .gz loses nothing read before it
+        read = getattr(fh, "read1", fh.read)
         while True:
-            block = fh.read(READ_BLOCK)
+            try:
+                block = read(READ_BLOCK)
+            except CorruptCompressedFile as exc:
+                self.error = exc.strerror
+                break
             if not block:
                 break
             if skipping is not None:

@@ -30,7 +30,7 @@ from typing import BinaryIO
 
 from .formats.openai_batch import BATCH_INPUTS
 from .pipeline import FileResult, IngestOptions, IngestRun, index_batch_inputs
-from .sources import discover, identify_open, is_gzip, tail_hash_open
+from .sources import discover, identify_open, is_gzip, open_binary, tail_hash_open
 from .store import ChunkRows, CommitResult, Store
 
 log = logging.getLogger("tokentrail.watch")
@@ -108,6 +108,7 @@ class Watcher:
         self._started = False
         self._last_status = (time.monotonic(), 0)
         self._last_compact = time.monotonic()
+        self._reported_skips: set[Path] = set()
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[CommitResult | Tick]:
@@ -154,7 +155,15 @@ class Watcher:
     # -- scanning ---------------------------------------------------------------------------
     def _discover(self) -> list[Path]:
         existing = [p for p in self.paths if p.exists()]
-        return discover(existing, self.options.glob) if existing else []
+        if not existing:
+            return []
+        skipped: list[tuple[Path, str]] = []
+        found = discover(existing, self.options.glob, skipped)
+        for path, why in skipped:
+            if path not in self._reported_skips:
+                self._reported_skips.add(path)
+                log.warning("%s: %s", path, why)
+        return found
 
     def scan(self, force_flush: bool = False) -> Iterator[CommitResult]:
         seen: set[tuple[int, int]] = set()
@@ -191,7 +200,7 @@ class Watcher:
         handle = None
         if not is_gzip(path):
             try:
-                handle = open(path, "rb")  # noqa: SIM115 - held for the file's life, closed when finalized
+                handle = open_binary(path)  # held for the file's life, closed when finalized; refuses a FIFO
             except OSError as exc:
                 log.warning("cannot open %s: %s", path, exc)
                 return None

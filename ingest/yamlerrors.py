@@ -12,6 +12,8 @@ from pydantic import BaseModel, ValidationError
 from .errors import ConfigError
 
 MAX_YAML_BYTES = 2 << 20
+MAX_YAML_NODES = 200_000  # after alias expansion; a large real rule file has a few thousand
+MAX_YAML_DEPTH = 200
 M = TypeVar("M", bound=BaseModel)
 
 
@@ -44,13 +46,55 @@ def load_yaml_with_marks(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
         raise ConfigError(f"{path}: file is over {MAX_YAML_BYTES // (1 << 20)} MiB; not a rule or profile file")
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+        check_expansion(root, path)  # before anything walks the tree: aliases make it a graph
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: YAML nested too deeply; refusing the file") from None
     return data, root
+
+
+def check_expansion(root: yaml.Node | None, path: Path, limit: int = MAX_YAML_NODES) -> None:
+    """Refuse a document whose aliases would expand past `limit` nodes (a "billion laughs" file).
+
+    The composed tree shares one node per anchor, so this costs one visit per distinct node;
+    validation or a walk over the loaded data would visit every expanded copy.
+    """
+    if root is None:
+        return
+    sizes: dict[int, int] = {}
+    seen_twice: list[yaml.Node] = []  # the first node reached again through an alias
+
+    def size(node: yaml.Node, depth: int) -> int:
+        key = id(node)
+        if key in sizes:
+            if sizes[key] < 0:
+                raise ConfigError(f"{path}:{node.start_mark.line + 1}: YAML alias refers to itself; refusing the file")
+            if not seen_twice:
+                seen_twice.append(node)
+            return sizes[key]
+        if depth > MAX_YAML_DEPTH:
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: YAML nested over {MAX_YAML_DEPTH} levels; refusing the file")
+        sizes[key] = -1
+        total = 1
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                total += size(k, depth + 1) + size(v, depth + 1)
+        elif isinstance(node, yaml.SequenceNode):
+            for v in node.value:
+                total += size(v, depth + 1)
+        if total > limit:
+            first = f" (an anchor repeated from line {seen_twice[0].start_mark.line + 1})" if seen_twice else ""
+            raise ConfigError(f"{path}:{node.start_mark.line + 1}: YAML aliases expand this file to over {limit:,} "
+                              f"values{first}, an alias bomb?; refusing it. Write repeated parts out.")
+        sizes[key] = total
+        return total
+
+    size(root, 0)
 
 
 def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:

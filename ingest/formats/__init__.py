@@ -48,8 +48,20 @@ def get_format(name: str) -> Format:
 
 def decode_record(line: bytes) -> Any:
     """JSON -> Python; nesting too deep for the decoder is a decode error like any other."""
+    return decode_line(line)[0]
+
+
+def decode_line(line: bytes) -> tuple[Any, bool]:
+    """(record, repaired). Invalid UTF-8 inside a string is that line's problem only: the bytes are
+    replaced by U+FFFD and the record kept (`repaired` True, so the caller can count it)."""
     try:
-        return msgspec.json.decode(line)
+        return msgspec.json.decode(line), False
+    except RecursionError:
+        raise msgspec.DecodeError("JSON nesting is too deep") from None
+    except UnicodeDecodeError:
+        pass
+    try:
+        return msgspec.json.decode(line.decode("utf-8", "replace").encode()), True
     except RecursionError:
         raise msgspec.DecodeError("JSON nesting is too deep") from None
 
@@ -100,4 +112,5 @@ for _fmt in (OtelGenAIFormat(), LiteLLMFormat(), KongAIFormat(), NginxJsonFormat
              SseTranscriptFormat(), LiteLLMSpendCsvFormat(), OpenAIAppFormat()):
     register(_fmt)
 
-__all__ = ["Format", "ParseContext", "register", "all_formats", "get_format", "detect_lines", "detect_record"]
+__all__ = ["Format", "ParseContext", "register", "all_formats", "get_format", "detect_lines", "detect_record",
+           "decode_record", "decode_line"]

@@ -191,6 +191,6 @@ class LiteLLMSpendCsvFormat(Format):
         from ..sources import open_binary
 
         with open_binary(path) as fh:
-            first = fh.readline()
+            first = fh.readline(1 << 20)  # a header line; never a whole overlong line
         if self.detect(first):
             ctx.extras[self._HEADER] = next(csv.reader(io.StringIO(first.decode("utf-8", "replace"))))
