@@ -23,6 +23,10 @@ from typing import Any
 import msgspec
 
 
+def _as_dict(value: Any, default: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else `default` (keeps JSON walking total and typed)."""
+    return value if isinstance(value, dict) else default
+
 def _literal(v: Any) -> str:
     return f'"{v}"' if isinstance(v, str) else msgspec.json.encode(v).decode()
 
@@ -60,7 +64,8 @@ def format_type(schema: Any, indent: int) -> str:
 
 def format_properties(schema: dict[str, Any], indent: int, undescribed: list[int] | None = None) -> str:
     """The members of an object type, one per line, with descriptions as `//` comments."""
-    required = schema.get("required") if isinstance(schema.get("required"), list) else []
+    req = schema.get("required")
+    required: list[Any] = req if isinstance(req, list) else []
     lines: list[str] = []
     pad = " " * indent
     for name, prop in (schema.get("properties") or {}).items():
@@ -81,7 +86,7 @@ def function_defs(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
     for tool in tools if isinstance(tools, list) else ():
         if not isinstance(tool, dict):
             continue
-        fn = tool.get("function") if isinstance(tool.get("function"), dict) else tool
+        fn = _as_dict(tool.get("function"), tool)
         if tool.get("type", "function") == "function" and isinstance(fn, dict) and fn.get("name"):
             fns.append(fn)
         else:
@@ -96,7 +101,7 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         desc = fn.get("description")
         if isinstance(desc, str) and desc:
             lines.append(f"// {desc}")
-        params = fn.get("parameters") if isinstance(fn.get("parameters"), dict) else {}
+        params = _as_dict(fn.get("parameters"), {})
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
             lines.append(f"type {name} = (_: {{")

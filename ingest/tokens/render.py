@@ -36,6 +36,11 @@ class Plan:
             self.texts.append(msgspec.json.encode(value).decode())
 
 
+
+def _as_dict(value: Any, default: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else `default` (keeps JSON walking total and typed)."""
+    return value if isinstance(value, dict) else default
+
 def _json_text(value: Any) -> str:
     return value if isinstance(value, str) else msgspec.json.encode(value).decode()
 
@@ -152,7 +157,7 @@ def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None
     elif choice == "required":
         plan.flags.append("tool_choice_required_approx")
     elif isinstance(choice, dict):
-        fn = choice.get("function") if isinstance(choice.get("function"), dict) else choice
+        fn = _as_dict(choice.get("function"), choice)
         name = fn.get("name") if isinstance(fn, dict) else None
         if isinstance(name, str):
             plan.fixed += 4 if legacy else fr.choice_named
@@ -162,7 +167,7 @@ def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None
 def plan_response_format(plan: Plan, fmt: Any) -> None:
     """A json_schema response format is shown to the model as a schema text; counted as its JSON, flagged."""
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-        spec = fmt.get("json_schema") if isinstance(fmt.get("json_schema"), dict) else fmt
+        spec = _as_dict(fmt.get("json_schema"), fmt)
         plan.add(spec.get("schema"))
         plan.add(spec.get("name"))
         plan.flags.append("response_format_approx")
@@ -298,12 +303,12 @@ def response_output_texts(resp: dict[str, Any]) -> list[str]:
     for ch in resp.get("choices") or ():
         if not isinstance(ch, dict):
             continue
-        msg = ch.get("message") if isinstance(ch.get("message"), dict) else {}
+        msg = _as_dict(ch.get("message"), {})
         for key in ("content", "refusal"):
             if isinstance(msg.get(key), str):
                 out.append(msg[key])
         for tc in msg.get("tool_calls") or ():
-            fn = tc.get("function") if isinstance(tc, dict) and isinstance(tc.get("function"), dict) else {}
+            fn = _as_dict(tc.get("function") if isinstance(tc, dict) else None, {})
             out.append(str(fn.get("name", "")) + str(fn.get("arguments", "")))
         fc = msg.get("function_call")
         if isinstance(fc, dict):
