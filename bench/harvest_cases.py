@@ -34,7 +34,11 @@ def category(endpoint: str, model: str, req: dict[str, Any]) -> str | None:
             return None  # a remote image's size is not in the request
         return "images"
     if endpoint == "responses":
-        return "responses"
+        inp = req.get("input")
+        kinds = {i.get("type") or "message" for i in inp if isinstance(i, dict)} if isinstance(inp, list) else set()
+        tools = {t.get("type") for t in req.get("tools") or () if isinstance(t, dict)}
+        countable = not (kinds - {"message", "function_call", "function_call_output"} or tools - {"function"})
+        return "responses" if countable else "responses_builtin"  # web search results, MCP, … are not in the request
     msgs = req.get("messages") or []
     if any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")
                                     or m.get("function_call")) for m in msgs):

@@ -222,7 +222,7 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
                               "_responses": True})
             elif itype == "reasoning":
                 plan.flags.append("reasoning_items_not_counted")
-            elif itype in ("message", None) or "role" in item:
+            elif itype in ("message", None):
                 items.append({"role": item.get("role", "user"), "content": item.get("content")})
             else:
                 plan.flags.append(f"input_{itype}_not_counted")
