@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 
@@ -50,7 +51,7 @@ def main(path: str) -> None:
     import litellm
     import tokencost
 
-    for line in open(path, encoding="utf-8"):
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
         case = json.loads(line)
         msgs, tools, choice = as_chat(case)
         row: dict[str, Any] = {"id": case["id"]}
