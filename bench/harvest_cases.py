@@ -37,8 +37,12 @@ def category(endpoint: str, model: str, req: dict[str, Any]) -> str | None:
         inp = req.get("input")
         kinds = {i.get("type") or "message" for i in inp if isinstance(i, dict)} if isinstance(inp, list) else set()
         tools = {t.get("type") for t in req.get("tools") or () if isinstance(t, dict)}
-        countable = not (kinds - {"message", "function_call", "function_call_output"} or tools - {"function"})
-        return "responses" if countable else "responses_builtin"  # web search results, MCP, … are not in the request
+        countable = not (kinds - {"message", "function_call", "function_call_output"} or tools - {"function"}
+                         or req.get("previous_response_id") or req.get("conversation"))
+        if not countable:
+            return "responses_builtin"  # web search results, MCP, stored turns, … are not in the request
+        fmt = (req.get("text") or {}).get("format")
+        return "structured" if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else "responses"
     msgs = req.get("messages") or []
     if any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")
                                     or m.get("function_call")) for m in msgs):

@@ -164,11 +164,21 @@ def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None
             plan.add(name)
 
 
+def _without(value: Any, key: str) -> Any:
+    """A JSON value with `key` dropped from every object (strict schemas imply `additionalProperties: false`)."""
+    if isinstance(value, dict):
+        return {k: _without(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without(v, key) for v in value]
+    return value
+
+
 def plan_response_format(plan: Plan, fmt: Any) -> None:
-    """A json_schema response format is shown to the model as a schema text; counted as its JSON, flagged."""
+    """A json_schema response format is shown to the model as schema text: counted as its compact JSON
+    without `additionalProperties` (exact on simple schemas, over on unions), flagged."""
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         spec = _as_dict(fmt.get("json_schema"), fmt)
-        plan.add(spec.get("schema"))
+        plan.add(_without(spec.get("schema"), "additionalProperties"))
         plan.add(spec.get("name"))
         plan.flags.append("response_format_approx")
 
@@ -200,7 +210,10 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
 def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Responses `instructions` and `input` items as chat messages (tool calls, outputs, reasoning)."""
     items: list[dict[str, Any]] = []
-    if isinstance(request.get("instructions"), str):
+    for key in ("previous_response_id", "conversation"):
+        if request.get(key):
+            plan.flags.append(f"{key}_not_counted")  # earlier turns are stored server-side, not in the request
+    if isinstance(request.get("instructions"), str) and request["instructions"]:
         items.append({"role": "developer", "content": request["instructions"]})
     inp = request.get("input")
     if isinstance(inp, str):
@@ -235,7 +248,7 @@ def plan_responses(plan: Plan, request: dict[str, Any], model: str | None) -> No
     fns, _ = function_defs(request.get("tools"))
     plan_messages(plan, messages, model, fr, pad_system=bool(fns))
     plan.fixed += fr.reply
-    plan_tools(plan, request.get("tools"), fr, isinstance(request.get("instructions"), str), responses=True)
+    plan_tools(plan, request.get("tools"), fr, bool(request.get("instructions")), responses=True)
     if fns:
         plan_tool_choice(plan, request.get("tool_choice"), False, fr)
     text = request.get("text")
