@@ -324,3 +324,15 @@ def test_estimated_reasoning_outputs_carry_a_flag() -> None:
     flags = {c.call_id: (c.estimate_flags or "").split(",") for c in calls}
     assert "reasoning_tokens_not_counted" in flags["o4-mini"] and "reasoning_tokens_not_counted" in flags["gpt-5"]
     assert "reasoning_tokens_not_counted" not in flags["gpt-4o"]
+
+
+def test_generated_tool_calls_add_their_wrapper_and_are_flagged() -> None:
+    from ingest.tokens import count_output, response_tool_calls
+
+    resp = {"choices": [{"message": {"tool_calls": [{"function": {"name": "a", "arguments": "{}"}}],
+                                     "function_call": {"name": "f", "arguments": "{}"}}}],
+            "output": [{"type": "function_call", "name": "g", "arguments": "{}"}]}
+    assert response_tool_calls(resp) == 3
+    plain, _ = count_output(["a{}"], "gpt-4o")
+    n, flags = count_output(["a{}"], "gpt-4o", tool_calls=1)
+    assert n == plain + 7 and flags == ["tool_call_output_approx"]

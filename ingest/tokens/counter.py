@@ -97,10 +97,10 @@ def count_request_input(request: dict[str, Any], model: str | None = None, endpo
 
 
 def count_output(texts: list[str], model: str | None, endpoint: str = "chat.completions",
-                 counter: TokenCounter | None = None) -> tuple[int, list[str]]:
-    """Estimated output tokens of generated texts (see `render.response_output_texts`)."""
+                 counter: TokenCounter | None = None, tool_calls: int = 0) -> tuple[int, list[str]]:
+    """Estimated output tokens of generated texts (see `render.response_output_texts`, `response_tool_calls`)."""
     enc_name, flags = encoding_for_model(model)
-    plan = plan_output_texts(texts, endpoint, model)
+    plan = plan_output_texts(texts, endpoint, model, tool_calls)
     (n,) = (counter or _default_counter).count_plans(enc_name, [plan])
     return n, sorted(set(flags + plan.flags))
 
@@ -123,7 +123,7 @@ def fill_estimates(calls: Iterable[Call], counter: TokenCounter | None = None) -
         inp = plan_input(est.endpoint, est.request, est.model, enc_name) if call.input_tokens is None else None
         out: Plan | None = None
         if call.output_tokens is None and est.output_texts is not None:
-            out = plan_output_texts(est.output_texts, est.endpoint, est.model)
+            out = plan_output_texts(est.output_texts, est.endpoint, est.model, getattr(est, "output_tool_calls", 0))
         elif call.output_tokens is None and is_reasoning_model(est.model):
             flags = flags + ["reasoning_tokens_not_counted"]
         groups.setdefault(enc_name, []).append((call, inp or Plan(), out, flags + est.flags))
