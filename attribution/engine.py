@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from .pricing import Pricer, cost_select
+from .pricing import Pricer, cost_select, regional_sql
 from .rules import NUMERIC_COLUMNS, Combo, CompiledRule, Condition, Leaf, RuleSet
 
 DEFAULT_VALUE = "unattributed"
@@ -182,11 +182,12 @@ class Engine:
     def price(self, table: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
         con.register("tt_attr", table)
         keys = con.sql(
-            "SELECT DISTINCT model, CAST(ts AS DATE), service_tier, coalesce(batch, false) FROM tt_attr"
+            "SELECT DISTINCT model, CAST(ts AS DATE), service_tier, coalesce(batch, false), "
+            f"{regional_sql('metadata')} FROM tt_attr"
         ).fetchall()
         rates = self.pricer.rates_table(keys)
         con.register("tt_rates", rates)
-        out = con.sql(cost_select("tt_attr", "tt_rates")).to_arrow_table()
+        out = con.sql(cost_select("tt_attr", "tt_rates", table.column_names)).to_arrow_table()
         con.unregister("tt_attr")
         con.unregister("tt_rates")
         return out

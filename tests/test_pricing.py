@@ -1,15 +1,29 @@
-"""Cost columns: figures pinned from OpenAI's pricing page, effective dates, batch, tiers, overrides."""
+"""Cost columns: every price pinned with its source and date, in exact decimals.
+
+Sources of the expected figures:
+  [PP]  OpenAI pricing page (developers.openai.com/api/docs/pricing), as carried by genai-prices 0.2.3.
+  [FLX] OpenAI flex-processing guide ("billed at Batch API rates"); flex offered from 2025-04-16
+        (openai-python c5ede36c adds service_tier 'flex' with o3/o4-mini).
+  [PRI] OpenAI priority-processing guide; priority offered from 2025-06-26 (openai-python 1.92.0).
+  [DR]  OpenAI data-residency guide: "10% uplift for models released on or after March 5, 2026".
+  [WS]  OpenAI pricing page, built-in tools: web search $10 / 1K calls (gpt-5 family), file search $2.50 / 1K.
+Every cost is a Decimal and is compared exactly (D("0.15")), never approximately.
+"""
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime
+from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
 import pytest
 
 from attribution.engine import Engine
-from attribution.pricing import Pricer, load_price_file
+from attribution.pricing import COST_COLUMNS, COST_TYPE, Pricer, load_price_file
 from attribution.rules import load_rules
 from ingest.errors import ConfigError
 from ingest.schema import Call, calls_to_table
@@ -17,81 +31,139 @@ from ingest.schema import Call, calls_to_table
 M = 1_000_000
 
 
-def price(model: str, day: str, *, pricer: Pricer | None = None, **fields: Any) -> dict[str, Any]:
+def _call(model: str, day: str, i: int = 0, **fields: Any) -> Call:
     ts = int(datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp() * M)
-    c = Call(call_id="c", ts=ts, source_file="f", source_format="openai", model=model, token_source="reported",
+    c = Call(call_id=f"c{i}", ts=ts + i, source_file="f", source_format="openai", model=model, token_source="reported",
              ingested_at=ts)
     for k, v in {"input_tokens": 0, "output_tokens": 0, **fields}.items():
         setattr(c, k, v)
-    (row,) = Engine(load_rules(None), pricer).apply(calls_to_table([c])).to_pylist()
+    return c
+
+
+def price(model: str, day: str, *, pricer: Pricer | None = None, extra: dict[str, list[Any]] | None = None,
+          **fields: Any) -> dict[str, Any]:
+    table = calls_to_table([_call(model, day, **fields)])
+    for name, values in (extra or {}).items():
+        table = table.append_column(name, pa.array(values, pa.int64()))
+    (row,) = Engine(load_rules(None), pricer).apply(table).to_pylist()
     return row
 
 
+def test_cost_columns_are_exact_decimals() -> None:
+    out = Engine(load_rules(None)).apply(calls_to_table([_call("gpt-4o-mini", "2025-03-01", input_tokens=7)]))
+    for col in COST_COLUMNS:
+        assert out.schema.field(col).type == COST_TYPE == pa.decimal128(38, 12), col
+    # 7 tokens at $0.15/1M = $0.00000105: a cost too small for 6 decimals is still exact and non-zero
+    assert out.column("cost_usd")[0].as_py() == D("0.00000105")
+
+
 def test_gpt_4o_mini_input_cached_and_output_rates() -> None:
-    """Pricing page: gpt-4o-mini $0.15 input, $0.075 cached input, $0.60 output per 1M tokens."""
-    assert price("gpt-4o-mini", "2025-03-01", input_tokens=M)["cost_usd"] == pytest.approx(0.15)
-    assert price("gpt-4o-mini-2024-07-18", "2025-03-01", input_tokens=M, cached_input_tokens=M)["cost_usd"] == pytest.approx(0.075)
-    assert price("gpt-4o-mini", "2025-03-01", output_tokens=M)["cost_usd"] == pytest.approx(0.60)
+    """[PP] gpt-4o-mini $0.15 input, $0.075 cached input, $0.60 output per 1M tokens."""
+    assert price("gpt-4o-mini", "2025-03-01", input_tokens=M)["cost_usd"] == D("0.15")
+    assert price("gpt-4o-mini-2024-07-18", "2025-03-01", input_tokens=M, cached_input_tokens=M)["cost_usd"] == D("0.075")
+    assert price("gpt-4o-mini", "2025-03-01", output_tokens=M)["cost_usd"] == D("0.6")
 
 
 def test_cached_tokens_are_billed_once_at_the_cached_rate() -> None:
     r = price("gpt-4o-mini", "2025-03-01", input_tokens=1000, cached_input_tokens=400, output_tokens=100)
-    assert r["input_cost_usd"] == pytest.approx(600 * 0.15 / M)
-    assert r["cached_input_cost_usd"] == pytest.approx(400 * 0.075 / M)
-    assert r["cost_usd"] == pytest.approx((600 * 0.15 + 400 * 0.075 + 100 * 0.60) / M)
+    assert r["input_cost_usd"] == D("0.00009")  # 600 x 0.15 / 1M
+    assert r["cached_input_cost_usd"] == D("0.00003")  # 400 x 0.075 / 1M
+    assert r["cost_usd"] == D("0.00018")  # + 100 x 0.60 / 1M
 
 
 def test_reasoning_tokens_are_output_and_billed_once() -> None:
     r = price("o3", "2025-07-01", output_tokens=1000, reasoning_tokens=900)
-    assert r["output_cost_usd"] == pytest.approx(1000 * 8 / M)
+    assert r["output_cost_usd"] == D("0.008")
 
 
 def test_o3_price_cut_effective_2025_06_10() -> None:
-    """o3 went from $10/$40 to $2/$8 per 1M tokens on 2025-06-10."""
+    """[PP] o3 went from $10/$40 to $2/$8 per 1M tokens on 2025-06-10."""
     before = price("o3-2025-04-16", "2025-06-09", input_tokens=M, output_tokens=M)
     after = price("o3-2025-04-16", "2025-06-10", input_tokens=M, output_tokens=M)
-    assert (before["input_cost_usd"], before["output_cost_usd"]) == (pytest.approx(10), pytest.approx(40))
-    assert (after["input_cost_usd"], after["output_cost_usd"]) == (pytest.approx(2), pytest.approx(8))
+    assert (before["input_cost_usd"], before["output_cost_usd"]) == (D(10), D(40))
+    assert (after["input_cost_usd"], after["output_cost_usd"]) == (D(2), D(8))
 
 
 def test_dated_snapshot_with_its_own_price() -> None:
     r = price("gpt-4o-2024-05-13", "2025-01-15", input_tokens=M, output_tokens=M)
-    assert (r["input_cost_usd"], r["output_cost_usd"]) == (pytest.approx(5), pytest.approx(15))
+    assert (r["input_cost_usd"], r["output_cost_usd"]) == (D(5), D(15))
 
 
 def test_batch_discount_where_the_library_has_no_batch_price() -> None:
     r = price("gpt-4o-mini", "2025-03-01", input_tokens=M, output_tokens=M, batch=True)
-    assert r["cost_usd"] == pytest.approx((0.15 + 0.60) / 2)
+    assert r["cost_usd"] == D("0.375")
     assert r["price_source"].endswith("+batch50")
 
 
 def test_library_batch_price_is_used_once_it_exists() -> None:
     r = price("gpt-4o", "2026-11-01", input_tokens=M, output_tokens=M, batch=True)
-    assert r["cost_usd"] == pytest.approx(1.25 + 5) and r["price_source"].endswith("+batch")
+    assert r["cost_usd"] == D("6.25") and r["price_source"].endswith("+batch")
 
 
-@pytest.mark.parametrize(("tier", "expected"), [("flex", 1 + 4), ("priority", 3.5 + 14), ("default", 2 + 8), (None, 2 + 8)])
-def test_service_tiers(tier: str | None, expected: float) -> None:
+@pytest.mark.parametrize(("tier", "expected"), [("flex", 1 + 4), ("priority", D("3.5") + 14), ("fast", D("3.5") + 14),
+                                                ("default", 2 + 8), ("auto", 2 + 8), (None, 2 + 8)])
+def test_service_tiers(tier: str | None, expected: D) -> None:
     r = price("o3", "2026-11-01", input_tokens=M, output_tokens=M, service_tier=tier)
-    assert r["cost_usd"] == pytest.approx(expected)
+    assert r["cost_usd"] == expected
+
+
+@pytest.mark.parametrize(("model", "day", "tier", "expected", "source_part"), [
+    # [FLX] gpt-5 flex: $0.625 / $5 (half of $1.25 / $10) from launch, not from the library's 2026-10-12
+    ("gpt-5-2025-08-07", "2025-09-01", "flex", D("0.625") + 5, "+flex(offered)"),
+    ("gpt-5-mini", "2025-09-01", "flex", D("0.125") + 1, "+flex(offered)"),
+    ("gpt-5", "2026-11-01", "flex", D("0.625") + 5, "+flex"),
+    # [PRI] gpt-5 priority: $2.50 / $20
+    ("gpt-5", "2025-09-01", "priority", D("2.5") + 20, "+priority(offered)"),
+    ("gpt-5", "2026-11-01", "priority", D("2.5") + 20, "+priority"),
+    # [FLX] o3 flex in May 2025 was half of the then-standard $10 / $40
+    ("o3", "2025-05-01", "flex", D(5) + 20, "+flex(offered,ratio)"),
+    # before a tier was offered the served tier cannot have been billed at it: standard
+    ("o3", "2025-04-15", "flex", D(10) + 40, "+flex-not-offered"),
+    ("o3", "2025-06-20", "priority", D(2) + 8, "+priority-not-offered"),
+    ("o3", "2025-07-01", "priority", D("3.5") + 14, "+priority(offered)"),
+])
+def test_tiers_priced_from_the_day_they_were_offered(model: str, day: str, tier: str, expected: D, source_part: str) -> None:
+    r = price(model, day, input_tokens=M, output_tokens=M, service_tier=tier)
+    assert r["cost_usd"] == expected and source_part in r["price_source"]
+
+
+def test_flex_cached_input_before_the_library_date() -> None:
+    """[FLX] gpt-5 flex cached input $0.0625 / 1M (half of $0.125)."""
+    r = price("gpt-5", "2025-10-01", input_tokens=M, cached_input_tokens=M, service_tier="flex")
+    assert r["cached_input_cost_usd"] == D("0.0625")
 
 
 def test_long_context_tier_applies_above_the_threshold() -> None:
     small = price("gpt-5.4", "2026-11-01", input_tokens=100_000)
     large = price("gpt-5.4", "2026-11-01", input_tokens=300_000)
-    assert small["input_cost_usd"] == pytest.approx(100_000 * 2.5 / M)
-    assert large["input_cost_usd"] == pytest.approx(300_000 * 5 / M)
+    assert small["input_cost_usd"] == D("0.25")
+    assert large["input_cost_usd"] == D("1.5")
 
 
 def test_fine_tuned_model_priced_by_its_base_when_unknown() -> None:
     r = price("ft:gpt-4.1-mini-2025-04-14:acme::Bx1", "2025-08-01", input_tokens=M, output_tokens=M)
-    assert r["cost_usd"] == pytest.approx(0.4 + 1.6) and r["price_source"].endswith("+ft-base")
+    assert r["cost_usd"] == D("2") and r["price_source"].endswith("+ft-base")
+
+
+@pytest.mark.parametrize(("returned", "known"), [("davinci:2023-07-21-v2", "davinci-002"),
+                                                 ("babbage:2023-07-21-v2", "babbage-002"),
+                                                 ("gpt-35-turbo-0125", "gpt-3.5-turbo")])
+def test_names_the_api_returns_resolve_to_a_price(returned: str, known: str) -> None:
+    pricer = Pricer()
+    r = price(returned, "2025-03-01", input_tokens=M, output_tokens=M, pricer=pricer)
+    assert r["cost_usd"] == price(known, "2025-03-01", input_tokens=M, output_tokens=M)["cost_usd"] is not None
+    assert pricer.unpriced == set() and r["price_model"] == known
+
+
+def test_davinci_002_price() -> None:
+    """[PP] davinci-002 $2 / 1M input and output."""
+    assert price("davinci:2023-07-21-v2", "2024-06-01", input_tokens=M, output_tokens=M)["cost_usd"] == D(4)
 
 
 def test_unknown_model_has_null_cost_and_is_reported() -> None:
     pricer = Pricer()
     r = price("acme-llm-7", "2025-03-01", input_tokens=M, pricer=pricer)
-    assert r["cost_usd"] is None and r["price_source"] is None
+    assert r["cost_usd"] is None and r["price_source"] is None and r["tool_cost_usd"] is None
     assert pricer.unpriced == {"acme-llm-7"}
 
 
@@ -100,23 +172,46 @@ def test_error_rows_cost_zero_not_null() -> None:
     assert r["cost_usd"] == 0
 
 
+def test_web_search_and_file_search_call_fees() -> None:
+    """[WS] gpt-5: $10 per 1K web search calls, $2.50 per 1K file search calls, on top of tokens."""
+    r = price("gpt-5", "2025-09-01", input_tokens=M, extra={"web_search_calls": [3], "file_search_calls": [2]})
+    assert r["tool_cost_usd"] == D("0.035") and r["cost_usd"] == D("1.25") + D("0.035")
+
+
+def test_code_interpreter_container_fee() -> None:
+    """Builtin override: code interpreter $0.03 per container, from 2025-05-21."""
+    r = price("gpt-4.1", "2025-06-01", extra={"code_interpreter_sessions": [2]})
+    assert r["tool_cost_usd"] == D("0.06")
+    assert price("gpt-4.1", "2025-05-20", extra={"code_interpreter_sessions": [2]})["tool_cost_usd"] == 0
+
+
+def test_regional_endpoint_uplift() -> None:
+    """[DR] gpt-5.4 on eu.api.openai.com costs 10% more than on the global endpoint."""
+    k = 100_000  # under the 272K long-context threshold: $2.50 / $15 per 1M
+    glob = price("gpt-5.4", "2026-04-01", input_tokens=k, output_tokens=k)
+    eu = price("gpt-5.4", "2026-04-01", input_tokens=k, output_tokens=k, metadata={"host": "eu.api.openai.com"})
+    assert glob["cost_usd"] == D("1.75") and eu["cost_usd"] == D("1.925") and "+regional1.1" in eu["price_source"]
+    older = price("gpt-5", "2026-04-01", input_tokens=M, metadata={"host": "eu.api.openai.com"})
+    assert older["cost_usd"] == D("1.25")  # released before 2026-03-05: no uplift
+
+
 def test_override_file_wins_with_effective_dates(tmp_path: Path) -> None:
     f = tmp_path / "prices.yaml"
     f.write_text(
         "prices:\n"
         "  - {model: gpt-4o-mini, input: 1.0, cached_input: 0.5, output: 2.0, effective_until: 2025-03-01}\n"
         "  - {model: gpt-4o-mini, input: 3.0, output: 4.0, effective_from: 2025-03-01}\n"
-        "  - {model: 'acme-*', input: 7.0, output: 9.0}\n"
+        "  - {model: 'acme-*', input: 7.0, output: 9.0, source: 'acme price list 2025'}\n"
     )
     pricer = Pricer(*load_price_file(f))
     before = price("gpt-4o-mini-2024-07-18", "2025-02-28", input_tokens=M, cached_input_tokens=M // 2, pricer=pricer)
-    assert before["cost_usd"] == pytest.approx(0.5 * 1.0 + 0.5 * 0.5)
+    assert before["cost_usd"] == D("0.75")
     assert before["price_source"] == "override:prices.yaml"
     after = price("gpt-4o-mini", "2025-03-01", input_tokens=M, output_tokens=M, pricer=pricer)
-    assert after["cost_usd"] == pytest.approx(3.0 + 4.0)
-    assert price("acme-llm-7", "2025-03-01", input_tokens=M, pricer=pricer)["cost_usd"] == pytest.approx(7.0)
+    assert after["cost_usd"] == D(7)
+    assert price("acme-llm-7", "2025-03-01", input_tokens=M, pricer=pricer)["cost_usd"] == D(7)
     batch = price("acme-llm-7", "2025-03-01", input_tokens=M, batch=True, pricer=pricer)
-    assert batch["cost_usd"] == pytest.approx(3.5) and batch["price_source"].endswith("+batch50")
+    assert batch["cost_usd"] == D("3.5") and batch["price_source"].endswith("+batch50")
 
 
 def test_invalid_price_file(tmp_path: Path) -> None:
@@ -126,10 +221,48 @@ def test_invalid_price_file(tmp_path: Path) -> None:
         load_price_file(f)
 
 
+def test_builtin_overrides_carry_a_source_and_a_date() -> None:
+    from attribution.price_data import builtin_overrides
+
+    b = builtin_overrides()
+    rows = [*b.aliases, *b.tiers_offered, *b.call_fees, *b.regional_uplift]
+    assert rows and all(r.source and r.effective_from for r in rows)
+    assert all(p.source and p.effective_from for p in b.prices)
+
+
 def test_rates_are_resolved_once_per_distinct_combination() -> None:
     pricer = Pricer()
-    ts = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp() * M)
-    many = [Call(call_id=f"c{i}", ts=ts + i, source_file="f", source_format="x", model="gpt-4o-mini", input_tokens=10,
-                 output_tokens=1, ingested_at=ts) for i in range(5000)]
+    many = [_call("gpt-4o-mini", "2025-03-01", i, input_tokens=10, output_tokens=1) for i in range(5000)]
     out = Engine(load_rules(None), pricer).apply(calls_to_table(many))
     assert out.num_rows == 5000 and len(pricer._memo) == 1
+
+
+def _mixed_calls(n: int, seed: int) -> list[Call]:
+    rnd = random.Random(seed)
+    models = ["gpt-4o-mini", "gpt-5", "o3", "gpt-4.1-nano", "gpt-5.4", "davinci:2023-07-21-v2"]
+    tiers = [None, "default", "flex", "priority"]
+    calls = [_call(models[i % 6], f"2025-{9 + i % 3:02d}-0{1 + i % 9}", i, input_tokens=rnd.randint(1, 300_000),
+                   cached_input_tokens=rnd.randint(0, 1), output_tokens=rnd.randint(0, 5000),
+                   service_tier=tiers[i % 4] if i % 6 in (1, 2) else None, batch=(i % 7 == 0))
+             for i in range(n)]
+    rnd.shuffle(calls)
+    return calls
+
+
+def test_aggregate_cost_identical_to_the_last_digit_across_five_runs() -> None:
+    """Five runs over the same calls in different orders and batch splits give the same digits."""
+    totals = set()
+    for run in range(5):
+        calls = _mixed_calls(3000, seed=7)
+        random.Random(run).shuffle(calls)
+        cut = 500 + run * 400
+        engine = Engine(load_rules(None), Pricer())
+        parts = [engine.apply(calls_to_table(calls[:cut])), engine.apply(calls_to_table(calls[cut:]))]
+        con = duckdb.connect()
+        con.register("u", pa.concat_tables(parts))
+        ((total,),) = con.execute("SELECT sum(cost_usd) FROM u").fetchall()
+        by_parts = con.sql("SELECT sum(input_cost_usd + cached_input_cost_usd + output_cost_usd + audio_cost_usd"
+                           " + tool_cost_usd) FROM u").fetchall()
+        assert isinstance(total, D) and by_parts == [(total,)]
+        totals.add(str(total))
+    assert len(totals) == 1, totals

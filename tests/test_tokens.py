@@ -197,3 +197,142 @@ def test_memo_hits_on_repeated_system_prompts() -> None:
     assert c.encoded_chars < 2 * len(system)
     assert c.misses == 1 + 10 + 2  # system prompt, ten distinct questions, the two role names
     assert c.hits == 9 + 18
+
+
+# -- rendering of tools, history, reasoning framing and outputs ------------------------------------
+
+
+def test_tool_definitions_render_as_the_typescript_namespace() -> None:
+    from ingest.tokens import render_namespace
+
+    assert render_namespace([CB_TOOLS[0]["function"]]) == (
+        "namespace functions {\n\n"
+        "// Get the current weather in a given location\n"
+        "type get_current_weather = (_: {\n"
+        "// The city and state, e.g. San Francisco, CA\n"
+        "location: string,\n"
+        "// The unit of temperature to return\n"
+        'unit?: "celsius" | "fahrenheit",\n'
+        "}) => any;\n\n"
+        "} // namespace functions"
+    )
+    nested = {"name": "f", "parameters": {"type": "object", "properties": {"o": {"type": "object", "description": "top", "properties": {
+        "x": {"type": "integer", "description": "nested descriptions are dropped", "enum": [-1, 1]}}}}}}
+    assert render_namespace([nested]).splitlines()[2:6] == ["type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,"]
+
+
+def _n(body: dict) -> int:
+    return count_request_input(body)[0]
+
+
+def test_tool_choice_costs_on_classic_and_reasoning_models() -> None:
+    enc = load_encoding("o200k_base")
+    base = {"messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}
+    auto = _n({"model": "gpt-4o", **base, "tool_choice": "auto"})
+    assert auto == _n({"model": "gpt-4o", **base}) == 101  # [CB] section 7
+    assert _n({"model": "gpt-4o", **base, "tool_choice": "none"}) == auto + 1
+    named = {"type": "function", "function": {"name": "get_current_weather"}}
+    assert _n({"model": "gpt-4o", **base, "tool_choice": named}) == auto + 7 + len(enc.encode("get_current_weather"))
+    r_auto = _n({"model": "gpt-5-mini", **base, "tool_choice": "auto"})
+    assert _n({"model": "gpt-5-mini", **base, "tool_choice": "none"}) == r_auto
+
+
+def test_reasoning_models_prime_the_reply_with_one_token_less() -> None:
+    body = {"messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
+    assert _n({"model": "gpt-4o", **body}) - _n({"model": "gpt-5", **body}) == 1
+    assert _n({"model": "o3-mini", **body}) == _n({"model": "gpt-5", **body})
+    assert _n({"model": "gpt-5-chat-latest", **body}) == _n({"model": "gpt-4o", **body})  # not a reasoning model
+
+
+def test_tool_results_are_rendered_under_the_called_function_name() -> None:
+    enc = load_encoding("o200k_base")
+    call = {"role": "assistant", "content": None, "tool_calls": [
+        {"id": "call_1", "type": "function", "function": {"name": "get_current_weather", "arguments": '{"location":"Paris"}'}}]}
+    result = {"role": "tool", "tool_call_id": "call_1", "content": "sunny"}
+    base = {"model": "gpt-4o", "messages": CB_TOOL_MESSAGES, "tools": CB_TOOLS}
+    with_history = _n({**base, "messages": [*CB_TOOL_MESSAGES, call, result]})
+    name, args = len(enc.encode("get_current_weather")), len(enc.encode('{"location":"Paris"}'))
+    # assistant turn: wrapper 3 + role 1 + call 4 + name + args; result: wrapper 3 + name + 2 + content
+    assert with_history - _n(base) == (3 + 1 + 4 + name + args) + (3 + name + 2 + len(enc.encode("sunny")))
+
+
+def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
+    from ingest.tokens.render import parallel_call_text
+
+    calls = [{"function": {"name": "a", "arguments": '{"x": 1}'}}, {"function": {"name": "b", "arguments": "{}"}}]
+    assert parallel_call_text(calls) == ('multi_tool_use.parallel{"tool_uses":[{"recipient_name":"functions.a",'
+                                         '"parameters":{"x":1}},{"recipient_name":"functions.b","parameters":{}}]}')
+
+
+def test_responses_function_items_count_like_chat_history_minus_two() -> None:
+    tools = [{"type": "function", "name": "get_current_weather", "description": "Get the current weather in a given location",
+              "parameters": CB_TOOLS[0]["function"]["parameters"]}]
+    base = {"model": "gpt-4o", "input": [{"role": "user", "content": "What's the weather like in San Francisco?"}], "tools": tools}
+    items = [{"type": "function_call", "call_id": "c1", "name": "get_current_weather", "arguments": '{"location":"SF"}'},
+             {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]
+    chat_like = [{"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_current_weather",
+                                                                                 "arguments": '{"location":"SF"}'}}]},
+                 {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
+    delta_resp = _n({**base, "input": base["input"] + items}) - _n(base)
+    chat = {"model": "gpt-4o", "messages": base["input"], "tools": CB_TOOLS}
+    delta_chat = _n({**chat, "messages": chat["messages"] + chat_like}) - _n(chat)
+    assert delta_resp == delta_chat - 2
+
+
+def test_uncountable_responses_parts_are_flagged() -> None:
+    _, flags = count_request_input({"model": "gpt-5", "input": [{"type": "web_search_call", "id": "ws1"},
+                                                               {"role": "user", "content": "hi"}],
+                                    "tools": [{"type": "web_search"}]})
+    assert "input_web_search_call_not_counted" in flags and "builtin_tool_web_search_not_counted" in flags
+
+
+def test_outputs_include_refusals_function_calls_and_parallel_tool_calls() -> None:
+    from ingest.tokens import response_output_texts
+
+    resp = {"choices": [
+        {"message": {"role": "assistant", "content": None, "refusal": "I can't help with that."}},
+        {"message": {"role": "assistant", "content": None, "function_call": {"name": "f", "arguments": "{}"}}},
+        {"message": {"role": "assistant", "content": None, "tool_calls": [
+            {"function": {"name": "a", "arguments": "{}"}}, {"function": {"name": "b", "arguments": '{"x":1}'}}]}}]}
+    assert response_output_texts(resp) == ["I can't help with that.", "f{}", "a{}", 'b{"x":1}']
+    items = {"output": [{"type": "message", "content": [{"type": "refusal", "refusal": "No."}]},
+                        {"type": "function_call", "name": "g", "arguments": "{}"}]}
+    assert response_output_texts(items) == ["No.", "g{}"]
+
+
+def test_responses_output_counts_the_closing_token_and_reasoning_is_flagged() -> None:
+    from ingest.tokens import count_output
+
+    enc = load_encoding("o200k_base")
+    text = "The capital of France is Paris."
+    assert count_output([text], "gpt-4o", "chat.completions") == (len(enc.encode(text)), [])
+    assert count_output([text], "gpt-4o", "responses") == (len(enc.encode(text)) + 1, [])
+    assert count_output([text], "o3", "chat.completions")[1] == ["reasoning_tokens_not_counted"]
+
+
+def test_estimated_reasoning_outputs_carry_a_flag() -> None:
+    from ingest.formats.openai_bodies import EstimateRequest
+    from ingest.schema import Call
+    from ingest.tokens import fill_estimates
+
+    calls = []
+    for model, texts in (("o4-mini", ["Paris."]), ("gpt-4o", ["Paris."]), ("gpt-5", None)):
+        c = Call(call_id=model, ts=0)
+        c._estimate = EstimateRequest("chat.completions", model, {"model": model, "messages": CB_MESSAGES[-1:]}, texts)
+        calls.append(c)
+    assert fill_estimates(calls) == 3
+    flags = {c.call_id: (c.estimate_flags or "").split(",") for c in calls}
+    assert "reasoning_tokens_not_counted" in flags["o4-mini"] and "reasoning_tokens_not_counted" in flags["gpt-5"]
+    assert "reasoning_tokens_not_counted" not in flags["gpt-4o"]
+
+
+def test_generated_tool_calls_add_their_wrapper_and_are_flagged() -> None:
+    from ingest.tokens import count_output, response_tool_calls
+
+    resp = {"choices": [{"message": {"tool_calls": [{"function": {"name": "a", "arguments": "{}"}}],
+                                     "function_call": {"name": "f", "arguments": "{}"}}}],
+            "output": [{"type": "function_call", "name": "g", "arguments": "{}"}]}
+    assert response_tool_calls(resp) == 3
+    plain, _ = count_output(["a{}"], "gpt-4o")
+    n, flags = count_output(["a{}"], "gpt-4o", tool_calls=1)
+    assert n == plain + 7 and flags == ["tool_call_output_approx"]

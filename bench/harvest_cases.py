@@ -1,0 +1,100 @@
+"""Gather API-reported token counts from recorded HTTP cassettes in a public repository.
+
+Run by hand when refreshing tests/accuracy/cases.jsonl; the suite itself never touches the
+network or the mirror. Each case keeps the request body exactly as recorded, the count the
+API reported, and its source (repository, commit, file, interaction index).
+
+    python bench/harvest_cases.py /work/.mirror/pydantic+pydantic-ai/repo pydantic/pydantic-ai > cases.part.jsonl
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from typing import Any
+
+import yaml
+
+REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
+MAX_BODY = 30_000
+_UNCOUNTABLE = ("input_file", "file", "input_audio", "audio_url", "document")
+
+
+def git(repo: str, *args: str) -> str:
+    return subprocess.run(["git", "-C", repo, *args], capture_output=True, text=True, check=True).stdout
+
+
+def category(endpoint: str, model: str, req: dict[str, Any]) -> str | None:
+    text = json.dumps(req)
+    if any(f'"type": "{t}"' in text for t in _UNCOUNTABLE):
+        return None
+    if '"image_url"' in text or '"input_image"' in text:
+        if "data:image" not in text:
+            return None  # a remote image's size is not in the request
+        return "images"
+    if endpoint == "responses":
+        inp = req.get("input")
+        kinds = {i.get("type") or "message" for i in inp if isinstance(i, dict)} if isinstance(inp, list) else set()
+        tools = {t.get("type") for t in req.get("tools") or () if isinstance(t, dict)}
+        countable = not (kinds - {"message", "function_call", "function_call_output"} or tools - {"function"}
+                         or req.get("previous_response_id") or req.get("conversation"))
+        if not countable:
+            return "responses_builtin"  # web search results, MCP, stored turns, … are not in the request
+        fmt = (req.get("text") or {}).get("format")
+        return "structured" if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else "responses"
+    msgs = req.get("messages") or []
+    if any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")
+                                    or m.get("function_call")) for m in msgs):
+        return "tool_history"
+    rf = req.get("response_format")
+    if isinstance(rf, dict) and rf.get("type") == "json_schema":
+        return "structured"
+    if req.get("tools") or req.get("functions"):
+        return "tools"
+    if model.startswith(REASONING_PREFIXES):
+        return "reasoning"
+    return "plain"
+
+
+def harvest(repo: str, name: str) -> list[dict[str, Any]]:
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    paths = [p for p in git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
+             if "cassettes/" in p and p.endswith(".yaml")]
+    out = []
+    for path in paths:
+        try:
+            text = git(repo, "show", f"HEAD:{path}")
+        except subprocess.CalledProcessError:
+            continue
+        if "api.openai.com" not in text:
+            continue
+        try:
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError:
+            continue
+        for i, inter in enumerate((doc or {}).get("interactions") or ()):
+            req, resp = inter.get("request") or {}, inter.get("response") or {}
+            uri = str(req.get("uri", ""))
+            if not uri.startswith("https://api.openai.com/v1/") or (resp.get("status") or {}).get("code") != 200:
+                continue
+            endpoint = "chat.completions" if uri.endswith("/chat/completions") else \
+                "responses" if uri.endswith("/responses") else None
+            body, rbody = req.get("parsed_body"), resp.get("parsed_body")
+            if endpoint is None or not isinstance(body, dict) or not isinstance(rbody, dict) or body.get("stream"):
+                continue
+            usage = rbody.get("usage") or {}
+            n = usage.get("prompt_tokens") if endpoint == "chat.completions" else usage.get("input_tokens")
+            model = str(body.get("model", ""))
+            cat = category(endpoint, model, body)
+            if not isinstance(n, int) or cat is None or len(json.dumps(body)) > MAX_BODY:
+                continue
+            out.append({"id": f"{name}:{path.rsplit('/', 1)[-1]}#{i}", "category": cat, "endpoint": endpoint,
+                        "model": model, "served_model": rbody.get("model"), "request": body, "input_tokens": n,
+                        "source": f"github.com/{name}@{commit[:12]}:{path} interaction {i}"})
+    return out
+
+
+if __name__ == "__main__":
+    for case in harvest(sys.argv[1], sys.argv[2]):
+        print(json.dumps(case, sort_keys=True))

@@ -1,0 +1,151 @@
+"""The memoized batch counter, and the two entry points the pipeline and the CLI use."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any
+
+from ..schema import Call
+from .models import encoding_for_model, is_reasoning_model
+from .render import Plan, plan_input, plan_output_texts
+from .vocab import get_encoding
+
+
+class TokenCounter:
+    """Counts plans in batches; a bounded LRU memo keyed by a content hash skips repeated texts."""
+
+    MEMO_MIN_CHARS = 256  # shorter texts (roles, names, short turns) are keyed by the text itself: no hashing
+    SHORT_MEMO_SIZE = 50_000  # bounded: at most ~13 MB of keys
+
+    def __init__(self, memo_size: int = 100_000) -> None:
+        self.memo: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self.short_memo: dict[tuple[str, str], int] = {}
+        self.memo_size = memo_size
+        self.hits = 0
+        self.misses = 0
+        self.encoded_chars = 0
+
+    def count_texts(self, encoding: str, texts: list[str]) -> list[int]:
+        """Token counts of `texts`; each distinct text is encoded once (memo, and within the batch).
+
+        Encoded one by one: tiktoken's `encode_ordinary_batch` hands every text to a thread pool,
+        which costs more than encoding the short texts logs are made of.
+        """
+        enc = get_encoding(encoding)
+        out = [0] * len(texts)
+        pending: dict[tuple[str, Any], list[int]] = {}
+        for i, t in enumerate(texts):
+            short = len(t) < self.MEMO_MIN_CHARS
+            key = (encoding, t if short else hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+            hit = self.short_memo.get(key) if short else self.memo.get(key)  # type: ignore[arg-type]
+            if hit is not None:
+                if not short:
+                    self.memo.move_to_end(key)  # type: ignore[arg-type]
+                out[i] = hit
+                self.hits += 1
+            elif key in pending:
+                pending[key].append(i)
+                self.hits += 1
+            else:
+                pending[key] = [i]
+        encode = enc.encode_ordinary
+        for key, idxs in pending.items():
+            text = texts[idxs[0]]
+            n = len(encode(text))
+            self.misses += 1
+            self.encoded_chars += len(text)
+            for i in idxs:
+                out[i] = n
+            if isinstance(key[1], str):
+                if len(self.short_memo) < self.SHORT_MEMO_SIZE:
+                    self.short_memo[key] = n  # type: ignore[index]
+            else:
+                self.memo[key] = n  # type: ignore[index]
+                if len(self.memo) > self.memo_size:
+                    self.memo.popitem(last=False)
+        return out
+
+    def count_plans(self, encoding: str, plans: list[Plan]) -> list[int]:
+        flat: list[str] = []
+        for p in plans:
+            flat.extend(p.texts)
+        counts = self.count_texts(encoding, flat)
+        totals = []
+        i = 0
+        for p in plans:
+            n = len(p.texts)
+            totals.append(p.fixed + sum(counts[i : i + n]))
+            i += n
+        return totals
+
+
+_default_counter = TokenCounter()
+
+
+def count_request_input(request: dict[str, Any], model: str | None = None, endpoint: str | None = None,
+                        counter: TokenCounter | None = None) -> tuple[int, list[str]]:
+    """Estimated input tokens of one request body (what `tokentrail tokens count` prints)."""
+    from ..formats.openai_bodies import request_endpoint
+
+    model = model or request.get("model")
+    enc_name, flags = encoding_for_model(model)
+    plan = plan_input(endpoint or request_endpoint(request), request, model, enc_name)
+    (n,) = (counter or _default_counter).count_plans(enc_name, [plan])
+    return n, sorted(set(flags + plan.flags))
+
+
+def count_output(texts: list[str], model: str | None, endpoint: str = "chat.completions",
+                 counter: TokenCounter | None = None, tool_calls: int = 0) -> tuple[int, list[str]]:
+    """Estimated output tokens of generated texts (see `render.response_output_texts`, `response_tool_calls`)."""
+    enc_name, flags = encoding_for_model(model)
+    plan = plan_output_texts(texts, endpoint, model, tool_calls)
+    (n,) = (counter or _default_counter).count_plans(enc_name, [plan])
+    return n, sorted(set(flags + plan.flags))
+
+
+def fill_estimates(calls: Iterable[Call], counter: TokenCounter | None = None) -> int:
+    """Fill missing token counts of calls that carry an `_estimate` hand-off; returns how many.
+
+    An estimated output of a reasoning model is flagged `reasoning_tokens_not_counted`: the
+    hidden reasoning it was billed for is in no log line.
+    """
+    from ..formats.openai_bodies import EstimateRequest
+
+    counter = counter or _default_counter
+    groups: dict[str, list[tuple[Call, Plan, Plan | None, list[str]]]] = {}
+    for call in calls:
+        est = call._estimate
+        if not isinstance(est, EstimateRequest):
+            continue
+        enc_name, flags = encoding_for_model(est.model)
+        inp = plan_input(est.endpoint, est.request, est.model, enc_name) if call.input_tokens is None else None
+        out: Plan | None = None
+        if call.output_tokens is None and est.output_texts is not None:
+            out = plan_output_texts(est.output_texts, est.endpoint, est.model, getattr(est, "output_tool_calls", 0))
+        elif call.output_tokens is None and is_reasoning_model(est.model):
+            flags = flags + ["reasoning_tokens_not_counted"]
+        groups.setdefault(enc_name, []).append((call, inp or Plan(), out, flags + est.flags))
+    n = 0
+    for enc_name, items in groups.items():
+        in_counts = counter.count_plans(enc_name, [i[1] for i in items])
+        out_plans = [i[2] for i in items if i[2] is not None]
+        out_counts = iter(counter.count_plans(enc_name, out_plans))
+        for (call, inp, out, flags), n_in in zip(items, in_counts, strict=True):
+            if call.input_tokens is None and "no_request" not in inp.flags:
+                call.input_tokens = n_in
+            if out is not None:
+                call.output_tokens = next(out_counts)
+            all_flags = sorted(set(flags + inp.flags + (out.flags if out else [])))
+            if call.output_tokens is None:
+                all_flags.append("output_unknown")
+            if call.input_tokens is None:
+                all_flags.append("input_unknown")
+            call.total_tokens = (call.input_tokens or 0) + (call.output_tokens or 0)
+            existing = call.estimate_flags.split(",") if call.estimate_flags else []
+            merged = sorted(set(existing + all_flags))
+            call.estimate_flags = ",".join(merged) if merged else None
+            call._estimate = None
+            n += 1
+    return n

@@ -1,0 +1,88 @@
+"""Model name -> vocabulary, and the message framing each model family puts around a prompt.
+
+The framing numbers are the tokens the API adds that no request field spells out: the
+`<|im_start|>role<|im_sep|>…<|im_end|>` wrapper of each message, the primed assistant reply,
+and the tool preamble (`# Tools` / `## functions` around the TypeScript namespace). They were
+measured against API-reported counts (see tests/accuracy/cases.jsonl, each case with its source).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+_O200K_PREFIXES = ("gpt-5", "gpt-4.1", "gpt-4.5", "gpt-4o", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss", "codex",
+                   "computer-use", "gpt-realtime", "gpt-audio", "gpt-6", "gpt-image", "chatgpt-")
+_CL100K_PREFIXES = ("gpt-4", "gpt-3.5", "gpt-35", "text-embedding", "davinci-002", "babbage-002")
+_OLD_PREFIXES = ("text-davinci", "text-curie", "text-babbage", "text-ada", "code-", "davinci", "curie", "babbage", "ada")
+_REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5", "codex", "gpt-oss", "computer-use")
+_NOT_REASONING = ("gpt-5-chat", "gpt-5.1-chat", "gpt-5.2-chat", "gpt-5.3-chat")
+
+
+def base_model(model: str) -> str:
+    """`ft:gpt-4o-mini-2024-07-18:org::id` -> `gpt-4o-mini-2024-07-18`; `openai/gpt-4o` -> `gpt-4o`."""
+    m = model.strip().lower()
+    if m.startswith("ft:"):
+        m = m[3:].split(":", 1)[0]
+    if "/" in m:
+        m = m.rsplit("/", 1)[1]
+    return m
+
+
+def encoding_for_model(model: str | None) -> tuple[str, list[str]]:
+    """(encoding name, flags). Unknown models fall back to o200k_base and are flagged."""
+    if not model:
+        return "o200k_base", ["unknown_model"]
+    m = base_model(model)
+    if m.startswith(_O200K_PREFIXES):
+        return "o200k_base", []
+    if m.startswith(_CL100K_PREFIXES):
+        return "cl100k_base", []
+    if m.startswith(_OLD_PREFIXES):
+        return "cl100k_base", ["legacy_encoding_approximated"]
+    return "o200k_base", ["unknown_model"]
+
+
+def is_reasoning_model(model: str | None) -> bool:
+    """o-series and gpt-5 reasoning models: their output carries hidden reasoning tokens."""
+    m = base_model(model or "")
+    return m.startswith(_REASONING_PREFIXES) and not m.startswith(_NOT_REASONING)
+
+
+@dataclass(frozen=True, slots=True)
+class Framing:
+    """Tokens a model family adds around the request's own text."""
+
+    per_message: int = 3  # <|im_start|>, <|im_sep|> (or <|message|>), <|im_end|>
+    per_name: int = 1
+    reply: int = 3  # <|im_start|>assistant<|im_sep|> priming the reply
+    tools_preamble: int = 9  # "# Tools\n\n## functions\n\n" and its message wrapper
+    tools_in_system: int = -4  # when a system message exists the tools join it (no wrapper of their own)
+    tool_call: int = 4  # per assistant tool call ("functions." + name + "\n" wrapper)
+    tool_calls_message: int = 0  # per assistant message that carries tool calls
+    tool_result: int = 2  # per tool message, beyond the message wrapper, the function's name and the content
+    parallel_wrapper: bool = True  # several calls in one turn are rendered as one multi_tool_use.parallel call
+    parallel_call: int = -2
+    reasoning: bool = False
+    developer_preamble: int = 0  # o-series/gpt-5 with tools: the platform's own developer/system text
+    responses_tools: int = 3  # Responses API: the tool preamble (no system merge, no platform developer text)
+    responses_tools_with_instructions: int = 3
+    responses_tool_result: int = -2  # Responses function_call_output items cost 2 less than chat tool messages
+    choice_none: int = 1  # tool_choice "none"
+    choice_named: int = 7  # tool_choice naming a function, plus the name's tokens
+    undescribed_property: int = 0  # gpt-4o/4.1: a top-level parameter without a description costs one token less
+
+
+CLASSIC = Framing()
+O200K_CLASSIC = Framing(undescribed_property=-1)
+CL100K_0301 = Framing(per_message=4, per_name=-1)
+REASONING = Framing(reply=2, reasoning=True, developer_preamble=81, tool_result=8, responses_tools=8,
+                    responses_tools_with_instructions=22, choice_none=0, choice_named=-3)
+
+
+def framing_for(model: str | None) -> Framing:
+    m = base_model(model or "")
+    if m.startswith("gpt-3.5-turbo-0301"):
+        return CL100K_0301
+    if is_reasoning_model(m):
+        return REASONING
+    return O200K_CLASSIC if encoding_for_model(m)[0] == "o200k_base" else CLASSIC

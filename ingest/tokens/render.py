@@ -1,0 +1,359 @@
+"""Request and response bodies -> counting plans: the texts the model sees plus fixed overheads.
+
+A plan is what the API renders, not the JSON that was sent: each message wrapped in its
+framing, tool definitions as a TypeScript namespace, assistant tool calls and tool results
+in history, a json_schema response format, images by their tiles. Parts that cannot be
+counted exactly (audio, files, built-in tools, remote images of unknown size) add a flag.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgspec
+
+from ..images import image_tokens
+from .functions import function_defs, render_namespace
+from .models import Framing, framing_for, is_reasoning_model
+
+_SYSTEM_ROLES = ("system", "developer")
+
+
+@dataclass(slots=True)
+class Plan:
+    """Texts to encode plus a fixed number of tokens that need no encoding (overheads, images)."""
+
+    texts: list[str] = field(default_factory=list)
+    fixed: int = 0
+    flags: list[str] = field(default_factory=list)
+
+    def add(self, value: Any) -> None:
+        if isinstance(value, str):
+            if value:
+                self.texts.append(value)
+        elif value is not None:
+            self.texts.append(msgspec.json.encode(value).decode())
+
+
+
+def _as_dict(value: Any, default: Any) -> dict[str, Any]:
+    """`value` when it is a mapping, else `default` (keeps JSON walking total and typed)."""
+    return value if isinstance(value, dict) else default
+
+def _json_text(value: Any) -> str:
+    return value if isinstance(value, str) else msgspec.json.encode(value).decode()
+
+
+def _content_parts(plan: Plan, content: Any, model: str | None, suffix: str = "") -> None:
+    if isinstance(content, str) or content is None:
+        plan.add((content or "") + suffix)
+        return
+    if not isinstance(content, list):
+        plan.add(content)
+        return
+    for part in content:
+        if not isinstance(part, dict):
+            plan.add(part)
+            continue
+        ptype = part.get("type")
+        if ptype in ("text", "input_text", "output_text", "refusal") or (ptype is None and "text" in part):
+            plan.add(part.get("text") if ptype != "refusal" else part.get("refusal"))
+        elif ptype in ("image_url", "input_image"):
+            img = part.get("image_url")
+            url = img.get("url") if isinstance(img, dict) else img
+            detail = (img.get("detail") if isinstance(img, dict) else None) or part.get("detail") or "auto"
+            tokens, flags = image_tokens(url if isinstance(url, str) else None, str(detail), model)
+            plan.fixed += tokens
+            plan.flags.extend(flags)
+        elif ptype in ("input_audio", "input_file", "file", "audio"):
+            plan.flags.append(f"{ptype}_not_counted")
+        else:
+            plan.add(part.get("text"))
+    plan.add(suffix)
+
+
+def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framing, pad_system: bool) -> None:
+    """Each message: its wrapper, role, name, content, tool calls; `pad_system` adds the newline
+    that separates the first system message from the tool preamble appended to it."""
+    call_names: dict[str, str] = {}
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue
+        role = msg.get("role")
+        plan.fixed += fr.per_message
+        if role == "tool":  # rendered under the called function's name, `functions.<name>`
+            plan.add(call_names.get(str(msg.get("tool_call_id")), ""))
+        else:
+            plan.add(role if isinstance(role, str) else None)
+        suffix = ""
+        if pad_system and role in _SYSTEM_ROLES:
+            suffix, pad_system = "\n", False
+        _content_parts(plan, msg.get("content"), model, suffix)
+        if isinstance(msg.get("name"), str):
+            plan.add(msg["name"])
+            plan.fixed += fr.per_name
+        if role == "function":
+            plan.fixed -= 2  # the function's name replaces the role
+        elif role == "tool":
+            plan.fixed += fr.tool_result + (fr.responses_tool_result if msg.get("_responses") else 0)
+        if isinstance(msg.get("refusal"), str) and role == "assistant" and not msg.get("content"):
+            plan.add(msg["refusal"])
+        calls = [tc for tc in msg.get("tool_calls") or () if isinstance(tc, dict) and isinstance(tc.get("function"), dict)]
+        if calls:
+            plan.fixed += fr.tool_calls_message
+            for tc in calls:
+                call_names[str(tc.get("id"))] = str(tc["function"].get("name") or "")
+            if len(calls) == 1 or not fr.parallel_wrapper:
+                for tc in calls:
+                    plan.fixed += fr.tool_call
+                    plan.add(tc["function"].get("name"))
+                    plan.add(tc["function"].get("arguments"))
+            else:  # parallel calls reach the model as one call of `multi_tool_use.parallel`
+                plan.fixed += fr.tool_call + fr.parallel_call
+                plan.add(parallel_call_text(calls))
+        fc = msg.get("function_call")
+        if isinstance(fc, dict):
+            plan.fixed += 3
+            plan.add(fc.get("name"))
+            plan.add(fc.get("arguments"))
+
+
+def parallel_call_text(calls: list[dict[str, Any]]) -> str:
+    """The `multi_tool_use.parallel` call that stands for several tool calls in one assistant turn."""
+    uses = []
+    for tc in calls:
+        fn = tc["function"]
+        args = fn.get("arguments")
+        try:
+            params = msgspec.json.decode(args) if isinstance(args, str) else args
+        except msgspec.DecodeError:
+            params = args
+        uses.append({"recipient_name": f"functions.{fn.get('name')}", "parameters": params})
+    return "multi_tool_use.parallel" + msgspec.json.encode({"tool_uses": uses}).decode()
+
+
+def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses: bool = False) -> bool:
+    """Function tools as the namespace text plus the preamble; built-in tools are flagged."""
+    fns, builtin = function_defs(tools)
+    for b in builtin:
+        plan.flags.append(f"builtin_tool_{b}_not_counted")
+    if not fns:
+        return False
+    undescribed = [0]
+    plan.add(render_namespace(fns, undescribed))
+    plan.fixed += fr.undescribed_property * undescribed[0]
+    if responses:
+        plan.fixed += fr.responses_tools_with_instructions if has_system else fr.responses_tools
+    else:
+        plan.fixed += fr.tools_preamble + fr.developer_preamble + (fr.tools_in_system if has_system else 0)
+    return True
+
+
+def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None:
+    """`none` costs a token (classic models); a named function its name plus a wrapper; `auto` nothing."""
+    if choice == "none":
+        plan.fixed += fr.choice_none
+    elif choice == "required":
+        plan.flags.append("tool_choice_required_approx")
+    elif isinstance(choice, dict):
+        fn = _as_dict(choice.get("function"), choice)
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if isinstance(name, str):
+            plan.fixed += 4 if legacy else fr.choice_named
+            plan.add(name)
+
+
+def _without(value: Any, key: str) -> Any:
+    """A JSON value with `key` dropped from every object (strict schemas imply `additionalProperties: false`)."""
+    if isinstance(value, dict):
+        return {k: _without(v, key) for k, v in value.items() if k != key}
+    if isinstance(value, list):
+        return [_without(v, key) for v in value]
+    return value
+
+
+def plan_response_format(plan: Plan, fmt: Any) -> None:
+    """A json_schema response format is shown to the model as schema text: counted as its compact JSON
+    without `additionalProperties` (exact on simple schemas, over on unions), flagged."""
+    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+        spec = _as_dict(fmt.get("json_schema"), fmt)
+        plan.add(_without(spec.get("schema"), "additionalProperties"))
+        plan.add(spec.get("name"))
+        plan.flags.append("response_format_approx")
+
+
+def _has_tool_history(messages: list[Any]) -> bool:
+    return any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")) for m in messages)
+
+
+def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
+    fr = framing_for(model)
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        plan.flags.append("messages_not_a_list")
+        return
+    tools = request.get("tools") if request.get("tools") else request.get("functions")
+    fns, _ = function_defs(tools)
+    has_system = any(isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES for m in messages)
+    plan_messages(plan, messages, model, fr, pad_system=bool(fns))
+    plan.fixed += fr.reply
+    plan_tools(plan, tools, fr, has_system)
+    if fns:
+        legacy = not request.get("tools")
+        plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
+    plan_response_format(plan, request.get("response_format"))
+    if isinstance(request.get("web_search_options"), dict):
+        plan.flags.append("web_search_not_counted")
+
+
+def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dict[str, Any]]:
+    """Responses `instructions` and `input` items as chat messages (tool calls, outputs, reasoning)."""
+    items: list[dict[str, Any]] = []
+    for key in ("previous_response_id", "conversation"):
+        if request.get(key):
+            plan.flags.append(f"{key}_not_counted")  # earlier turns are stored server-side, not in the request
+    if isinstance(request.get("instructions"), str) and request["instructions"]:
+        items.append({"role": "developer", "content": request["instructions"]})
+    inp = request.get("input")
+    if isinstance(inp, str):
+        items.append({"role": "user", "content": inp})
+    elif isinstance(inp, list):
+        for item in inp:
+            if not isinstance(item, dict):
+                continue
+            itype = item.get("type")
+            if itype == "function_call":
+                call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+                if items and items[-1].get("role") == "assistant" and items[-1].get("tool_calls") is not None \
+                        and not items[-1].get("content"):
+                    items[-1]["tool_calls"].append(call)
+                else:
+                    items.append({"role": "assistant", "tool_calls": [call]})
+            elif itype == "function_call_output":
+                items.append({"role": "tool", "content": _json_text(item.get("output")), "tool_call_id": item.get("call_id"),
+                              "_responses": True})
+            elif itype == "reasoning":
+                plan.flags.append("reasoning_items_not_counted")
+            elif itype in ("message", None):
+                items.append({"role": item.get("role", "user"), "content": item.get("content")})
+            else:
+                plan.flags.append(f"input_{itype}_not_counted")
+    return items
+
+
+def plan_responses(plan: Plan, request: dict[str, Any], model: str | None) -> None:
+    fr = framing_for(model)
+    messages = responses_items_as_messages(plan, request)
+    fns, _ = function_defs(request.get("tools"))
+    plan_messages(plan, messages, model, fr, pad_system=bool(fns))
+    plan.fixed += fr.reply
+    plan_tools(plan, request.get("tools"), fr, bool(request.get("instructions")), responses=True)
+    if fns:
+        plan_tool_choice(plan, request.get("tool_choice"), False, fr)
+    text = request.get("text")
+    if isinstance(text, dict):
+        fmt = text.get("format")
+        if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+            plan_response_format(plan, {"type": "json_schema", "json_schema": fmt})
+
+
+def _token_arrays_or_texts(value: Any, plan: Plan) -> None:
+    """A string, a list of strings, one token array, or a list of token arrays (counted as given)."""
+    if isinstance(value, str):
+        plan.add(value)
+    elif isinstance(value, list):
+        if value and all(isinstance(v, int) for v in value):
+            plan.fixed += len(value)
+            return
+        for v in value:
+            if isinstance(v, str):
+                plan.add(v)
+            elif isinstance(v, list):
+                plan.fixed += len(v)
+
+
+def plan_input(endpoint: str, request: dict[str, Any] | None, model: str | None, encoding: str = "") -> Plan:
+    """The input plan of one request body (`encoding` is accepted for callers of the old API)."""
+    plan = Plan()
+    if request is None:
+        plan.flags.append("no_request")
+        return plan
+    if endpoint in ("chat.completions", "batch.chat.completions"):
+        plan_chat(plan, request, model)
+    elif endpoint in ("responses", "batch.responses"):
+        plan_responses(plan, request, model)
+    elif endpoint in ("embeddings", "batch.embeddings"):
+        _token_arrays_or_texts(request.get("input"), plan)
+    elif endpoint in ("completions", "batch.completions"):
+        _token_arrays_or_texts(request.get("prompt"), plan)
+    else:
+        plan.flags.append(f"endpoint_{endpoint}_not_counted")
+    return plan
+
+
+# -- outputs -----------------------------------------------------------------------------------
+
+RESPONSES_OUTPUT_END = 1  # a Responses output counts the token that ends the message
+TOOL_CALL_OUTPUT = 7  # a generated tool call's wrapper beyond its name and arguments (most common, 31/87 cases)
+
+
+def plan_output_texts(texts: list[str], endpoint: str, model: str | None, tool_calls: int = 0) -> Plan:
+    """Generated text (content, refusals, tool-call names and arguments) -> output plan.
+
+    `tool_calls` is how many of the texts are tool calls (`response_tool_calls`); each adds its
+    wrapper. Measured on pydantic-ai's cassettes the wrapper varies (7 to 16 tokens), so tool-call
+    outputs are flagged."""
+    plan = Plan()
+    for t in texts:
+        plan.add(t)
+    if endpoint in ("responses", "batch.responses") and texts:
+        plan.fixed += RESPONSES_OUTPUT_END
+    if tool_calls:
+        plan.fixed += TOOL_CALL_OUTPUT * tool_calls
+        plan.flags.append("tool_call_output_approx")
+    if is_reasoning_model(model):
+        plan.flags.append("reasoning_tokens_not_counted")
+    return plan
+
+
+def response_output_texts(resp: dict[str, Any]) -> list[str]:
+    """Everything a non-streamed response generated: content, refusals, tool calls (parallel ones
+    too), legacy `function_call`, and Responses output items (messages, function calls, refusals)."""
+    out: list[str] = []
+    for ch in resp.get("choices") or ():
+        if not isinstance(ch, dict):
+            continue
+        msg = _as_dict(ch.get("message"), {})
+        for key in ("content", "refusal"):
+            if isinstance(msg.get(key), str):
+                out.append(msg[key])
+        for tc in msg.get("tool_calls") or ():
+            fn = _as_dict(tc.get("function") if isinstance(tc, dict) else None, {})
+            out.append(str(fn.get("name", "")) + str(fn.get("arguments", "")))
+        fc = msg.get("function_call")
+        if isinstance(fc, dict):
+            out.append(str(fc.get("name", "")) + str(fc.get("arguments", "")))
+        if isinstance(ch.get("text"), str):
+            out.append(ch["text"])
+    for item in resp.get("output") or ():
+        if not isinstance(item, dict):
+            continue
+        for part in item.get("content") or ():
+            if isinstance(part, dict):
+                text = part.get("text") if isinstance(part.get("text"), str) else part.get("refusal")
+                if isinstance(text, str):
+                    out.append(text)
+        if item.get("type") == "function_call":
+            out.append(str(item.get("name", "")) + str(item.get("arguments", "")))
+    return out
+
+
+def response_tool_calls(resp: dict[str, Any]) -> int:
+    """How many tool calls (incl. legacy `function_call`) a response generated."""
+    n = 0
+    for ch in resp.get("choices") or ():
+        msg = _as_dict(ch.get("message") if isinstance(ch, dict) else None, {})
+        n += len(msg.get("tool_calls") or ()) + isinstance(msg.get("function_call"), dict)
+    n += sum(1 for item in resp.get("output") or () if isinstance(item, dict) and item.get("type") == "function_call")
+    return n

@@ -1,0 +1,63 @@
+"""Input-token estimates against counts the API reported, gathered from public sources.
+
+tests/accuracy/cases.jsonl holds each request body as it was sent, the `usage.prompt_tokens`
+(Chat) or `usage.input_tokens` (Responses) the API answered, and where it was published:
+OpenAI's cookbook, hmarr/openai-chat-tokens and pamelafox/openai-messages-token-helper
+(counts checked against the API by their own scripts), and recorded HTTP cassettes of
+pydantic/pydantic-ai. `bench/accuracy.py` prints the same rates next to LiteLLM and tokencost.
+
+The floors below are the exact-match counts reached when they were written; a change to the
+renderer that loses an exact case fails here. `responses_builtin` (web search results, code
+interpreter, MCP, tool search, compaction, encrypted reasoning) cannot be counted from the
+request and is only required to be flagged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from ingest.tokens import count_request_input
+
+CASES = [json.loads(line) for line in (Path(__file__).parent / "accuracy" / "cases.jsonl").read_text().splitlines()]
+FLOORS = {"plain": 57, "reasoning": 10, "images": 9, "tools": 59, "tool_history": 28, "structured": 3, "responses": 59}
+
+
+def _exact_by_category() -> tuple[Counter[str], Counter[str]]:
+    exact: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    for c in CASES:
+        n, _ = count_request_input(c["request"], model=c["model"], endpoint=c["endpoint"])
+        total[c["category"]] += 1
+        exact[c["category"]] += n == c["input_tokens"]
+    return exact, total
+
+
+def test_every_case_names_its_source_and_is_unique() -> None:
+    assert len(CASES) > 300
+    assert all(c["source"] and c["category"] and isinstance(c["input_tokens"], int) for c in CASES)
+    assert len({c["id"] for c in CASES}) == len(CASES)
+
+
+def test_exact_match_floors_per_category() -> None:
+    exact, total = _exact_by_category()
+    below = {cat: f"{exact[cat]}/{total[cat]} < {floor}" for cat, floor in FLOORS.items() if exact[cat] < floor}
+    assert not below, below
+
+
+@pytest.mark.parametrize("source", ["How_to_count_tokens_with_tiktoken", "hmarr/openai-chat-tokens"])
+def test_the_documented_references_are_all_exact(source: str) -> None:
+    """The cookbook's and hmarr's API-checked examples (plain, names, functions, function history)."""
+    misses = [c["id"] for c in CASES if source in c["source"]
+              and count_request_input(c["request"], model=c["model"], endpoint=c["endpoint"])[0] != c["input_tokens"]]
+    assert misses == []
+
+
+def test_uncountable_responses_items_are_flagged() -> None:
+    for c in CASES:
+        if c["category"] == "responses_builtin":
+            _, flags = count_request_input(c["request"], model=c["model"], endpoint=c["endpoint"])
+            assert any(f.endswith("not_counted") for f in flags), c["id"]
