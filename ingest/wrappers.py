@@ -32,7 +32,7 @@ from .formats.otel import RESOURCE_KEYS, attr_value, attributes
 from .schema import Call
 
 _CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (stdout|stderr) ([PF])(?: (.*))?$", re.DOTALL)
-_CW_EXPORT = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (\{.*)$", re.DOTALL)
+_CW_EXPORT = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (.*)$", re.DOTALL)
 MAX_JOINED = 64 << 20  # a split line longer than this is given up on (quarantined), never held whole
 
 
@@ -88,10 +88,8 @@ class Unwrapper:
         if m is not None:
             env = Envelope("cri", _ts_or_none(m.group(1).decode()), metadata={"stream": m.group(2).decode()})
             return self._piece("cri", m.group(4) or b"", m.group(3) == b"P", offset, env, decode)
-        if self._partial is not None:
-            # a split line's continuation never came: give the pieces up as one line of their own
-            held = self.flush(decode)
-            return held + (self.feed(data, offset, decode) or [])
+        if self._partial is not None and not data.startswith(b"{"):
+            return self.flush(decode) + (self.feed(data, offset, decode) or [])
         m = _CW_EXPORT.match(data)
         if m is not None:
             env = Envelope("cloudwatch-export", _ts_or_none(m.group(1).decode()))
@@ -104,8 +102,12 @@ class Unwrapper:
             return [Inner(offset, data, error=f"invalid JSON: {exc}")] if decode else [Inner(offset, data)]
         if not isinstance(record, dict):
             return [Inner(offset, data, record, decoded=True)] if decode else [Inner(offset, data)]
-        out = self._unwrap_record(record, data, offset, decode)
-        if out is None:  # not wrapped
+        is_docker = isinstance(record.get("log"), str) and "stream" in record and "time" in record
+        if self._partial is not None and not is_docker:
+            # a split line's continuation never came: the pieces are given up as one line of their own
+            return self.flush(decode) + (self.feed(data, offset, decode) or [])
+        wrapped, out = self._unwrap_record(record, data, offset, decode)
+        if not wrapped:
             return [Inner(offset, data, record, decoded=True)] if decode else [Inner(offset, data)]
         return out
 
@@ -118,27 +120,28 @@ class Unwrapper:
 
     # -- the wrappers -----------------------------------------------------------------------------
 
-    def _unwrap_record(self, r: dict[str, Any], data: bytes, offset: int, decode: bool) -> list[Inner] | None:
+    def _unwrap_record(self, r: dict[str, Any], data: bytes, offset: int, decode: bool) -> tuple[bool, list[Inner] | None]:
+        """(whether `r` is a wrapper, the records it carries or None while a split line is held)."""
         if isinstance(r.get("log"), str) and "stream" in r and "time" in r:
             env = Envelope("docker", _ts_or_none(r["time"]), metadata=_str_map({"stream": r.get("stream")}))
             if isinstance(r.get("attrs"), dict):  # --log-opt labels=/env=/tag=
                 env.metadata.update(_str_map(r["attrs"]))
             text = r["log"].encode()
             partial = not text.endswith(b"\n")
-            return self._piece("docker", text.rstrip(b"\r\n") if not partial else text, partial, offset, env, decode)
+            return True, self._piece("docker", text.rstrip(b"\r\n") if not partial else text, partial, offset, env, decode)
         if "MESSAGE" in r and ("__REALTIME_TIMESTAMP" in r or "__CURSOR" in r):
-            return [self._payload(_journal_message(r["MESSAGE"]), offset, _journald_envelope(r), decode)]
+            return True, [self._payload(_journal_message(r["MESSAGE"]), offset, _journald_envelope(r), decode)]
         if "logName" in r or ("insertId" in r and ("jsonPayload" in r or "textPayload" in r)):
-            return [self._gcp(r, offset, decode)]
+            return True, [self._gcp(r, offset, decode)]
         if r.get("messageType") == "DATA_MESSAGE" and isinstance(r.get("logEvents"), list):
             base = {"log_group": r.get("logGroup"), "log_stream": r.get("logStream")}
-            return [self._cw_event(ev, base, offset, decode) for ev in r["logEvents"] if isinstance(ev, dict)]
+            return True, [self._cw_event(ev, base, offset, decode) for ev in r["logEvents"] if isinstance(ev, dict)]
         if isinstance(r.get("message"), str) and isinstance(r.get("timestamp"), int) and (
                 "ingestionTime" in r or "eventId" in r or "logStreamName" in r):
-            return [self._cw_event(r, {"log_stream": r.get("logStreamName")}, offset, decode)]
+            return True, [self._cw_event(r, {"log_stream": r.get("logStreamName")}, offset, decode)]
         if isinstance(r.get("resourceLogs"), list):
-            return self._otlp(r["resourceLogs"], offset, decode)
-        return None
+            return True, self._otlp(r["resourceLogs"], offset, decode)
+        return False, None
 
     def _piece(self, wrapper: str, text: bytes, partial: bool, offset: int, env: Envelope,
                decode: bool) -> list[Inner] | None:

@@ -27,7 +27,7 @@ MAX_JSON_STRINGS = 32  # JSON-encoded strings decoded per line
 # Names (lower-cased, without `_`, `-`, `@`) of the last key, or of `parent.key`, per field.
 FIELD_NAMES: dict[str, frozenset[str]] = {
     "timestamp": frozenset({
-        "timestamp", "time", "ts", "datetime", "asctime", "loggedat", "eventtime", "timegenerated",
+        "timestamp", "time", "ts", "t", "datetime", "asctime", "loggedat", "eventtime", "timegenerated",
         "timeunixnano", "realtimetimestamp", "logtime"}),
     "user": frozenset({
         "user", "userid", "enduser", "enduserid", "user.id", "enduser.id", "usr.id", "user.name",
@@ -119,6 +119,8 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                         continue
                     child = _path(path, k)
                     nk = norm(k)
+                    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str) and not v[0].startswith(("{", "[")):
+                        v, child = v[0], child + ".0"  # Go's http.Header: every header value is a list of strings
                     if found.response is None and is_stream(v):  # chunk list or SSE transcript string
                         found.response, found.paths["response"] = v, child
                     elif isinstance(v, dict | list):
@@ -152,16 +154,31 @@ def _maybe_json(value: str, decoded_so_far: int) -> Any:
     return embedded_json(value)
 
 
+def _har_keys(obj: dict[str, Any]) -> tuple[str, str] | None:
+    """The name and value keys of a HAR-style pair: {name, value} (HAR, OTLP-ish) or {Name, Value} (.NET)."""
+    if len(obj) > 3:
+        return None
+    for n, v in (("name", "value"), ("Name", "Value")):
+        if n in obj and v in obj and isinstance(obj[n], str):
+            return n, v
+    return None
+
+
 def _is_har(obj: dict[str, Any]) -> bool:
-    return "name" in obj and "value" in obj and len(obj) <= 3 and isinstance(obj.get("name"), str)
+    return _har_keys(obj) is not None
 
 
 def _har_to_dict(items: list[Any]) -> dict[str, Any]:
-    return {h["name"]: h.get("value") for h in items if isinstance(h, dict) and isinstance(h.get("name"), str)}
+    out: dict[str, Any] = {}
+    for h in items:
+        if isinstance(h, dict) and (k := _har_keys(h)) is not None:
+            out[h[k[0]]] = h[k[1]]
+    return out
 
 
 def _take(found: Found, pair: dict[str, Any], path: str, parent: str) -> None:
-    _leaf(found, norm(pair["name"]), parent, pair.get("value"), path + ".value")
+    n, v = _har_keys(pair) or ("name", "value")
+    _leaf(found, norm(pair[n]), parent, pair.get(v), f"{path}.{v}")
 
 
 def _leaf(found: Found, nk: str, parent: str, value: Any, path: str) -> None:

@@ -65,9 +65,16 @@ def _route_of(url: str | None) -> str | None:
     return path or None
 
 
+_HOST_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$|^\[([0-9A-Fa-f:.]+)\]:\d+$")
+
+
 def _first_ip(value: str | None) -> str | None:
-    """`X-Forwarded-For: client, proxy1, proxy2` -> the client."""
-    return value.split(",", 1)[0].strip() or None if value else None
+    """`X-Forwarded-For: client, proxy1` -> the client; Go's `RemoteAddr` `1.2.3.4:5678` -> `1.2.3.4`."""
+    if not value:
+        return None
+    ip = value.split(",", 1)[0].strip()
+    m = _HOST_PORT.match(ip)
+    return (m.group(1) or m.group(2)) if m else (ip or None)
 
 
 class OpenAIAppFormat(Format):
@@ -142,6 +149,8 @@ class OpenAIAppFormat(Format):
 
         def pick(name: str) -> Any:
             v = _first(record, p[name])
+            if isinstance(v, dict | list):  # e.g. ECS/slog `user: {id: …}`: not the value itself
+                v = None
             return v if v is not None else found.values.get(name)
 
         raw_ts = _first(record, p["timestamp"])
