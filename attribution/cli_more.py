@@ -33,63 +33,76 @@ def formats_list() -> None:
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_fail_cleanly
 def formats_detect(files: tuple[Path, ...]) -> None:
-    """Which format each file (or each file in a directory) is read as.
+    """Which format each file (or each file in a directory) is read as, and the wrapper around its lines.
 
     Example: tokentrail formats detect sample_logs/
     """
-    from ingest.formats import detect_lines
-    from ingest.sources import discover, open_binary
+    from ingest.formats.trial import detect_file
+    from ingest.sources import discover
 
     for path in discover(list(files)):
-        with open_binary(path) as fh:
-            lines = [line for _, line in zip(range(50), fh, strict=False)]
-        fmt, n = detect_lines(lines)
-        click.echo(f"{path}\t{fmt.name if fmt else 'unknown'}\t({n} of {len(lines)} sampled lines matched)")
+        d, wrapper = detect_file(path)
+        name = d.format.name if d.format else ("not a log" if d.sampled and not d.readable else "unknown")
+        inside = f"\tinside {wrapper}" if wrapper else ""
+        click.echo(f"{path}\t{name}\t({d.matched} of {d.sampled} sampled records matched){inside}")
 
 
 @formats.command("test")
 @click.argument("profile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("logfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--lines", "n", default=5, show_default=True, help="How many lines to show.")
+@click.option("--lines", "n", default=5, show_default=True, help="How many records to show.")
 @_fail_cleanly
 def formats_test(profile: Path, logfile: Path, n: int) -> None:
-    """Show how the first lines of LOGFILE parse with a mapping PROFILE (nothing is written).
+    """Show how the first records of LOGFILE parse with a mapping PROFILE (nothing is written).
+
+    Container and cloud wrappers (Docker, CRI, journald, Cloud Logging, CloudWatch, OTLP) are taken
+    off first. Timestamps are shown in ISO 8601 (UTC); profile fields that matched nothing in the
+    first 200 records are listed at the end.
 
     Example: tokentrail formats test my-profile.yaml /var/log/app/calls.log
     """
-    import tempfile
+    from ingest.formats.trial import try_profile
 
-    from ingest.formats import ParseContext, decode_record, get_format
-    from ingest.keys import KeyHasher
-    from ingest.sources import identify, open_binary
+    trial = try_profile(profile, logfile, show=n)
+    for line in trial.lines:
+        if line.outcome == "call":
+            click.echo(f"record {line.index}: " + to_json(line.detail))
+        else:
+            click.echo(f"record {line.index}: {'would be quarantined' if line.outcome == 'quarantined' else 'skipped'}: "
+                       f"{line.reason}")
+    if trial.unmatched:
+        click.echo(f"fields that matched nothing in {trial.records} records: {', '.join(trial.unmatched)}")
+    else:
+        click.echo(f"every profile field matched in {trial.records} records")
 
-    fmt = get_format(f"profile:{profile}")
-    ident = identify(logfile)
-    ctx = ParseContext(str(logfile), ident.fp, KeyHasher(tempfile.gettempprefix().encode() * 4))
-    offset = 0
-    shown = 0
-    with open_binary(logfile) as fh:
-        for raw in fh:
-            if shown >= n:
-                break
-            ctx.offset = offset
-            offset += len(raw)
-            line = raw.strip()
-            if not line:
-                continue
-            shown += 1
-            try:
-                calls = fmt.parse(decode_record(line), ctx)
-            except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
-                click.echo(f"line at offset {ctx.offset}: would be quarantined: {exc}")
-                continue
-            if not calls:
-                click.echo(f"line at offset {ctx.offset}: skipped (not an API call under this profile)")
-            for c in calls:
-                shown_fields: dict[str, Any] = {k: getattr(c, k) for k in (
-                    "call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip",
-                    "status_code", "input_tokens", "output_tokens", "token_source", "metadata")}
-                click.echo(f"line at offset {ctx.offset}: " + to_json(shown_fields))
+
+@formats.command("suggest")
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the profile here (default: print it).")
+@click.option("--name", default=None, help="Profile name [default: the log file's stem].")
+@click.option("--lines", "n", default=200, show_default=True, help="How many lines to sample.")
+@_fail_cleanly
+def formats_suggest(logfile: Path, output: Path | None, name: str | None, n: int) -> None:
+    """Write a starter mapping profile from a sample of LOGFILE: where the key, user, route,
+    timestamp and bodies are, with candidate paths and example values (keys shown redacted).
+
+    Example: tokentrail formats suggest app.log -o app-profile.yaml && tokentrail formats test app-profile.yaml app.log
+    """
+    from ingest.formats.suggest import suggest
+    from ingest.formats.trial import read_sample
+
+    records, _ = read_sample(logfile, n)
+    s = suggest(records)
+    if s.calls == 0:
+        raise click.ClickException(f"{logfile}: no OpenAI request or response body found in the first {n} lines; "
+                                   "a profile needs at least one call in the sample")
+    text = s.profile_yaml(name or logfile.stem)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output} ({s.calls} calls in {s.records} records sampled)", err=True)
 
 
 # -- watch and compact ---------------------------------------------------------------------------

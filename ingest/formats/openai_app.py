@@ -19,6 +19,7 @@ from .base import (
     as_float,
     as_int,
     as_str,
+    embedded_json,
     get_path,
     parse_ts,
     reduce_key,
@@ -126,6 +127,10 @@ class OpenAIAppFormat(Format):
     def _bodies(self, record: dict[str, Any]) -> tuple[dict | None, Any]:
         req = _first(record, self._paths["request"])
         resp = _first(record, self._paths["response"])
+        if isinstance(req, str):
+            req = embedded_json(req)  # a body logged as a JSON string
+        if isinstance(resp, str) and not is_stream(resp):
+            resp = embedded_json(resp)
         if not is_request_like(req):
             req = None
         if not (is_response(resp) or is_stream(resp)):
