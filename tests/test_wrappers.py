@@ -163,3 +163,14 @@ def test_final_line_without_newline_is_read_once_the_file_is_quiet(tmp_path: Pat
     os.utime(log, (old, old))
     quiet, rows = ingest_rows(cli, tmp_path / "wh2", log)
     assert set(rows) == {"chatcmpl-bunyan1", "chatcmpl-pino1"}
+
+
+def test_a_split_line_over_the_cap_is_given_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ingest.wrappers as w
+
+    monkeypatch.setattr(w, "MAX_JOINED", 100)
+    u = Unwrapper()
+    piece = b'{"log":"' + b"x" * 60 + b'","stream":"stdout","time":"2025-03-10T09:00:00Z"}'
+    assert u.feed(piece, 0) is None
+    out = u.feed(piece, 120)
+    assert out is not None and u.idle and out[0].error == "docker split line over 100 bytes"

@@ -55,7 +55,8 @@ class Suggestion:
 
 def _example(fname: str, value: Any) -> str:
     if fname == "api_key":
-        return display_id(strip_scheme(str(value)))  # never the key itself
+        key = strip_scheme(str(value))
+        return display_id(key) if key.startswith("sk-") else "azure-…" + key[-4:]  # never the key itself
     if fname in ("request", "response"):
         if isinstance(value, dict):
             return json.dumps({k: value[k] for k in ("model", "object", "id") if k in value})[:80]
