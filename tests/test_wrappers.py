@@ -174,3 +174,16 @@ def test_a_split_line_over_the_cap_is_given_up(monkeypatch: pytest.MonkeyPatch) 
     assert u.feed(piece, 0) is None
     out = u.feed(piece, 120)
     assert out is not None and u.idle and out[0].error == "docker split line over 100 bytes"
+
+
+def test_wrapper_time_is_the_call_time_when_the_record_has_none(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A request-only record without a timestamp: the wrapper's time, not the file's mtime."""
+    inner = {"route": "/x", "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}}
+    log = tmp_path / "c-json.log"
+    log.write_text(json.dumps({"log": json.dumps(inner) + "\n", "stream": "stdout",
+                               "time": "2025-03-10T09:30:00.250000001Z"}) + "\n")
+    r = cli("ingest", log, "--warehouse", tmp_path / "wh", "--json")
+    assert json.loads(r.output)["per_file"][0]["with_ts"] == 1
+    rows = run_sql(tmp_path / "wh", "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') AS ts, estimate_flags FROM calls").to_pylist()
+    assert rows[0]["ts"] == "2025-03-10T09:30:00.250000"
+    assert "ts_from_file_mtime" not in (rows[0]["estimate_flags"] or "")
