@@ -279,6 +279,9 @@ def apply_envelope(calls: list[Call], env: Envelope | None) -> None:
             call.ts = env.ts
             flags = [f for f in call.estimate_flags.split(",") if f != "ts_from_file_mtime"]
             call.estimate_flags = ",".join(flags) or None
+            est = call._estimate
+            if est is not None and "ts_from_file_mtime" in getattr(est, "flags", ()):
+                est.flags.remove("ts_from_file_mtime")  # type: ignore[attr-defined]
         f = env.fields
         if call.route is None and f.get("url"):
             from .formats.openai_app import _route_of
