@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from ..errors import RecordError
@@ -54,7 +55,12 @@ _NORM = re.compile(r"[_\-@\s]")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9]{32,100}")
 
 
+_BY_NAME: dict[str, str] = {n: f for f, names in FIELD_NAMES.items() for n in names}  # one lookup per leaf
+
+
+@lru_cache(maxsize=4096)
 def norm(name: str) -> str:
+    """`X-Request-Id` -> `xrequestid`, `@timestamp` -> `timestamp` (dots kept: `user.id`). Keys repeat: cached."""
     return _NORM.sub("", name.lower())
 
 
@@ -194,9 +200,8 @@ def _leaf(found: Found, nk: str, parent: str, value: Any, path: str) -> None:
         return
     if not isinstance(value, str | int | float):
         return
-    dotted = f"{parent}.{nk}" if parent else nk
-    for name, names in FIELD_NAMES.items():
-        if name in found.values or (nk not in names and dotted not in names):
+    for name in (_BY_NAME.get(f"{parent}.{nk}") if parent else None, _BY_NAME.get(nk)):
+        if name is None or name in found.values:
             continue
         if name == "timestamp" and not _usable_ts(value):
             continue

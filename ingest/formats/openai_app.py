@@ -49,6 +49,7 @@ def _first(record: dict[str, Any], paths: list[str]) -> Any:
     return None
 
 
+_NOTHING = Found()
 _DEPLOYMENT = re.compile(r"/deployments/([^/?#]+)/")
 
 
@@ -149,19 +150,25 @@ class OpenAIAppFormat(Format):
             return []
         f = self.profile.fields
         p = self._paths
-        # Fields the profile's paths do not find are looked for at any depth (unless the profile says not to).
-        found = self._discover(record) if self.profile.discover_bodies else Found()
+        # Fields the profile's paths do not find are looked for at any depth (unless the profile says not to);
+        # the walk runs once, and only when something is missing.
+        lazy: list[Found] = []
+
+        def found_() -> Found:
+            if not lazy:
+                lazy.append(self._discover(record) if self.profile.discover_bodies else _NOTHING)
+            return lazy[0]
 
         def pick(name: str) -> Any:
             v = _first(record, p[name])
             if isinstance(v, dict | list):  # e.g. ECS/slog `user: {id: …}`: not the value itself
                 v = None
-            return v if v is not None else found.values.get(name)
+            return v if v is not None else found_().values.get(name)
 
         raw_ts = _first(record, p["timestamp"])
         ts = parse_ts(raw_ts, "timestamp", unit=f.timestamp_unit) if raw_ts is not None else None
-        if ts is None and "timestamp" in found.values:
-            ts = parse_ts(found.values["timestamp"], "timestamp")
+        if ts is None and "timestamp" in found_().values:
+            ts = parse_ts(found_().values["timestamp"], "timestamp")
         status = as_int(pick("status_code"), "status_code")
         if status is not None and not 100 <= status <= 599:
             status = None  # e.g. a `status: 1` that is not an HTTP status
@@ -189,9 +196,12 @@ class OpenAIAppFormat(Format):
             user = pick("user")
             call.user = as_str(user) if not isinstance(user, dict) else None
         reduce_key(call, _first(record, p["api_key"]), ctx.hasher)
-        if call.api_key_fp is None and found.key is not None:
-            reduce_key(call, found.key, ctx.hasher, azure=found.key_azure)
-        self._apply_headers(call, record, ctx, found.headers)
+        self._apply_headers(call, record, ctx, [])
+        if call.api_key_fp is None or lazy:
+            found = found_()
+            if call.api_key_fp is None and found.key is not None:
+                reduce_key(call, found.key, ctx.hasher, azure=found.key_azure)
+            self._apply_headers(call, record, ctx, found.headers)
         self._apply_metadata(call, record)
         return [call]
 
