@@ -27,6 +27,10 @@ def formats_list() -> None:
     rows = [[f.name, f.description, f.detection] for f in all_formats()]
     rows.append(["profile:FILE", "Custom app logs through a YAML mapping profile", "never auto-detected: --format profile:FILE"])
     click.echo(render_rich(["name", "reads", "detected by"], rows))
+    from ingest.wrappers import WRAPPERS
+
+    click.echo("Wrappers taken off each line before the formats above read it (detected per line):")
+    click.echo(render_rich(["wrapper", "what it is"], [list(w) for w in WRAPPERS]))
 
 
 @formats.command("detect")

@@ -33,6 +33,15 @@ from .schema import Call
 
 _CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (stdout|stderr) ([PF])(?: (.*))?$", re.DOTALL)
 _CW_EXPORT = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (.*)$", re.DOTALL)
+WRAPPERS: tuple[tuple[str, str], ...] = (  # (name, what it is), for `formats list`
+    ("docker", "Docker json-file lines {log, stream, time}; lines split at 16 KiB joined"),
+    ("cri", "Kubernetes CRI lines <time> stdout|stderr P|F <text>; P pieces joined"),
+    ("journald", "journalctl -o json entries (MESSAGE, __REALTIME_TIMESTAMP)"),
+    ("gcp", "Google Cloud Logging LogEntry exports (jsonPayload/textPayload, httpRequest)"),
+    ("cloudwatch", "CloudWatch Logs subscription records (logEvents[]) and single events (timestamp, message)"),
+    ("cloudwatch-export", "CloudWatch Logs S3 export lines <ISO time> <message>"),
+    ("otlp", "OpenTelemetry logs, OTLP JSON (resourceLogs[].scopeLogs[].logRecords[] body, attributes)"),
+)
 MAX_JOINED = 64 << 20  # a split line longer than this is given up on (quarantined), never held whole
 
 
