@@ -46,7 +46,7 @@ def formats_detect(files: tuple[Path, ...]) -> None:
 
     for path in discover(list(files)):
         d, wrapper = detect_file(path)
-        name = d.format.name if d.format else ("not a log" if d.sampled and not d.readable else "unknown")
+        name = d.format.name if d.format else ("not a log" if d.not_a_log else "unknown")
         inside = f"\tinside {wrapper}" if wrapper else ""
         click.echo(f"{path}\t{name}\t({d.matched} of {d.sampled} sampled records matched){inside}")
 

@@ -204,7 +204,7 @@ class FileIngester:
         if fmt is None:
             detection = self._detect(path, handle)
             fmt = detection.format
-            if fmt is None and detection.sampled and not detection.readable:
+            if fmt is None and detection.not_a_log:
                 result.not_a_log = True
                 result.note = (f"not read: none of its first {detection.sampled} lines is JSON or a known log format "
                                "(use --format to force one)")
@@ -309,7 +309,8 @@ class FileIngester:
                 chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, inner.error, data, fmt_name))
                 continue
             if fmt is not None and fmt.kind == "text":
-                got_calls |= self._handle_text(inner.data, line, fmt, ctx, chunk)
+                if inner.data:  # a wrapper may carry an empty message
+                    got_calls |= self._handle_text(inner.data, line, fmt, ctx, chunk)
                 continue
             if inner.record is None:
                 continue  # text carried by a wrapper, not JSON: not an API call
@@ -319,12 +320,17 @@ class FileIngester:
                 chunk.calls.extend(calls)
                 got_calls = True
         ctx.record_index = 0
-        outcomes = int(got_calls) + len(chunk.bad) - n_bad
-        if outcomes == 0:
-            chunk.skipped += 1
+        if len(chunk.bad) > n_bad + 1:
+            # several bad records in one line (an OTLP or CloudWatch batch): one quarantine row for the line
+            rows = chunk.bad[n_bad:]
+            del chunk.bad[n_bad + 1:]
+            chunk.bad[n_bad]["reason"] = "; ".join(f"record {i}: {r['reason']}" for i, r in enumerate(rows))[:500]
+        if len(chunk.bad) > n_bad:
+            return  # the line counts once, as quarantined (calls of its good records are kept all the same)
+        if got_calls:
+            chunk.call_lines += 1
         else:
-            chunk.call_lines += int(got_calls)
-            chunk.lines += outcomes - 1  # a line with several records (OTLP, CloudWatch batches) counts each outcome
+            chunk.skipped += 1
 
     def _record_calls(self, record: Any, fmt: Format | None, ctx: ParseContext, chunk: _Chunk, line: Any,
                       data: bytes) -> list[Call] | None:

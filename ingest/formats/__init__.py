@@ -74,6 +74,12 @@ class Detection:
     matched: int  # sample lines (records) the chosen format recognised
     readable: int  # sample lines that were JSON or matched a text format
     sampled: int  # non-blank sample lines
+    jsonish: int = 0  # sample lines starting with `{` or `[` (broken JSON still looks like a log)
+
+    @property
+    def not_a_log(self) -> bool:
+        """Nothing in the sample is JSON, a known text format, or even looks like JSON (images, unrelated CSV)."""
+        return self.sampled > 0 and not self.readable and not self.jsonish
 
 
 def detect_sample(items: Iterable[Any], sample: int = 50) -> Detection:
@@ -81,7 +87,7 @@ def detect_sample(items: Iterable[Any], sample: int = 50) -> Detection:
     decoded (by `ingest.wrappers.unwrap_sample`, which takes container/cloud wrappers off)."""
     votes: Counter[str] = Counter()
     by_name: dict[str, Format] = {}
-    readable = sampled = 0
+    readable = sampled = jsonish = 0
     for i, item in enumerate(items):
         if i >= sample:
             break
@@ -91,6 +97,7 @@ def detect_sample(items: Iterable[Any], sample: int = 50) -> Detection:
             if not line:
                 continue
             sampled += 1
+            jsonish += line.startswith((b"{", b"["))
             text = next((f for f in _REGISTRY if f.kind == "text" and f.detect(line)), None)
             if text is not None:
                 readable += 1
@@ -110,9 +117,9 @@ def detect_sample(items: Iterable[Any], sample: int = 50) -> Detection:
             votes[found.name] += 1
             by_name[found.name] = found
     if not votes:
-        return Detection(None, 0, readable, sampled)
+        return Detection(None, 0, readable, sampled, jsonish)
     name, n = votes.most_common(1)[0]
-    return Detection(by_name[name], n, readable, sampled)
+    return Detection(by_name[name], n, readable, sampled, jsonish)
 
 
 def detect_lines(lines: Iterable[Any], sample: int = 50) -> tuple[Format | None, int]:
