@@ -187,3 +187,12 @@ def test_wrapper_time_is_the_call_time_when_the_record_has_none(tmp_path: Path, 
     rows = run_sql(tmp_path / "wh", "SELECT strftime(ts, '%Y-%m-%dT%H:%M:%S.%f') AS ts, estimate_flags FROM calls").to_pylist()
     assert rows[0]["ts"] == "2025-03-10T09:30:00.250000"
     assert "ts_from_file_mtime" not in (rows[0]["estimate_flags"] or "")
+
+
+def test_a_batch_line_with_bad_records_is_one_quarantine_row(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Forcing a format the records of an OTLP batch do not have: one row for the line, each record's reason."""
+    r = cli("ingest", FIXTURES / "otlp" / "logs.jsonl", "--warehouse", tmp_path / "wh", "--format", "kong", "--json")
+    s = json.loads(r.output)
+    assert (s["lines"], s["quarantined"], s["calls"]) == (1, 1, 0)
+    (reason,) = [x["reason"] for x in run_sql(tmp_path / "wh", "SELECT reason FROM quarantine").to_pylist()]
+    assert reason.startswith("record 0: record does not have the shape of format kong; record 1: ")
