@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 from conftest import FIXTURE_KEY, FIXTURES
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from attribution.query import run_sql
 from ingest.coverage import coverage_summary
 from ingest.formats.discover import MAX_NODES, discover
 from ingest.pipeline import FileResult
+from ingest.wrappers import Unwrapper
 
 REQ = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -232,3 +235,37 @@ def test_azure_sse_transcript_is_one_stream(tmp_path: Path, cli) -> None:  # typ
     rows = run_sql(tmp_path / "wh", "SELECT call_id, model, estimate_flags FROM calls_all").to_pylist()
     assert [(x["call_id"], x["model"]) for x in rows] == [("chatcmpl-AZsse", "gpt-4o-2024-08-06")]
     assert "stream_interrupted" not in rows[0]["estimate_flags"]
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.sampled_from(["Bearer " + FIXTURE_KEY, "2025-03-10T09:00:00Z", json.dumps(REQ), "data: {}", "{", "[1,"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(
+        st.sampled_from(["authorization", "headers", "user", "time", "request", "response", "name", "value", "x"])
+        | st.text(max_size=8), children, max_size=4),
+    max_leaves=30,
+)
+
+
+@settings(deadline=None, max_examples=150)
+@given(JSON_VALUES)
+def test_discover_never_raises_and_stays_bounded(value: Any) -> None:
+    f = discover(value)
+    assert f.nodes <= MAX_NODES
+    if f.key is not None:
+        assert f.key.endswith(FIXTURE_KEY)  # only key-shaped values are ever taken as keys
+
+
+@settings(deadline=None, max_examples=150)
+@given(st.lists(st.binary(max_size=200) | st.sampled_from([
+    b'{"log":"{\\"a\\":","stream":"stdout","time":"2025-03-10T09:00:00Z"}',
+    b"2025-03-10T09:00:00Z stdout P {", b"2025-03-10T09:00:00Z stdout F }", b'{"resourceLogs":[{"scopeLogs":[{}]}]}',
+    b'{"messageType":"DATA_MESSAGE","logEvents":[1,{"message":7}]}', b'{"MESSAGE":[300,-1,"x"],"__CURSOR":"c"}',
+    b'{"logName":"l","jsonPayload":[],"httpRequest":{"latency":"xs"}}']), max_size=6))
+def test_unwrapper_never_raises(lines: list[bytes]) -> None:
+    u = Unwrapper()
+    for i, line in enumerate(lines):
+        for inner in u.feed(line.strip(), i) or []:
+            assert inner.error is not None or inner.decoded or inner.data is not None
+    u.flush()
+    assert u.idle

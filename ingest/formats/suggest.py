@@ -44,7 +44,9 @@ class Suggestion:
         for fname in PROFILE_FIELDS:
             cands = self.fields.get(fname)
             if not cands:
-                out.append(f"  # {fname}: not found in the sample")
+                always = {"user": " (a request body's own `user`/`safety_identifier` is read all the same)",
+                          "timestamp": " (a wrapper's time or the response's `created` is used)"}.get(fname, "")
+                out.append(f"  # {fname}: not found in the sample{always}")
                 continue
             paths = ", ".join(json.dumps(c.path) for c in cands[:4])  # tried in order, first non-empty wins
             out.append(f"  {fname}: [{paths}]")
