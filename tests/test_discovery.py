@@ -158,6 +158,9 @@ def test_a_file_that_is_not_a_log_is_named_and_skipped(tmp_path: Path, cli) -> N
     assert "none of its first" in skipped["table.csv"]
     text = cli("ingest", d, "--warehouse", tmp_path / "wh2", "--jobs", "1")
     assert "table.csv: not read: none of its first 3 lines is JSON" in text.output
+    detected = cli("formats", "detect", d / "image.png", d / "calls.log").output.splitlines()
+    assert detected[0].split("\t")[1:] == ["not a log", "(0 of 23 sampled records matched)"]
+    assert detected[1].split("\t")[1] == "openai"
 
 
 def test_coverage_summary_line_and_warnings() -> None:
