@@ -29,6 +29,7 @@ from .errors import RecordError
 from .formats.base import as_float, as_int, as_str, parse_ts
 from .formats.discover import discover
 from .formats.otel import RESOURCE_KEYS, attr_value, attributes
+from .keys import scrub_text
 from .schema import Call
 
 _CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (stdout|stderr) ([PF])(?: (.*))?$", re.DOTALL)
@@ -242,8 +243,14 @@ def _ts_or_none(value: Any, unit: str | None = None) -> int | None:
         return None
 
 
+_SECRET_NAME = re.compile(r"key|token|secret|passw|auth|cookie|credential", re.IGNORECASE)
+
+
 def _str_map(d: dict[str, Any]) -> dict[str, str]:
-    return {str(k): s for k, v in d.items() if (s := as_str(v)) is not None}
+    """Wrapper labels as metadata. Docker's `--log-opt env=` can copy e.g. OPENAI_API_KEY into `attrs`:
+    anything named like a secret is dropped, and key-shaped text is scrubbed from the rest."""
+    return {str(k): scrub_text(s) for k, v in d.items()
+            if (s := as_str(v)) is not None and not _SECRET_NAME.search(str(k))}
 
 
 def _journal_message(msg: Any) -> bytes:

@@ -196,3 +196,16 @@ def test_a_batch_line_with_bad_records_is_one_quarantine_row(tmp_path: Path, cli
     assert (s["lines"], s["quarantined"], s["calls"]) == (1, 1, 0)
     (reason,) = [x["reason"] for x in run_sql(tmp_path / "wh", "SELECT reason FROM quarantine").to_pylist()]
     assert reason.startswith("record 0: record does not have the shape of format kong; record 1: ")
+
+
+def test_docker_attrs_never_carry_a_key_into_metadata(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """`--log-opt env=OPENAI_API_KEY` copies the key into every line's attrs: it must not reach the warehouse."""
+    from conftest import FIXTURE_KEY
+
+    inner = {"ts": "2025-03-10T09:00:00Z", "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}]}}
+    log = tmp_path / "c-json.log"
+    log.write_text(json.dumps({"log": json.dumps(inner) + "\n", "stream": "stdout", "time": "2025-03-10T09:00:00Z",
+                               "attrs": {"OPENAI_API_KEY": FIXTURE_KEY, "tag": "essay-api", "note": "k=" + FIXTURE_KEY}}) + "\n")
+    cli("ingest", log, "--warehouse", tmp_path / "wh")
+    (md,) = [dict(r["metadata"]) for r in run_sql(tmp_path / "wh", "SELECT metadata FROM calls").to_pylist()]
+    assert md == {"stream": "stdout", "tag": "essay-api", "note": "k=sk-…FZND"}

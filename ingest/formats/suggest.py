@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..keys import display_id, strip_scheme
+from ..keys import display_id, scrub_text, strip_scheme
 from .discover import discover
 
 # profile field -> key in Found.paths (same names except where noted)
@@ -63,7 +63,7 @@ def _example(fname: str, value: Any) -> str:
         if isinstance(value, dict):
             return json.dumps({k: value[k] for k in ("model", "object", "id") if k in value})[:80]
         return "a stream" if isinstance(value, list | str) else type(value).__name__
-    return json.dumps(value)[:60]
+    return scrub_text(json.dumps(value))[:60]  # a URL or id may carry a key: never shown whole
 
 
 def suggest(records: list[Any]) -> Suggestion:
