@@ -272,3 +272,12 @@ def test_unwrapper_never_raises(lines: list[bytes]) -> None:
             assert inner.error is not None or inner.decoded or inner.data is not None
     u.flush()
     assert u.idle
+
+
+def test_generic_names_deep_in_unrelated_objects_are_ignored() -> None:
+    rec = {"job": {"db": {"conn": {"user": "postgres", "status": 404, "path": "/var/lib/x"}}}, "request": REQ}
+    f = discover(rec)
+    assert f.values == {}
+    ok = discover({"ctx": {"user": "u1", "status": 429}, "request": REQ})
+    assert (ok.values["user"], ok.values["status_code"]) == ("u1", 429)
+    assert discover({"a": {"b": {"c": {"user": {"id": "u2"}}}}}).values["user"] == "u2"  # `user.id` is specific enough

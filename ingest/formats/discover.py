@@ -55,6 +55,9 @@ _NORM = re.compile(r"[_\-@\s]")
 _AZURE_KEY = re.compile(r"[A-Za-z0-9]{32,100}")
 
 
+# Generic names are trusted only near the top of the record (max dots in their path); `t` (CLEF's `@t`) only at the top.
+_GENERIC = {"user": 2, "ip": 2, "path": 2, "status": 2, "time": 2, "ts": 2, "timestamp": 3, "url": 2, "uri": 2,
+            "route": 3, "t": 0, "uid": 1}
 _BY_NAME: dict[str, str] = {n: f for f, names in FIELD_NAMES.items() for n in names}  # one lookup per leaf
 
 
@@ -200,7 +203,11 @@ def _leaf(found: Found, nk: str, parent: str, value: Any, path: str) -> None:
         return
     if not isinstance(value, str | int | float):
         return
-    for name in (_BY_NAME.get(f"{parent}.{nk}") if parent else None, _BY_NAME.get(nk)):
+    qualified = _BY_NAME.get(f"{parent}.{nk}") if parent else None
+    bare = _BY_NAME.get(nk)
+    if bare is not None and nk in _GENERIC and path.count(".") > _GENERIC[nk]:
+        bare = None  # `status`, `user`, `path` deep inside some unrelated object say nothing about the call
+    for name in (qualified, bare):
         if name is None or name in found.values:
             continue
         if name == "timestamp" and not _usable_ts(value):
