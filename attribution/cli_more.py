@@ -27,28 +27,33 @@ def formats_list() -> None:
     rows = [[f.name, f.description, f.detection] for f in all_formats()]
     rows.append(["profile:FILE", "Custom app logs through a YAML mapping profile", "never auto-detected: --format profile:FILE"])
     click.echo(render_rich(["name", "reads", "detected by"], rows))
+    from ingest.wrappers import WRAPPERS
+
+    click.echo("Wrappers taken off each line before the formats above read it (detected per line):")
+    click.echo(render_rich(["wrapper", "what it is"], [list(w) for w in WRAPPERS]))
 
 
 @formats.command("detect")
 @click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
 @_fail_cleanly
 def formats_detect(files: tuple[Path, ...]) -> None:
-    """Which format each file (or each file in a directory) is read as.
+    """Which format each file (or each file in a directory) is read as, and the wrapper around its lines.
 
     Example: tokentrail formats detect sample_logs/
     """
-    from ingest.formats import detect_lines
-    from ingest.sources import discover, sample_lines
+    from ingest.formats.trial import detect_file
+    from ingest.sources import discover
 
     skipped: list[tuple[Path, str]] = []
     for path in discover(list(files), skipped=skipped):
         try:
-            lines = sample_lines(path)  # bounded: never a whole overlong line in memory
+            d, wrapper = detect_file(path)
         except OSError as exc:  # e.g. replaced by a FIFO since discovery
             click.echo(f"{path}\tskipped\t({exc.strerror or exc})")
             continue
-        fmt, n = detect_lines(lines)
-        click.echo(f"{path}\t{fmt.name if fmt else 'unknown'}\t({n} of {len(lines)} sampled lines matched)")
+        name = d.format.name if d.format else ("not a log" if d.not_a_log else "unknown")
+        inside = f"\tinside {wrapper}" if wrapper else ""
+        click.echo(f"{path}\t{name}\t({d.matched} of {d.sampled} sampled records matched){inside}")
     for path, why in skipped:
         click.echo(f"{path}\tskipped\t({why})")
 
@@ -56,48 +61,60 @@ def formats_detect(files: tuple[Path, ...]) -> None:
 @formats.command("test")
 @click.argument("profile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("logfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--lines", "n", default=5, show_default=True, help="How many lines to show.")
+@click.option("--lines", "n", default=5, show_default=True, help="How many records to show.")
 @_fail_cleanly
 def formats_test(profile: Path, logfile: Path, n: int) -> None:
-    """Show how the first lines of LOGFILE parse with a mapping PROFILE (nothing is written).
+    """Show how the first records of LOGFILE parse with a mapping PROFILE (nothing is written).
+
+    Container and cloud wrappers (Docker, CRI, journald, Cloud Logging, CloudWatch, OTLP) are taken
+    off first. Timestamps are shown in ISO 8601 (UTC); profile fields that matched nothing in the
+    first 200 records are listed at the end.
 
     Example: tokentrail formats test my-profile.yaml /var/log/app/calls.log
     """
-    import tempfile
+    from ingest.formats.trial import try_profile
+    from ingest.keys import scrub_text
 
-    from ingest.formats import ParseContext, decode_record, get_format
-    from ingest.keys import KeyHasher, scrub_text
-    from ingest.sources import LineReader, identify, open_binary
+    trial = try_profile(profile, logfile, show=n)
+    for line in trial.lines:
+        if line.outcome == "call":
+            click.echo(f"record {line.index}: " + scrub_text(to_json(line.detail)))
+        else:
+            click.echo(f"record {line.index}: {'would be quarantined' if line.outcome == 'quarantined' else 'skipped'}: "
+                       f"{scrub_text(str(line.reason))}")
+    if trial.unmatched:
+        click.echo(f"fields that matched nothing in {trial.records} records: {', '.join(trial.unmatched)}")
+    else:
+        click.echo(f"every profile field matched in {trial.records} records")
 
-    fmt = get_format(f"profile:{profile}")
-    ident = identify(logfile)
-    ctx = ParseContext(str(logfile), ident.fp, KeyHasher(tempfile.gettempprefix().encode() * 4))
-    shown = 0
-    with open_binary(logfile) as fh:
-        for read in LineReader(fh, 0, final=True):  # lines over the cap are never held whole
-            if shown >= n:
-                break
-            ctx.offset = read.offset
-            if read.data is None:
-                shown += 1
-                click.echo(f"line at offset {ctx.offset}: would be quarantined: {read.length} bytes, over the line cap")
-                continue
-            line = read.data.strip()
-            if not line:
-                continue
-            shown += 1
-            try:
-                calls = fmt.parse(decode_record(line), ctx)
-            except Exception as exc:  # noqa: BLE001 - shown to the user, nothing is stored
-                click.echo(f"line at offset {ctx.offset}: would be quarantined: {scrub_text(str(exc))}")
-                continue
-            if not calls:
-                click.echo(f"line at offset {ctx.offset}: skipped (not an API call under this profile)")
-            for c in calls:
-                shown_fields: dict[str, Any] = {k: getattr(c, k) for k in (
-                    "call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip",
-                    "status_code", "input_tokens", "output_tokens", "token_source", "metadata")}
-                click.echo(f"line at offset {ctx.offset}: " + scrub_text(to_json(shown_fields)))
+
+@formats.command("suggest")
+@click.argument("logfile", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the profile here (default: print it).")
+@click.option("--name", default=None, help="Profile name [default: the log file's stem].")
+@click.option("--lines", "n", default=200, show_default=True, help="How many lines to sample.")
+@_fail_cleanly
+def formats_suggest(logfile: Path, output: Path | None, name: str | None, n: int) -> None:
+    """Write a starter mapping profile from a sample of LOGFILE: where the key, user, route,
+    timestamp and bodies are, with candidate paths and example values (keys shown redacted).
+
+    Example: tokentrail formats suggest app.log -o app-profile.yaml && tokentrail formats test app-profile.yaml app.log
+    """
+    from ingest.formats.suggest import suggest
+    from ingest.formats.trial import read_sample
+
+    records, _ = read_sample(logfile, n)
+    s = suggest(records)
+    if s.calls == 0:
+        raise click.ClickException(f"{logfile}: no OpenAI request or response body found in the first {n} lines; "
+                                   "a profile needs at least one call in the sample")
+    text = s.profile_yaml(name or logfile.stem)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.write_text(text)
+        click.echo(f"wrote {output} ({s.calls} calls in {s.records} records sampled)", err=True)
 
 
 # -- watch and compact ---------------------------------------------------------------------------

@@ -20,8 +20,9 @@ from typing import Any, BinaryIO
 import msgspec
 import pyarrow as pa
 
+from .coverage import add_coverage
 from .errors import RecordError
-from .formats import Format, ParseContext, decode_line, decode_record, detect_lines, detect_record, get_format
+from .formats import Detection, Format, ParseContext, decode_record, detect_record, detect_sample, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
 from .keys import KeyHasher, scrub_prefix, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
@@ -41,6 +42,7 @@ from .sources import (
 )
 from .store import ChunkRows, CommitResult, Store
 from .tokens import TokenCounter, fill_estimates
+from .wrappers import Inner, Unwrapper, apply_envelope, unwrap_sample
 
 QUARANTINE_RAW_BYTES = 4096
 # A chunk is committed at 8,000 lines or 16 MB of input, whichever comes first: memory is bounded by
@@ -67,6 +69,12 @@ class FileResult:
     more: bool = False  # stopped at max_chunks with data left
     note: str | None = None
     source_id: str | None = None
+    not_a_log: bool = False  # none of the sampled first lines is JSON or a known text format: not read
+    # coverage: calls whose key, user, route and timestamp (from the log, not the file's mtime) were found
+    with_key: int = 0
+    with_user: int = 0
+    with_route: int = 0
+    with_ts: int = 0
 
 
 @dataclass
@@ -177,9 +185,20 @@ class FileIngester:
         """
         if not ident.compressed and offset >= ident.size:
             return
-        fmt = self._forced or self._detect(path, handle)
+        fmt = self._forced
+        if fmt is None:
+            detection = self._detect(path, handle)
+            fmt = detection.format
+            if fmt is None and detection.not_a_log:
+                result.not_a_log = True
+                result.note = (f"not read: none of its first {detection.sampled} lines is JSON or a known log format "
+                               "(use --format to force one)")
+                return
         result.format = fmt.name if fmt else None
         is_final = ident.compressed if final is None else final
+        # `ingest` (final not given): a file no longer growing has its last line complete even without a
+        # newline; a stream still open in it is held all the same (only a file known final cuts it off).
+        last_line_whole = is_final or (final is None and _quiet(path, handle))
         ctx = ParseContext(
             source_file=str(path),
             source_fp=source_id,
@@ -193,13 +212,13 @@ class FileIngester:
                 fmt.prepare_file(path, ctx)
         with contextlib.ExitStack() as stack:
             fh = handle if handle is not None else stack.enter_context(open_binary(path))
-            reader = LineReader(fh, offset, self.options.max_line, final=is_final)
+            reader = LineReader(fh, offset, self.options.max_line, final=last_line_whole)
             chunk = _Chunk(offset)
             n_chunks = 0
             for line in reader:
                 self._handle_line(line, fmt, ctx, chunk)
                 chunk.end = line.offset + line.length
-                if fmt is None or fmt.at_record_boundary(ctx):
+                if _at_boundary(fmt, ctx):
                     chunk.mark_safe()
                 else:
                     continue
@@ -211,9 +230,9 @@ class FileIngester:
                         result.more = True
                         result.offset = chunk.start
                         return
-            if fmt is not None and not fmt.at_record_boundary(ctx):
+            if not _at_boundary(fmt, ctx):
                 if is_final:
-                    chunk.calls.extend(fmt.finish_file(ctx))  # a stream cut off for good
+                    self._finish_file(fmt, ctx, chunk)  # a split line or stream cut off for good
                 else:
                     chunk.cut_to_safe()  # wait for the rest of the record
                     reader.pending += reader.end - chunk.end
@@ -225,12 +244,11 @@ class FileIngester:
             if reader.error:
                 result.note = f"{reader.error}: the lines before the damage were read, the rest is lost"
 
-    def _detect(self, path: Path, handle: BinaryIO | None = None) -> Format | None:
-        """Sniff the first 50 lines (through the held descriptor if there is one)."""
-        # bounded either way: an overlong first line is never held whole
+    def _detect(self, path: Path, handle: BinaryIO | None = None) -> Detection:
+        """Sniff the first 50 lines (through the held descriptor if there is one), wrappers taken off.
+        Bounded either way: an overlong first line is never held whole."""
         lines = os.pread(handle.fileno(), 1 << 20, 0).split(b"\n")[:50] if handle is not None else sample_lines(path)
-        fmt, _ = detect_lines(lines)
-        return fmt
+        return detect_sample(unwrap_sample(lines))
 
     def _handle_line(self, line: Any, fmt: Format | None, ctx: ParseContext, chunk: _Chunk) -> None:
         chunk.lines += 1
@@ -246,37 +264,84 @@ class FileIngester:
         if not data:
             chunk.skipped += 1
             return
-        ctx.offset = line.offset
-        if fmt is not None and fmt.kind == "text":
-            self._handle_text(data, line, fmt, ctx, chunk)
+        if ctx.unwrap is None:
+            ctx.unwrap = Unwrapper()
+        inners = ctx.unwrap.feed(data, line.offset, decode=fmt is None or fmt.kind != "text")
+        if inners is None:
+            chunk.call_lines += 1  # a piece of a split line, joined with the next
             return
-        try:
-            record, repaired = decode_line(data)
-        except msgspec.DecodeError as exc:
-            chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, f"invalid JSON: {exc}", data, fmt_name))
-            return
-        chunk.repaired += repaired
+        self._handle_inners(inners, line, data, fmt, ctx, chunk)
+
+    def _handle_inners(self, inners: list[Inner], line: Any, data: bytes, fmt: Format | None, ctx: ParseContext,
+                       chunk: _Chunk) -> None:
+        """The application records one physical line carried: the line counts once (call, bad or skipped)."""
+        fmt_name = fmt.name if fmt else None
+        n_bad = len(chunk.bad)
+        got_calls = False
+        for i, inner in enumerate(inners):
+            ctx.offset, ctx.record_index = inner.offset, i
+            chunk.repaired += inner.repaired
+            if inner.error is not None:
+                chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, inner.error, data, fmt_name))
+                continue
+            if fmt is not None and fmt.kind == "text":
+                if inner.data:  # a wrapper may carry an empty message
+                    got_calls |= self._handle_text(inner.data, line, fmt, ctx, chunk)
+                continue
+            if inner.record is None:
+                continue  # text carried by a wrapper, not JSON: not an API call
+            calls = self._record_calls(inner.record, fmt, ctx, chunk, line, data)
+            if calls:
+                apply_envelope(calls, inner.envelope)
+                chunk.calls.extend(calls)
+                got_calls = True
+        ctx.record_index = 0
+        if len(chunk.bad) > n_bad + 1:
+            # several bad records in one line (an OTLP or CloudWatch batch): one quarantine row for the line
+            rows = chunk.bad[n_bad:]
+            del chunk.bad[n_bad + 1:]
+            chunk.bad[n_bad]["reason"] = "; ".join(f"record {i}: {r['reason']}" for i, r in enumerate(rows))[:500]
+        if len(chunk.bad) > n_bad:
+            return  # the line counts once, as quarantined (calls of its good records are kept all the same)
+        if got_calls:
+            chunk.call_lines += 1
+        else:
+            chunk.skipped += 1
+
+    def _record_calls(self, record: Any, fmt: Format | None, ctx: ParseContext, chunk: _Chunk, line: Any,
+                      data: bytes) -> list[Call] | None:
+        """Calls of one decoded record; None when it was quarantined; [] when it is not a call."""
+        fmt_name = fmt.name if fmt else None
         # Parse with the file's format first (one pass); only a record it does not recognise pays for
         # detection against the others (a mixed file), or is refused when the format was forced.
         chosen = fmt or detect_record(record)
         calls = self._parse(chosen, record, ctx, chunk, line, data) if chosen is not None else []
         if calls is None:
-            return  # quarantined
+            return None
         if not calls and chosen is not None and not _safe_detect(chosen, record):
+            if chosen.excludes(record):
+                return []  # the profile's `when:` filter: not an API call, skipped
             if self._forced is not None:
                 chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
                                                 f"record does not have the shape of format {chosen.name}", data, fmt_name))
-                return
+                return None
             other = detect_record(record)
             if other is not None and other is not chosen:
-                calls = self._parse(other, record, ctx, chunk, line, data)
-                if calls is None:
-                    return
-        if not calls:
-            chunk.skipped += 1  # valid JSON, but not an API call (an ordinary application log line)
-            return
-        chunk.call_lines += 1
-        chunk.calls.extend(calls)
+                return self._parse(other, record, ctx, chunk, line, data)
+        return calls
+
+    def _finish_file(self, fmt: Format | None, ctx: ParseContext, chunk: _Chunk) -> None:
+        """End of a file that will not grow: a held split line is complete as it is; an open stream is cut off."""
+        if ctx.unwrap is not None and not ctx.unwrap.idle:
+            from .sources import Line
+
+            inners = ctx.unwrap.flush(decode=fmt is None or fmt.kind != "text")
+            if inners:
+                first = inners[0].offset
+                chunk.lines += 1  # the joined line is one more outcome (its pieces were counted as call lines)
+                self._handle_inners(inners, Line(first, chunk.end - first, b""), b"", fmt, ctx, chunk)
+        if fmt is not None and not fmt.at_record_boundary(ctx):
+            chunk.calls.extend(fmt.finish_file(ctx))
 
     def _parse(self, fmt: Format, record: Any, ctx: ParseContext, chunk: _Chunk, line: Any, data: bytes) -> list[Call] | None:
         """The format's calls for a record, or None after quarantining it."""
@@ -289,22 +354,20 @@ class FileIngester:
         chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, reason, data, fmt.name))
         return None
 
-    def _handle_text(self, data: bytes, line: Any, fmt: Format, ctx: ParseContext, chunk: _Chunk) -> None:
-        """Formats that read raw lines (SSE transcripts, CSV) rather than one JSON object per line."""
+    def _handle_text(self, data: bytes, line: Any, fmt: Format, ctx: ParseContext, chunk: _Chunk) -> bool:
+        """Formats that read raw lines (SSE transcripts, CSV) rather than one JSON object per line.
+        True when the line is (part of) a call; a bad line is quarantined, anything else is skipped."""
         try:
             calls = fmt.parse(data, ctx)
         except RecordError as exc:
             chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, str(exc), data, fmt.name))
-            return
+            return False
         except (TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError) as exc:
             chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length,
                                             f"unexpected structure ({type(exc).__name__}: {exc})", data, fmt.name))
-            return
-        if not calls and fmt.at_record_boundary(ctx):
-            chunk.skipped += 1
-        else:
-            chunk.call_lines += 1  # a call, or a line of a stream still being read
+            return False
         chunk.calls.extend(calls)
+        return bool(calls) or not fmt.at_record_boundary(ctx)  # a call, or a line of a stream still being read
 
     def _finish(self, path: Path, source_id: str, ident: FileIdentity, chunk: _Chunk, result: FileResult,
                 fh: BinaryIO) -> ChunkRows:
@@ -329,6 +392,7 @@ class FileIngester:
         tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
         result.lines += chunk.lines
         result.calls += len(chunk.calls)
+        add_coverage(result, chunk.calls)
         result.quarantined += len(chunk.bad)
         result.skipped += chunk.skipped
         result.call_lines += chunk.call_lines
@@ -337,6 +401,24 @@ class FileIngester:
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
         return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table)
+
+
+def _at_boundary(fmt: Format | None, ctx: ParseContext) -> bool:
+    """No multi-line record is half read: neither a split container line nor a stream."""
+    if ctx.unwrap is not None and not ctx.unwrap.idle:
+        return False
+    return fmt is None or fmt.at_record_boundary(ctx)
+
+
+QUIET_SECONDS = 2.0  # `ingest` treats a file unchanged this long as complete (its last line needs no newline)
+
+
+def _quiet(path: Path, handle: BinaryIO | None) -> bool:
+    try:
+        st = os.fstat(handle.fileno()) if handle is not None else path.stat()
+    except OSError:
+        return False
+    return time.time() - st.st_mtime >= QUIET_SECONDS
 
 
 def _safe_detect(fmt: Format, record: Any) -> bool:

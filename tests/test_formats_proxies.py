@@ -205,7 +205,7 @@ def test_mapping_profile_and_formats_test_command(tmp_path: Path, wh_path: Path,
                        "  api_key: [ctx.creds]\n  user: [ctx.who]\n  route: [ctx.path]\n  request: [payload.in]\n"
                        "  response: [payload.out]\n  metadata: {tenant: ctx.tenant}\n")
     r = cli("formats", "test", profile, log)
-    assert r.exit_code == 0 and '"call_id": "chatcmpl-prof1"' in r.output and "skipped (not an API call" in r.output
+    assert r.exit_code == 0 and '"call_id": "chatcmpl-prof1"' in r.output and "skipped: excluded by the profile's `when:` filter" in r.output
     assert FIXTURE_KEY not in r.output
     assert cli("ingest", log, "--warehouse", wh_path, "--format", f"profile:{profile}").exit_code == 0
     row = rows(wh_path)["chatcmpl-prof1"]

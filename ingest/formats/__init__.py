@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -77,34 +78,66 @@ def detect_record(record: Any, candidates: Iterable[Format] | None = None) -> Fo
     return None
 
 
-def detect_lines(lines: Iterable[bytes], sample: int = 50) -> tuple[Format | None, int]:
-    """Pick the format most lines of a file's sample match: (format, lines that matched)."""
+@dataclass(slots=True)
+class Detection:
+    """What sniffing a file's first lines found: the majority format and how many lines were readable."""
+
+    format: Format | None
+    matched: int  # sample lines (records) the chosen format recognised
+    readable: int  # sample lines that were JSON or matched a text format
+    sampled: int  # non-blank sample lines
+    jsonish: int = 0  # sample lines starting with `{` or `[` (broken JSON still looks like a log)
+
+    @property
+    def not_a_log(self) -> bool:
+        """Nothing in the sample is JSON, a known text format, or even looks like JSON (images, unrelated CSV)."""
+        return self.sampled > 0 and not self.readable and not self.jsonish
+
+
+def detect_sample(items: Iterable[Any], sample: int = 50) -> Detection:
+    """Pick the format most of a sample matches. Items are raw lines (bytes) or records already
+    decoded (by `ingest.wrappers.unwrap_sample`, which takes container/cloud wrappers off)."""
     votes: Counter[str] = Counter()
     by_name: dict[str, Format] = {}
-    for i, line in enumerate(lines):
+    readable = sampled = jsonish = 0
+    for i, item in enumerate(items):
         if i >= sample:
             break
-        line = line.strip()
-        if not line:
-            continue
-        for f in _REGISTRY:
-            if f.kind == "text" and f.detect(line):
-                votes[f.name] += 1
-                by_name[f.name] = f
-                break
-        else:
+        if isinstance(item, bytes | str):
+            line = item.encode() if isinstance(item, str) else item
+            line = line.strip()
+            if not line:
+                continue
+            sampled += 1
+            jsonish += line.startswith((b"{", b"["))
+            text = next((f for f in _REGISTRY if f.kind == "text" and f.detect(line)), None)
+            if text is not None:
+                readable += 1
+                votes[text.name] += 1
+                by_name[text.name] = text
+                continue
             try:
                 record = decode_record(line)
             except msgspec.DecodeError:
                 continue
-            found = detect_record(record)
-            if found is not None:
-                votes[found.name] += 1
-                by_name[found.name] = found
+        else:
+            sampled += 1
+            record = item
+        readable += 1
+        found = detect_record(record)
+        if found is not None:
+            votes[found.name] += 1
+            by_name[found.name] = found
     if not votes:
-        return None, 0
+        return Detection(None, 0, readable, sampled, jsonish)
     name, n = votes.most_common(1)[0]
-    return by_name[name], n
+    return Detection(by_name[name], n, readable, sampled, jsonish)
+
+
+def detect_lines(lines: Iterable[Any], sample: int = 50) -> tuple[Format | None, int]:
+    """Pick the format most lines of a file's sample match: (format, lines that matched)."""
+    d = detect_sample(lines, sample)
+    return d.format, d.matched
 
 
 # Most specific shapes first; the generic app-log shape (bodies found anywhere) last.
@@ -112,5 +145,5 @@ for _fmt in (OtelGenAIFormat(), LiteLLMFormat(), KongAIFormat(), NginxJsonFormat
              SseTranscriptFormat(), LiteLLMSpendCsvFormat(), OpenAIAppFormat()):
     register(_fmt)
 
-__all__ = ["Format", "ParseContext", "register", "all_formats", "get_format", "detect_lines", "detect_record",
-           "decode_record", "decode_line"]
+__all__ = ["Format", "ParseContext", "Detection", "register", "all_formats", "get_format", "detect_lines",
+           "detect_sample", "detect_record", "decode_record", "decode_line"]

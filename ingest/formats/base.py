@@ -13,11 +13,16 @@ import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
 
 from ..errors import RecordError
 from ..keys import KeyHasher, looks_like_key, strip_scheme
 from ..schema import Call
+
+if TYPE_CHECKING:
+    from ..wrappers import Unwrapper
 
 
 @dataclass(slots=True)
@@ -31,10 +36,15 @@ class ParseContext:
     store_system_prompt: bool = True
     fallback_ts: int | None = None  # file mtime, for formats whose records carry no date at all
     extras: dict[str, Any] = field(default_factory=dict)  # per-file state (e.g. batch inputs by custom_id)
+    record_index: int = 0  # which of several records one line holds (an OTLP logs batch, a CloudWatch batch)
+    unwrap: Unwrapper | None = None  # per-file container/cloud wrapper state (split lines being joined)
 
     def synthetic_id(self, index: int = 0) -> str:
         """A stable id for a call without a provider id: same file content + offset -> same id."""
-        raw = f"{self.source_fp}:{self.offset}:{index}".encode()
+        key = f"{self.source_fp}:{self.offset}:{index}"
+        if self.record_index:
+            key += f":r{self.record_index}"
+        raw = key.encode()
         return "tt-" + hashlib.sha256(raw).hexdigest()[:24]
 
     def new_call(self, call_id: str | None, ts: int, fmt: str, index: int = 0) -> Call:
@@ -63,6 +73,10 @@ class Format:
         """Calls in the record; [] for a record that is not this format's shape (skipped, not an error);
         RecordError for a record of this shape that is broken (quarantined)."""
         raise NotImplementedError
+
+    def excludes(self, record: Any) -> bool:
+        """True for a record the format's own filter rules out (a profile's `when:`): skipped, not quarantined."""
+        return False
 
     def prepare_file(self, path: Path, ctx: ParseContext) -> None:
         """Per-file set-up before the first line is parsed (most formats need none)."""
@@ -196,14 +210,43 @@ def _check_ts(us: int, field_name: str) -> int:
     return us
 
 
+MAX_EMBEDDED_JSON = 4 << 20  # a JSON-encoded string longer than this is not decoded while looking up a path
+
+
+def embedded_json(value: Any) -> Any:
+    """A string that holds a JSON object or array (a body logged as text) -> the decoded value, else None."""
+    if not isinstance(value, str) or len(value) > MAX_EMBEDDED_JSON:
+        return None
+    s = value.lstrip()
+    if not s.startswith(("{", "[")):
+        return None
+    try:
+        out = msgspec.json.decode(s)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+    return out if isinstance(out, dict | list) else None
+
+
 def get_path(record: Any, path: str) -> Any:
-    """Dotted-path lookup (`a.b.c`); a key may itself contain dots (`ai.proxy`) and is tried whole first."""
+    """Dotted-path lookup (`a.b.c`); a key may itself contain dots (`ai.proxy`) and is tried whole first.
+
+    A number selects a list element (`events.0.body`); a string holding JSON is looked into as if it
+    were the object it encodes (`body.request.model` where `body` was logged as a JSON string).
+    """
     if isinstance(record, dict) and path in record:
         return record[path]
     cur = record
     parts = path.split(".")
     i = 0
     while i < len(parts):
+        if isinstance(cur, str):
+            cur = embedded_json(cur)
+        if isinstance(cur, list):
+            if not parts[i].isdigit() or int(parts[i]) >= len(cur):
+                return None
+            cur = cur[int(parts[i])]
+            i += 1
+            continue
         if not isinstance(cur, dict):
             return None
         # longest key made of the remaining parts first: handles keys with dots in them
@@ -218,17 +261,27 @@ def get_path(record: Any, path: str) -> Any:
     return cur
 
 
-def reduce_key(call: Call, raw: Any, hasher: KeyHasher) -> None:
-    """Fill api_key_id/api_key_fp from a raw key or Authorization value; anything else is ignored."""
+_AZURE_KEY = re.compile(r"[A-Za-z0-9]{32,100}")
+
+
+def reduce_key(call: Call, raw: Any, hasher: KeyHasher, azure: bool = False) -> None:
+    """Fill api_key_id/api_key_fp from a raw key or Authorization value; anything else is ignored.
+
+    `azure`: the value came from an `api-key` header, where Azure OpenAI keys (32+ alphanumerics,
+    no `sk-` prefix) are accepted too; they are shown as `azure-…AbCd`. The key itself is never kept.
+    """
     s = as_str(raw)
     if not s:
         return
     hit = hasher.cached(s)
     if hit is None:
         key = strip_scheme(s)
-        if not looks_like_key(key):
+        if looks_like_key(key):
+            hit = hasher.reduce(s)
+        elif azure and _AZURE_KEY.fullmatch(key):
+            hit = ("azure-…" + key[-4:], hasher.fingerprint(key))
+        else:
             return
-        hit = hasher.reduce(s)
     call.api_key_id, call.api_key_fp = hit
 
 

@@ -19,6 +19,7 @@ from .openai_bodies import (
     assemble_stream,
     fill_from_request,
     fill_from_response,
+    is_pending_response,
     is_stream,
     parse_sse,
     response_output_texts,
@@ -62,6 +63,23 @@ def call_from_bodies(
         created = summary.created
         if not summary.finished and body_usage is None:
             flags.append("stream_interrupted")
+    elif is_pending_response(response):
+        # Background mode, logged while queued/in_progress: the call exists (its id is the one a later
+        # poll reports) but has used and billed nothing yet. Zero tokens, never estimated, flagged; the
+        # finished response under the same id (reported usage) supersedes it in `calls`.
+        fill_from_response(call, response)
+        created = response.get("created_at")
+        call.ts = ts or (parse_ts(created, "response created", unit="s") if created is not None else 0) or 0
+        if not call.ts:
+            if ctx.fallback_ts is None:
+                raise RecordError("no timestamp in the record or its response body")
+            call.ts = ctx.fallback_ts
+            flags.append("ts_from_file_mtime")
+        call.model = call.model or call.model_requested
+        apply_usage(call, Usage(input=0, output=0, total=0))
+        call.token_source = "estimated"
+        flags.append(f"response_{response['status']}")
+        return _finish(call, flags)
     elif isinstance(response, dict):
         body_usage = fill_from_response(call, response)
         created = response.get("created", response.get("created_at"))

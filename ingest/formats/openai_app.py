@@ -8,7 +8,9 @@ response; a list of `chat.completion.chunk`s or an SSE string is a stream. The c
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 from ..schema import Call
 from .base import (
@@ -17,12 +19,14 @@ from .base import (
     as_float,
     as_int,
     as_str,
+    embedded_json,
     get_path,
     parse_ts,
     reduce_key,
 )
 from .calls import call_from_bodies
-from .openai_bodies import endpoint_from_path, is_request, is_response, is_stream
+from .discover import Found, discover, is_request_like
+from .openai_bodies import endpoint_from_path, is_response, is_stream
 from .profile import DEFAULT_PROFILE, Profile
 
 _KEEP_HEADER_PREFIXES = ("x-ratelimit-", "openai-", "x-feature", "x-tenant", "x-team", "x-app", "x-user")
@@ -45,32 +49,43 @@ def _first(record: dict[str, Any], paths: list[str]) -> Any:
     return None
 
 
-def _find_bodies(record: dict[str, Any], max_depth: int = 3) -> tuple[dict | None, Any]:
-    """Breadth-first search for a request-shaped and a response-shaped (or stream) value."""
-    request: dict | None = None
-    response: Any = None
-    frontier: list[Any] = [record]
-    for _ in range(max_depth):
-        nxt: list[Any] = []
-        for obj in frontier:
-            if request is None and is_request(obj):
-                request = obj
-            elif response is None and (is_response(obj) or is_stream(obj)):
-                response = obj
-            elif isinstance(obj, dict):
-                nxt.extend(v for v in obj.values() if isinstance(v, dict | list) or is_stream(v))
-        if request is not None and response is not None:
-            break
-        frontier = nxt
-    return request, response
+_NOTHING = Found()
+_DEPLOYMENT = re.compile(r"/deployments/([^/?#]+)/")
+
+
+def azure_deployment(url: str | None) -> str | None:
+    """`/openai/deployments/<name>/chat/completions`: Azure OpenAI names the deployment, not the model."""
+    m = _DEPLOYMENT.search(url or "")
+    return m.group(1) if m else None
+
+
+def _route_of(url: str | None) -> str | None:
+    """The path of an app URL (`/essays/grade?x=1` -> `/essays/grade`); an OpenAI API URL is no app route."""
+    if not url or endpoint_from_path(url):
+        return None
+    path = urlsplit(url).path if "://" in url else url.split("?", 1)[0]
+    return path or None
+
+
+_HOST_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$|^\[([0-9A-Fa-f:.]+)\]:\d+$")
+
+
+def _first_ip(value: str | None) -> str | None:
+    """`X-Forwarded-For: client, proxy1` -> the client; Go's `RemoteAddr` `1.2.3.4:5678` -> `1.2.3.4`."""
+    if not value:
+        return None
+    ip = value.split(",", 1)[0].strip()
+    m = _HOST_PORT.match(ip)
+    return (m.group(1) or m.group(2)) if m else (ip or None)
 
 
 class OpenAIAppFormat(Format):
     name = "openai"
     description = ("Application JSON logs embedding OpenAI request/response bodies "
                    "(chat, responses, embeddings, completions, streams)")
-    detection = ("a JSON object holding (at depth up to 3) a request body {model, messages|input|prompt} "
-                 "or a response body {object: chat.completion|response|list|text_completion}")
+    detection = ("a JSON object holding, at any depth (also inside JSON strings and lists), a request body "
+                 "{model, messages|input|prompt} or a response body {object: chat.completion|response|list|"
+                 "text_completion} or a stream")
 
     def __init__(self, profile: Profile = DEFAULT_PROFILE) -> None:
         self.profile = profile
@@ -80,14 +95,19 @@ class OpenAIAppFormat(Format):
             "project_id", "request_id", "url", "request", "response", "headers", "metadata_objects")}
         if profile is not DEFAULT_PROFILE:
             self.name = f"profile:{profile.name}"  # type: ignore[misc]
+        self._last: tuple[Any, Found] | None = None
 
     def detect(self, record: Any) -> bool:
         if not isinstance(record, dict):
             return False
-        if self.profile.when is not None and not self._passes_filter(record):
+        if self.excludes(record):
             return False
         req, resp = self._bodies(record)
         return req is not None or resp is not None
+
+    def excludes(self, record: Any) -> bool:
+        """The profile's `when:` filter says this line is not an API call (skipped, never quarantined)."""
+        return self.profile.when is not None and isinstance(record, dict) and not self._passes_filter(record)
 
     def _passes_filter(self, record: dict[str, Any]) -> bool:
         f = self.profile.when
@@ -97,57 +117,97 @@ class OpenAIAppFormat(Format):
             return v in f.one_of
         return v == f.equals
 
+    def _discover(self, record: dict[str, Any]) -> Found:
+        """One walk per record, shared by detect() and parse() of the same record."""
+        if self._last is not None and self._last[0] is record:
+            return self._last[1]
+        found = discover(record)
+        self._last = (record, found)
+        return found
+
     def _bodies(self, record: dict[str, Any]) -> tuple[dict | None, Any]:
         req = _first(record, self._paths["request"])
         resp = _first(record, self._paths["response"])
-        if not isinstance(req, dict) or not is_request(req):
+        if isinstance(req, str):
+            req = embedded_json(req)  # a body logged as a JSON string
+        if isinstance(resp, str) and not is_stream(resp):
+            resp = embedded_json(resp)
+        if not is_request_like(req):
             req = None
         if not (is_response(resp) or is_stream(resp)):
             resp = None
         if self.profile.discover_bodies and (req is None or resp is None):
-            found_req, found_resp = _find_bodies(record)
-            req = req or found_req
-            resp = resp if resp is not None else found_resp
+            found = self._discover(record)
+            req = req or found.request
+            resp = resp if resp is not None else found.response
         return req, resp
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
-        if not isinstance(record, dict):
-            return []
-        if self.profile.when is not None and not self._passes_filter(record):
+        if not isinstance(record, dict) or self.excludes(record):
             return []
         request, response = self._bodies(record)
         if request is None and response is None:
             return []
         f = self.profile.fields
-        raw_ts = _first(record, self._paths['timestamp'])
+        p = self._paths
+        # Fields the profile's paths do not find are looked for at any depth (unless the profile says not to);
+        # the walk runs once, and only when something is missing.
+        lazy: list[Found] = []
+
+        def found_() -> Found:
+            if not lazy:
+                lazy.append(self._discover(record) if self.profile.discover_bodies else _NOTHING)
+            return lazy[0]
+
+        def pick(name: str) -> Any:
+            v = _first(record, p[name])
+            if isinstance(v, dict | list):  # e.g. ECS/slog `user: {id: …}`: not the value itself
+                v = None
+            return v if v is not None else found_().values.get(name)
+
+        raw_ts = _first(record, p["timestamp"])
         ts = parse_ts(raw_ts, "timestamp", unit=f.timestamp_unit) if raw_ts is not None else None
-        status = as_int(_first(record, self._paths['status_code']), "status_code")
+        if ts is None and "timestamp" in found_().values:
+            ts = parse_ts(found_().values["timestamp"], "timestamp")
+        status = as_int(pick("status_code"), "status_code")
         if status is not None and not 100 <= status <= 599:
             status = None  # e.g. a `status: 1` that is not an HTTP status
-        url = as_str(_first(record, self._paths['url']))
-        route = as_str(_first(record, self._paths['route']))
+        url = as_str(pick("url"))
+        route = as_str(pick("route")) or _route_of(url)
         endpoint = endpoint_from_path(url) or endpoint_from_path(route)
         call = call_from_bodies(
             ctx, self.name, request=request, response=response, ts=ts, status_code=status, endpoint=endpoint
         )
+        deployment = azure_deployment(url)
+        if deployment:
+            call.model_requested = call.model_requested or deployment
+            call.model = call.model or deployment
+            md = call.metadata if call.metadata is not None else {}
+            md["azure_deployment"] = deployment
+            call.metadata = md
         call.route = route
-        call.client_ip = as_str(_first(record, self._paths['client_ip']))
-        call.latency_ms = as_float(_first(record, self._paths['latency_ms']), "latency_ms")
-        call.key_alias = as_str(_first(record, self._paths['key_alias']))
-        call.org_id = as_str(_first(record, self._paths['org_id']))
-        call.project_id = as_str(_first(record, self._paths['project_id']))
-        call.request_id = as_str(_first(record, self._paths['request_id']))
+        call.client_ip = _first_ip(as_str(pick("client_ip")))
+        call.latency_ms = as_float(_first(record, p["latency_ms"]), "latency_ms")
+        call.key_alias = as_str(_first(record, p["key_alias"]))
+        call.org_id = as_str(_first(record, p["org_id"]))
+        call.project_id = as_str(_first(record, p["project_id"]))
+        call.request_id = as_str(pick("request_id"))
         if call.user is None:
-            user = _first(record, self._paths['user'])
+            user = pick("user")
             call.user = as_str(user) if not isinstance(user, dict) else None
-        reduce_key(call, _first(record, self._paths['api_key']), ctx.hasher)
-        self._apply_headers(call, record, ctx)
+        reduce_key(call, _first(record, p["api_key"]), ctx.hasher)
+        self._apply_headers(call, record, ctx, [])
+        if call.api_key_fp is None or lazy:
+            found = found_()
+            if call.api_key_fp is None and found.key is not None:
+                reduce_key(call, found.key, ctx.hasher, azure=found.key_azure)
+            self._apply_headers(call, record, ctx, found.headers)
         self._apply_metadata(call, record)
         return [call]
 
-    def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext) -> None:
-        for path in self._paths["headers"]:
-            headers = _first(record, [path])
+    def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext,
+                       discovered: list[dict[str, Any]]) -> None:
+        for headers in [_first(record, [path]) for path in self._paths["headers"]] + list(discovered):
             if isinstance(headers, list):  # HAR-style [{name, value}]
                 headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
             if not isinstance(headers, dict):
@@ -159,7 +219,7 @@ class OpenAIAppFormat(Format):
                     continue
                 if low in ("authorization", "api-key", "x-api-key"):
                     if call.api_key_fp is None:
-                        reduce_key(call, sval, ctx.hasher)
+                        reduce_key(call, sval, ctx.hasher, azure=low != "authorization")
                     continue
                 if low in _SECRET_HEADERS:
                     continue

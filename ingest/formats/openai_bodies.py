@@ -33,6 +33,12 @@ PATH_ENDPOINTS = {
     "/completions": "completions",
 }
 SYSTEM_HEAD_CHARS = 256
+PENDING_STATUSES = ("queued", "in_progress")  # a Responses call in background mode that has not finished
+
+
+def is_pending_response(obj: Any) -> bool:
+    """A background-mode Responses object logged before it finished: no usage yet, nothing billed yet."""
+    return isinstance(obj, dict) and obj.get("object") == "response" and obj.get("status") in PENDING_STATUSES
 
 
 def endpoint_from_path(path: Any) -> str | None:
@@ -65,13 +71,31 @@ def is_error_body(obj: Any) -> bool:
     return isinstance(obj, dict) and isinstance(obj.get("error"), dict) and "message" in obj["error"]
 
 
+_CHUNK_OBJECTS = ("chat.completion.chunk", "text_completion")
+
+
+def _is_chunk(ev: Any) -> bool:
+    if not isinstance(ev, dict):
+        return False
+    if ev.get("object") in _CHUNK_OBJECTS and "choices" in ev:
+        return True
+    # Azure OpenAI's first chunk: content-filter results for the prompt, `object` and `model` empty
+    return ev.get("object") == "" and "prompt_filter_results" in ev
+
+
 def is_stream(obj: Any) -> bool:
-    """A logged stream: a list of chunk/event objects, or an SSE transcript string."""
+    """A logged stream: a list of chunk/event objects, or an SSE transcript string.
+
+    Chat chunks, legacy Completions chunks (`text_completion` objects in a list), Responses events;
+    Azure streams open with a content-filter chunk whose `object` is empty.
+    """
     if isinstance(obj, str):
         return obj.lstrip().startswith(("data:", "event:"))
     if isinstance(obj, list) and obj and isinstance(obj[0], dict):
         first = obj[0]
-        return first.get("object") == "chat.completion.chunk" or str(first.get("type", "")).startswith("response.")
+        if _is_chunk(first) and (first.get("object") or (len(obj) > 1 and _is_chunk(obj[1])) or len(obj) == 1):
+            return True
+        return str(first.get("type", "")).startswith("response.")
     return False
 
 
@@ -212,6 +236,8 @@ def fill_from_response(call: Call, resp: dict[str, Any]) -> Usage | None:
     tier = as_str(resp.get("service_tier"))
     if tier:
         call.service_tier = tier
+    if obj == "response" and resp.get("status") in PENDING_STATUSES:
+        return None  # background mode: not finished, no usage yet
     if obj == "response" and isinstance(resp.get("error"), dict) and resp.get("status") == "failed":
         call.error_type = as_str(resp["error"].get("code")) or "failed"
     if isinstance(resp.get("user"), str) and call.user is None:
@@ -262,7 +288,21 @@ def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:
     tool_args: dict[tuple[int, int], list[str]] = {}
     content: dict[int, list[str]] = {}
     for ev in events:
-        if ev.get("object") == "chat.completion.chunk":
+        if ev.get("object") == "text_completion":  # legacy Completions stream
+            s.endpoint = "completions"
+            s.id = s.id or as_str(ev.get("id"))
+            s.model = s.model or as_str(ev.get("model"))
+            s.created = s.created or ev.get("created")
+            if ev.get("usage"):
+                s.usage = usage_from_dict(ev["usage"])
+            for ch in ev.get("choices") or ():
+                if isinstance(ch, dict):
+                    idx = as_int(ch.get("index"), "choice index") or 0
+                    if isinstance(ch.get("text"), str):
+                        content.setdefault(idx, []).append(ch["text"])
+                    if ch.get("finish_reason"):
+                        s.finished = True
+        elif ev.get("object") == "chat.completion.chunk":
             s.endpoint = "chat.completions"
             s.id = s.id or as_str(ev.get("id"))
             s.model = s.model or as_str(ev.get("model"))

@@ -51,7 +51,8 @@ class SseTranscriptFormat(Format):
         if not isinstance(ev, dict):
             raise RecordError("SSE data line is not a JSON object")
         out: list[Call] = []
-        if ev.get("object") == "chat.completion.chunk" and events and events[-1].get("id") != ev.get("id"):
+        if ev.get("object") in ("chat.completion.chunk", "text_completion") and events and events[-1].get("id") \
+                and events[-1].get("id") != ev.get("id"):
             out = self._emit(ctx, interrupted=True)  # a new stream began before the last one finished
             events = ctx.extras.setdefault(_STATE, [])
         events.append(ev)
