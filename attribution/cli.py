@@ -108,9 +108,33 @@ def main() -> None:
 # -- ingest --------------------------------------------------------------------------------------
 
 
+def sources_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--sources", "sources_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                        help="Sources file: path/glob -> format or profile, plus static tags; its paths are read "
+                             "when no PATH is given.")(fn)
+
+
+def _paths_and_sources(paths: tuple[Path, ...], sources_file: Path | None) -> tuple[list[Path], Any]:
+    """PATHs given, else the sources file's paths; and the loaded sources file (or None)."""
+    sources = None
+    if sources_file is not None:
+        from ingest.sources_file import load_sources
+
+        sources = load_sources(sources_file)
+    if not paths:
+        if sources is None:
+            raise click.UsageError("give PATH... or --sources FILE")
+        paths = tuple(Path(p) for p in sources.paths())
+        missing = [str(p) for p in paths if not any(ch in str(p) for ch in "*?[") and not p.exists()]
+        if missing:
+            raise click.BadParameter(f"{missing[0]}: no such file or directory", param_hint="--sources")
+    return list(paths), sources
+
+
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @warehouse_option
+@sources_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Rule file to attribute with [default: the one last used on this warehouse].")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -125,7 +149,8 @@ def main() -> None:
               help="Worker processes for many files [default: the number of CPUs].")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @_fail_cleanly
-def ingest(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, prices: Path | None,
+def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | None, rules: Path | None,
+           prices: Path | None,
            log_format: str | None, pattern: str | None, no_system_prompt: bool,
            quarantine_raw_bytes: int, jobs: int | None, as_json: bool) -> None:
     """Ingest log files and directories (recursively, .gz too) into the warehouse.
@@ -141,13 +166,18 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, p
 
     from .api import ingest as run_ingest
 
-    options = IngestOptions(format=log_format, store_system_prompt=not no_system_prompt, glob=pattern,
+    path_list, sources = _paths_and_sources(paths, sources_file)
+    options = IngestOptions(format=log_format, sources=sources, store_system_prompt=not no_system_prompt, glob=pattern,
                             jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes)
-    total = sum(p.stat().st_size for p in discover(list(paths), pattern))
+    total = sum(p.stat().st_size for p in discover(path_list, pattern))
     with _progress(total, "ingest") as advance:
-        report = run_ingest(list(paths), warehouse, rules, prices, options, progress=advance)
+        report = run_ingest(list(path_list), warehouse, rules, prices, options, progress=advance)
     summary = report.summary
+    from ingest.coverage import coverage_summary
+
     data = report.as_dict()
+    cov_line, cov_warnings = coverage_summary(summary.files)
+    data["coverage"] = {"line": cov_line, "warnings": cov_warnings}
     if as_json:
         click.echo(to_json(data))
         return
@@ -158,10 +188,13 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, p
         f"{data['input_tokens']:,} input / {data['output_tokens']:,} output tokens; "
         f"{mb:.1f} MB in {summary.seconds:.1f}s"
     )
+    click.echo(cov_line)
+    for w in cov_warnings:
+        click.echo(f"  warning: {w}", err=True)
     for f in summary.files:
         if f.note or f.held_bytes:
             extra = f"; holding {f.held_bytes} bytes of a partial last line" if f.held_bytes else ""
-            click.echo(f"  {f.path}: {f.note or ''}{extra}".rstrip(), err=True)
+            click.echo(scrub_text(f"  {f.path}: {f.note or ''}{extra}".rstrip()), err=True)
     if data["quarantined"]:
         click.echo("  see quarantined lines: tokentrail sql \"select source_file, source_offset, reason from quarantine\"",
                    err=True)

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .cli import _fail_cleanly, main, warehouse_option
+from .cli import _fail_cleanly, main, sources_option, warehouse_option
 from .output import render_rich, to_json
 
 
@@ -121,8 +121,9 @@ def formats_suggest(logfile: Path, output: Path | None, name: str | None, n: int
 
 
 @main.command()
-@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @warehouse_option
+@sources_option
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Rule file.")
 @click.option("--prices", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Price override file.")
 @click.option("--format", "log_format", default=None, help="Force a log format or profile:FILE.yaml.")
@@ -139,7 +140,8 @@ def formats_suggest(logfile: Path, output: Path | None, name: str | None, n: int
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
 @_fail_cleanly
-def watch(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, prices: Path | None,
+def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | None, rules: Path | None,
+          prices: Path | None,
           log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int, read_from: str,
           poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int,
           no_system_prompt: bool) -> None:
@@ -167,11 +169,14 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, rules: Path | None, pr
 
     signal.signal(signal.SIGTERM, stop)  # before start-up work, so an early SIGTERM is clean too
     signal.signal(signal.SIGINT, stop)
-    ingest_options = IngestOptions(format=log_format, glob=pattern, max_line=max_line_bytes,
+    from .cli import _paths_and_sources
+
+    path_list, sources = _paths_and_sources(paths, sources_file)
+    ingest_options = IngestOptions(format=log_format, sources=sources, glob=pattern, max_line=max_line_bytes,
                                    store_system_prompt=not no_system_prompt)
     options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
                            poll=poll, once=once, status_seconds=status_seconds)
-    watcher, engine, store = make_watcher(list(paths), warehouse, rules, prices, ingest_options, options)
+    watcher, engine, store = make_watcher(path_list, warehouse, rules, prices, ingest_options, options)
     watcher.stop = stopping
     alert_writer: Any = None
     if alerts is not None:

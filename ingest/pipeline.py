@@ -21,7 +21,7 @@ import msgspec
 import pyarrow as pa
 
 from .coverage import add_coverage
-from .errors import RecordError
+from .errors import FormatError, RecordError
 from .formats import Detection, Format, ParseContext, decode_record, detect_record, detect_sample, get_format
 from .formats.openai_batch import BATCH_INPUTS, is_batch_input
 from .keys import KeyHasher, scrub_prefix, scrub_text
@@ -40,6 +40,7 @@ from .sources import (
     tail_hash,
     tail_hash_open,
 )
+from .sources_file import SourcesFile, apply_tags
 from .store import ChunkRows, CommitResult, Store
 from .tokens import TokenCounter, fill_estimates
 from .wrappers import Inner, Unwrapper, apply_envelope, unwrap_sample
@@ -108,6 +109,7 @@ class IngestOptions:
     """How to read and parse; `jobs` > 1 parses in worker processes (this process still commits)."""
 
     format: str | None = None
+    sources: SourcesFile | None = None  # per-path format/profile and static tags (`--sources`)
     chunk_lines: int = DEFAULT_CHUNK_LINES
     chunk_bytes: int = DEFAULT_CHUNK_BYTES
     max_line: int = DEFAULT_MAX_LINE
@@ -172,11 +174,30 @@ class FileIngester:
         self.options = options
         self.counter = counter or TokenCounter()
         self.extras = extras if extras is not None else {}
-        self._forced: Format | None = get_format(options.format) if options.format else None
+        self._formats: dict[str, Format] = {}
+        self._tags: dict[str, str] = {}
+        self._spec: str | None = None
+        self._forced: Format | None = self._format(options.format) if options.format else None  # this file's
+
+    def _format(self, spec: str) -> Format:
+        """A format by name or `profile:PATH`, loaded once per run."""
+        if spec not in self._formats:
+            self._formats[spec] = get_format(spec)
+        return self._formats[spec]
+
+    def _choose_format(self, path: Path, remembered: str | None, result: FileResult) -> tuple[str | None, dict[str, str]]:
+        """The format spec for this file, and its static tags: --format, else its sources entry, else
+        the format it was first read with (remembered with its offsets), else None (detect)."""
+        entry = self.options.sources.settings_for(path) if self.options.sources is not None else None
+        tags = entry.tags if entry is not None else {}
+        chosen = self.options.format or (entry.format_name() if entry is not None else None)
+        if chosen is not None and remembered is not None and chosen != remembered:
+            result.note = f"was read as {remembered!r} before, now as {chosen!r} (as --format or the sources file says)"
+        return chosen or remembered, tags
 
     def chunks(self, path: Path, source_id: str, ident: FileIdentity, offset: int, result: FileResult,
                final: bool | None = None, handle: BinaryIO | None = None,
-               max_chunks: int | None = None) -> Iterator[ChunkRows]:
+               max_chunks: int | None = None, remembered_format: str | None = None) -> Iterator[ChunkRows]:
         """Read `path` (or the open plain-file `handle` for it) from `offset`, yielding chunks.
 
         `final`: the file will not grow again (compressed, or rotated away): a last line without
@@ -185,6 +206,15 @@ class FileIngester:
         """
         if not ident.compressed and offset >= ident.size:
             return
+        spec, self._tags = self._choose_format(path, remembered_format, result)
+        try:
+            self._forced = self._format(spec) if spec else None
+        except FormatError as exc:  # a remembered profile that is gone: detect again, and say so
+            if spec == remembered_format and spec != self.options.format:
+                result.note = f"{exc}; detecting the format again"
+                self._forced, spec = None, None
+            else:
+                raise
         fmt = self._forced
         if fmt is None:
             detection = self._detect(path, handle)
@@ -195,6 +225,7 @@ class FileIngester:
                                "(use --format to force one)")
                 return
         result.format = fmt.name if fmt else None
+        self._spec = spec or (fmt.name if fmt else None)  # remembered with the source's offsets
         is_final = ident.compressed if final is None else final
         # `ingest` (final not given): a file no longer growing has its last line complete even without a
         # newline; a stream still open in it is held all the same (only a file known final cuts it off).
@@ -377,6 +408,7 @@ class FileIngester:
             # content, not to the identity it would be committed under. Commit nothing; re-identify.
             raise FileChanged(str(path))
         now = _now_us()
+        apply_tags(chunk.calls, self._tags)
         estimated = fill_estimates(chunk.calls, self.counter)
         for c in chunk.calls:
             c.ingested_at = now
@@ -400,7 +432,7 @@ class FileIngester:
         result.estimated += estimated
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
-        return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table)
+        return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table, self._spec)
 
 
 def _at_boundary(fmt: Format | None, ctx: ParseContext) -> bool:
@@ -516,7 +548,8 @@ class IngestRun:
         if resolved.duplicate_of:
             result.note = f"same first {ident.fp_len} bytes as {resolved.duplicate_of}; read as a separate source"
         try:
-            for chunk in self.ingester.chunks(path, resolved.source_id, ident, offset, result, final, handle, max_chunks):
+            for chunk in self.ingester.chunks(path, resolved.source_id, ident, offset, result, final, handle, max_chunks,
+                                              resolved.format):
                 committed = self.add(chunk)
                 if committed is not None:
                     yield committed
@@ -616,7 +649,7 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
             res.source_id = resolved.source_id
             res.note = res.note or resolved.note
             offset = max(resolved.offset, run._pending_end.get(resolved.source_id, 0))
-            running[pool.submit(_worker_chunks, str(path), resolved.source_id, ident, offset)] = path
+            running[pool.submit(_worker_chunks, str(path), resolved.source_id, ident, offset, resolved.format)] = path
 
         for p in ordered:
             submit(p)
@@ -645,9 +678,10 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
 
 def _merge_result(into: FileResult, part: FileResult) -> None:
     for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens",
-                 "repaired"):
+                 "repaired", "with_key", "with_user", "with_route", "with_ts"):
         setattr(into, name, getattr(into, name) + getattr(part, name))
     into.format = part.format or into.format
+    into.not_a_log = into.not_a_log or part.not_a_log
     into.note = part.note or into.note
     into.held_bytes, into.offset = part.held_bytes, part.offset
 
@@ -662,11 +696,13 @@ def _worker_init(hasher: KeyHasher, options: IngestOptions, extras: dict[str, An
     _WORKER = FileIngester(hasher, options, extras=extras)
 
 
-def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int) -> tuple[list[ChunkRows], FileResult]:
+def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int,
+                   remembered_format: str | None) -> tuple[list[ChunkRows], FileResult]:
     assert _WORKER is not None
     res = FileResult(path, None)
     try:
-        chunks = list(_WORKER.chunks(Path(path), source_id, ident, offset, res, max_chunks=WORKER_MAX_CHUNKS))
+        chunks = list(_WORKER.chunks(Path(path), source_id, ident, offset, res, max_chunks=WORKER_MAX_CHUNKS,
+                                     remembered_format=remembered_format))
     except FileChanged:
         res.note = "file was truncated or replaced while being read; run ingest again to read its new content"
         return [], res

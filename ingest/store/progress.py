@@ -38,6 +38,7 @@ SOURCES_SCHEMA = pa.schema([
     pa.field("compressed", pa.bool_()),
     pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("prefix", pa.string()),  # hash of the first PREFIX_BYTES, for heads shorter than the window
+    pa.field("format", pa.string()),  # the format spec the source was read with (kept for later runs)
 ])
 
 
@@ -60,6 +61,7 @@ class SourceRecord:
     compressed: bool
     committed_at: int
     prefix: str | None = None
+    format: str | None = None
 
 
 @dataclass(slots=True)
@@ -68,6 +70,7 @@ class Resolved:
     offset: int
     note: str | None = None
     duplicate_of: str | None = None  # another live file with the same head fingerprint
+    format: str | None = None  # the format spec it was read with before
 
 
 class SourceIndex:
@@ -144,9 +147,9 @@ def restart_id(old: str, offset: int) -> str:
 
 
 def record_for(source_id: str, ident: FileIdentity, host: str, path: str, end: int, tail: str | None,
-               now_us: int) -> SourceRecord:
+               now_us: int, fmt: str | None = None) -> SourceRecord:
     return SourceRecord(source_id, ident.fp, ident.fp_len, host, ident.dev, ident.inode, path, end, tail,
-                        ident.compressed, now_us, ident.prefix)
+                        ident.compressed, now_us, ident.prefix, fmt)
 
 
 def records_table(records: list[SourceRecord]) -> pa.Table:

@@ -47,6 +47,7 @@ class ChunkRows:
     tail_hash: str | None
     calls: pa.Table | None = None
     quarantine: pa.Table | None = None
+    format: str | None = None  # the format spec it was read with (remembered for later runs)
 
 
 @dataclass
@@ -171,6 +172,8 @@ class Store:
             index.add(record_for(sid, ident, self.host, path, 0, None, _now_us()))
             return Resolved(sid, self.calls.txn_version(sid) or 0, duplicate_of=duplicate)
         sid = chosen.source_id
+        remembered = next((r.format for r in sorted(index.by_id.get(sid, ()), key=lambda r: -r.committed_at)
+                           if r.format), None)
         offset = self.calls.txn_version(sid) or 0
         if offset and not ident.compressed:
             if offset > ident.size:
@@ -178,7 +181,7 @@ class Store:
             expected = index.tail_at(sid, offset)
             if expected is not None and callable(tail_at) and tail_at(offset) != expected:
                 return self._restart(sid, offset, "bytes before the checkpoint changed: file replaced, reading from 0")
-        return Resolved(sid, offset, duplicate_of=duplicate)
+        return Resolved(sid, offset, duplicate_of=duplicate, format=remembered)
 
     def _restart(self, old: str, offset: int, note: str) -> Resolved:
         sid = restart_id(old, offset)
@@ -200,11 +203,12 @@ class Store:
                     continue  # already committed (by us before a crash, or by another writer)
                 ends[c.source_id] = c.end
                 todo.append(ChunkRows(c.source_id, c.ident, c.path, max(c.start, v), c.end, c.tail_hash,
-                                      _filter_from(c.calls, v), _filter_from(c.quarantine, v)))
+                                      _filter_from(c.calls, v), _filter_from(c.quarantine, v), c.format))
             if not todo:
                 return CommitResult()
             now = _now_us()
-            records = [record_for(c.source_id, c.ident, self.host, c.path, c.end, c.tail_hash, now) for c in todo]
+            records = [record_for(c.source_id, c.ident, self.host, c.path, c.end, c.tail_hash, now, c.format)
+                       for c in todo]
             self.sources.append(records_table(records), {})
             self._commit_quarantine(todo, qdate)
             parts = [self._calls_part(c) for c in todo if c.calls is not None and c.calls.num_rows]
