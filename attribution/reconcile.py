@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, TokentrailError
 from ingest.formats.base import as_float, as_int, parse_ts
 
 from .query import connect
@@ -38,19 +38,46 @@ def base_model(model: str | None) -> str:
     return _DATED.sub("", m)
 
 
+def read_text(path: Path) -> str:
+    """UTF-8 text, or a ConfigError naming the file and the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          f"save the export as UTF-8") from None
+
+
+def _line_of(text: str, exc: Exception) -> int:
+    m = re.search(r"byte (\d+)", str(exc))
+    return text.encode()[: int(m.group(1))].count(b"\n") + 1 if m else 1
+
+
 def _pages(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text()
+    text = read_text(path)
     try:
         doc = msgspec.json.decode(text)
         docs = doc if isinstance(doc, list) else [doc]
-    except msgspec.DecodeError:
-        try:
-            docs = [msgspec.json.decode(line) for line in text.splitlines() if line.strip()]
-        except msgspec.DecodeError as exc:
-            raise ConfigError(f"{path}: neither a JSON page, an array of pages, nor JSON lines: {exc}") from None
+    except msgspec.DecodeError as whole_exc:
+        docs = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(msgspec.json.decode(line))
+            except msgspec.DecodeError as exc:
+                where = _line_of(text, whole_exc) if n == 1 else n
+                reason = whole_exc if n == 1 else exc
+                raise ConfigError(f"{path}:{where}: not JSON ({reason}); expected a Costs/Usage API page, an array "
+                                  f"of pages, or JSON lines") from None
     pages = [d for d in docs if isinstance(d, dict) and isinstance(d.get("data"), list)]
     if not pages:
-        raise ConfigError(f"{path}: no `data` buckets found; expected the Costs or Usage API's page JSON")
+        raise ConfigError(f"{path}:1: no `data` buckets found; expected the Costs or Usage API's page JSON")
+    for page in pages:
+        for bucket in page["data"]:
+            if not isinstance(bucket, dict) or not isinstance(bucket.get("results") or [], list):
+                raise ConfigError(f"{path}:1: a bucket in `data` is not an object with a `results` list: {str(bucket)[:80]}")
     return pages
 
 
@@ -79,7 +106,7 @@ def read_costs(path: Path) -> dict[tuple[str, str, str], float]:
 
 
 def _read_costs_csv(path: Path) -> dict[tuple[str, str, str], float]:
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+    rows = list(csv.DictReader(io.StringIO(read_text(path))))
     if not rows:
         raise ConfigError(f"{path}: empty CSV")
     cols = {c.lower().strip(): c for c in rows[0]}
@@ -90,12 +117,17 @@ def _read_costs_csv(path: Path) -> dict[tuple[str, str, str], float]:
         raise ConfigError(f"{path}: the CSV needs a date column and a cost column; found {', '.join(rows[0])}")
     model_c, proj_c = pick("model", "line_item", "line item"), pick("project_id", "project")
     out: dict[tuple[str, str, str], float] = {}
-    for r in rows:
+    for line, r in enumerate(rows, start=2):
+        if r.get(date_c) is None or r.get(cost_c) is None:
+            raise ConfigError(f"{path}:{line}: too few columns")
         raw = r[date_c].strip()
         day = _day(raw) if raw.replace(".", "").isdigit() else raw[:10]
         model = base_model(r[model_c].split(",")[0]) if model_c and r[model_c] else "(all models)"
         key = (day, model, r[proj_c] if proj_c and r[proj_c] else "(all projects)")
-        out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", ""), cost_c) or 0.0)
+        try:
+            out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", "").replace(",", ""), cost_c) or 0.0)
+        except (TokentrailError, ValueError) as exc:
+            raise ConfigError(f"{path}:{line}: {exc}") from None
     return out
 
 
@@ -115,6 +147,16 @@ def read_usage(path: Path) -> dict[tuple[str, str, str], dict[str, int]]:
     return out
 
 
+def _checked(reader: Any, path: Path) -> Any:
+    """A malformed export is a clear `FILE:LINE: reason`, never a traceback."""
+    try:
+        return reader(path)
+    except ConfigError:
+        raise
+    except (TokentrailError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ConfigError(f"{path}:1: unexpected shape for a Costs/Usage API export: {exc}") from None
+
+
 @dataclass
 class Reconciliation:
     rows: list[dict[str, Any]] = field(default_factory=list)
@@ -132,7 +174,7 @@ class Reconciliation:
 
 def reconcile(root: str | Path, costs: Path, usage: Path | None = None, by_project: bool = False,
               rel_tolerance: float = 0.02, abs_tolerance: float = 0.0005) -> Reconciliation:
-    provider = read_costs(costs)
+    provider = _checked(read_costs, costs)
     model_level = all(k[1] != "(all models)" for k in provider)
     project_level = by_project and all(k[2] != "(all projects)" for k in provider)
     fold = lambda k: (k[0], k[1] if model_level else "(all models)", k[2] if project_level else "(all projects)")  # noqa: E731
@@ -155,7 +197,7 @@ def reconcile(root: str | Path, costs: Path, usage: Path | None = None, by_proje
             acc["requests"] += n
             acc["input_tokens"] += tin
             acc["output_tokens"] += tout
-    usage_rows = read_usage(usage) if usage else {}
+    usage_rows = _checked(read_usage, usage) if usage else {}
     prov_usage: dict[tuple[str, str, str], dict[str, int]] = {}
     for k, counts in usage_rows.items():
         acc2 = prov_usage.setdefault(fold(k), {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})

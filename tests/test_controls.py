@@ -7,12 +7,14 @@ import random
 import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from attribution.anomalies import find_anomalies
-from attribution.budgets import AlertWriter, evaluate
+from attribution.alerts import AlertEvaluator, JsonFileStateStore, JsonLinesSink
+from attribution.budgets import evaluate
 from attribution.reconcile import reconcile
 from attribution.rules import load_rules
 from ingest.warehouse import Warehouse
@@ -71,15 +73,15 @@ def test_budget_boundary_day_in_utc_and_a_named_zone(build, wh_path: Path, cli) 
     ])
     rs = load_rules(rules, Warehouse(wh_path).hasher)
     by_id = {s.id: s for s in evaluate(wh_path, rs, date(2025, 3, 31))}
-    assert by_id["alpha-month-utc"].spent == pytest.approx(0.60) and by_id["alpha-month-utc"].status == "warn"
+    assert by_id["alpha-month-utc"].spent == pytest.approx(Decimal("0.60")) and by_id["alpha-month-utc"].status == "warn"
     assert by_id["alpha-month-utc"].thresholds_crossed == [0.5]
-    assert by_id["alpha-month-ny"].spent == pytest.approx(1.20) and by_id["alpha-month-ny"].status == "exceeded"
+    assert by_id["alpha-month-ny"].spent == pytest.approx(Decimal("1.20")) and by_id["alpha-month-ny"].status == "exceeded"
     assert by_id["alpha-month-ny"].period_start == "2025-03-01T00:00:00-05:00"
-    assert by_id["alpha-month-utc"].projected == pytest.approx(0.60, rel=0.01)  # the whole month has elapsed
+    assert by_id["alpha-month-utc"].projected == pytest.approx(Decimal("0.60"), rel=Decimal("0.01"))  # the whole month has elapsed
     april = {s.id: s for s in evaluate(wh_path, rs, date(2025, 4, 1))}
     assert april["beta-day-tokens"].spent == 1000 and april["beta-day-tokens"].status == "exceeded"
-    assert april["alpha-month-utc"].spent == pytest.approx(0.60)
-    assert april["alpha-month-utc"].projected == pytest.approx(0.60 * 30, rel=0.01)  # one day of thirty elapsed
+    assert april["alpha-month-utc"].spent == pytest.approx(Decimal("0.60"))
+    assert april["alpha-month-utc"].projected == pytest.approx(Decimal("18.0"), rel=Decimal("0.01"))  # one day of thirty elapsed
     r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-30", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.output)[0]["status"] == "ok"
     r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-31")
@@ -90,16 +92,22 @@ def test_alerts_are_written_once_per_budget_threshold_and_period(build, wh_path:
     rules = build([call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 4 * M)])
     rs = load_rules(rules, Warehouse(wh_path).hasher)
     alerts = tmp_path / "alerts.jsonl"
-    first = AlertWriter(wh_path, rs, alerts).check(force=True)
+    state = tmp_path / "alert-state.json"
+
+    def tick() -> list[tuple[str, float]]:
+        ev = AlertEvaluator(wh_path, rs, [JsonLinesSink(alerts)], JsonFileStateStore(state))  # a fresh process each time
+        return [(a["budget"], a["threshold"]) for _, a in ev.tick().delivered]
+
     # $0.60 of $1: the UTC budget (warn_at 0.5) warns; the New York one (default warn_at 0.8) does not yet
-    assert [(a["budget"], a["threshold"]) for a in first] == [("alpha-month-utc", 0.5)]
-    assert AlertWriter(wh_path, rs, alerts).check(force=True) == []  # remembered across restarts
+    first = tick()
+    assert first == [("alpha-month-utc", 0.5)]
+    assert tick() == []  # remembered across restarts
     build([call_line(datetime(2025, 3, 11, tzinfo=UTC), "alpha", 4 * M)])
-    second = AlertWriter(wh_path, rs, alerts).check(force=True)
-    assert {(a["budget"], a["threshold"]) for a in second} == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8),
-                                                                ("alpha-month-ny", 1.0)}
+    second = tick()
+    assert set(second) == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8), ("alpha-month-ny", 1.0)}
     lines = [json.loads(x) for x in alerts.read_text().splitlines()]
     assert len(lines) == len(first) + len(second) and all(x["alert"] == "budget_threshold" for x in lines)
+    assert not (wh_path / "_state" / "alerts_sent.json").exists()  # delivery state is not in the warehouse
 
 
 def test_ip_allowlist_v4_and_v6(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
