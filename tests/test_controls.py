@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from attribution.anomalies import find_anomalies
 from attribution.alerts import AlertEvaluator, JsonFileStateStore, JsonLinesSink
+from attribution.anomalies import find_anomalies
 from attribution.budgets import evaluate
 from attribution.reconcile import reconcile
 from attribution.rules import load_rules
