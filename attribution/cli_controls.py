@@ -55,10 +55,17 @@ def budgets(warehouse: Path | None, rules: Path, at: Any, fmt: str) -> None:
         click.echo(f"{rules} defines no budgets")
         return
     rows = as_rows(statuses)
-    if fmt == "table":  # only the columns of the units in use
-        used = [c for c in rows[0] if any(r[c] is not None for r in rows)]
-        rows = [{c: r[c] for c in used} for r in rows]
-    click.echo(render(pa.Table.from_pylist(rows), fmt, "budgets"))
+    if fmt == "table":  # compact: amounts with their unit, the period by its first day
+        from .output import format_cost
+
+        def amount(s: Any, v: Any) -> str:
+            return f"${format_cost(v)}" if s.unit == "usd" else f"{int(v):,} tokens"
+
+        rows = [{"budget": s.id, "scope": s.scope, "period": s.period, "from": s.period_start[:10],
+                 "limit": amount(s, s.limit), "spent": amount(s, s.spent), "projected": amount(s, s.projected),
+                 "share": f"{s.share:.1%}", "status": s.status,
+                 "crossed": ", ".join(f"{t:.0%}" for t in s.thresholds_crossed)} for s in statuses]
+    click.echo(render(pa.Table.from_pylist(rows), fmt, "budgets", align_right=("limit", "spent", "projected", "share")))
     if any(s.status == "exceeded" for s in statuses):
         click.echo("budget exceeded: " + ", ".join(s.id for s in statuses if s.status == "exceeded"), err=True)
         sys.exit(1)

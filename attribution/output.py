@@ -58,7 +58,7 @@ def exact_cost(v: Any) -> str:
     if isinstance(v, Decimal):
         s = f"{v:f}"
         return s.rstrip("0").rstrip(".") if "." in s else s
-    return repr(float(v))
+    return repr(round(float(v), 12))
 
 
 def _plain(v: Any) -> Any:
@@ -73,7 +73,7 @@ def _plain(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: round(x, 12) if isinstance(x, float) and is_cost_column(str(k)) else _plain(x) for k, x in v.items()}
     return v
 
 
@@ -81,8 +81,16 @@ def to_json(rows: list[dict[str, Any]] | Any) -> str:
     return json.dumps(_plain(rows), indent=2, ensure_ascii=False, default=str)
 
 
-def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence[str] = ()) -> str:
-    """`totals`: additive columns summed into a total row (tables only; CSV/JSON stay pure data)."""
+REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
+                  "cost_usd", "estimated_share")
+
+
+def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence[str] | None = None,
+           align_right: Sequence[str] = ()) -> str:
+    """`totals`: additive columns summed into a total row (tables only; CSV/JSON stay pure data).
+    None: a `report`-shaped table totals its counts, tokens and cost; any other table has no total."""
+    if totals is None:
+        totals = REPORT_COLUMNS[:-1] if tuple(table.column_names[-len(REPORT_COLUMNS):]) == REPORT_COLUMNS else ()
     rows = table.to_pylist()
     if fmt == "json":
         return to_json(rows)
@@ -93,7 +101,7 @@ def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence
         for r in rows:
             w.writerow([_csv_cell(k, v) for k, v in r.items()])
         return buf.getvalue().rstrip("\n")
-    return render_rich(table.column_names, [list(r.values()) for r in rows], title, totals)
+    return render_rich(table.column_names, [list(r.values()) for r in rows], title, totals, align_right)
 
 
 def _csv_cell(name: str, v: Any) -> str:
@@ -138,7 +146,9 @@ def total_row(columns: list[str], rows: list[list[Any]], totals: Sequence[str]) 
     return out
 
 
-def render_rich(columns: list[str], rows: list[list[Any]], title: str | None = None, totals: Sequence[str] = ()) -> str:
+def render_rich(columns: list[str], rows: list[list[Any]], title: str | None = None, totals: Sequence[str] = (),
+                align_right: Sequence[str] = ()) -> str:
+    """`align_right`: text columns that hold pre-formatted numbers."""
     from rich.console import Console
     from rich.table import Table
 
@@ -148,7 +158,7 @@ def render_rich(columns: list[str], rows: list[list[Any]], title: str | None = N
     formatters = []
     for i, c in enumerate(columns):
         right, fmt = _column_formatter(c, [r[i] for r in rows])
-        t.add_column(c, justify="right" if right else "left", overflow="fold")
+        t.add_column(c, justify="right" if right or c in align_right else "left", overflow="fold")
         formatters.append(fmt)
     for n, r in enumerate(all_rows):
         if with_total and n == len(rows):

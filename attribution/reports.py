@@ -16,6 +16,7 @@ import pyarrow as pa
 from ingest.errors import TokentrailError
 
 from .engine import DEFAULT_RULE, field_sql
+from .output import REPORT_COLUMNS
 from .query import connect
 from .rules import RuleSet
 
@@ -25,9 +26,7 @@ TIME_DIMENSIONS = {
     "week": "CAST(date_trunc('week', ts) AS DATE)",
     "month": "strftime(ts, '%Y-%m')",
 }
-REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
-                  "cost_usd", "estimated_share")
-ADDITIVE = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens", "cost_usd")
+ADDITIVE = REPORT_COLUMNS[:-1]  # what a total row sums (estimated_share is a ratio)
 
 
 class ReportError(TokentrailError):
