@@ -1,0 +1,123 @@
+"""Exit codes and messages of the control commands, and output for finance."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "helpers"))
+from controls_data import RULES, call_line  # noqa: E402
+
+from attribution.output import exact_cost, format_cost, render  # noqa: E402
+
+
+@pytest.fixture
+def wh(tmp_path: Path, wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES + 'allowlists:\n  - {id: "o\'brien net", scope: {key_name: alpha}, cidrs: ["10.0.0.0/8"]}\n')
+    log = tmp_path / "calls.log"
+    t = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    log.write_text(call_line(t, "alpha", 1_234_567, 10, route="/essays/1") + call_line(t, "beta", 1, 0, route="/chat/1", i=1)
+                   + call_line(datetime(2025, 3, 11, tzinfo=UTC), "beta", 2, 0, route="/chat/2", i=2))
+    assert cli("ingest", log, "--warehouse", wh_path, "--rules", rules).exit_code == 0
+    return wh_path
+
+
+@pytest.mark.parametrize("args", [["report", "--format", "xml"], ["budgets", "--rules", "R", "--format", "xml"],
+                                  ["audit", "ips", "--rules", "R", "--format", "yaml"], ["anomalies", "--format", "x"],
+                                  ["sql", "select 1", "--format", "xml"]])
+def test_unknown_format_exits_2(args: list[str], cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULES)
+    r = cli(*[str(rules) if a == "R" else a for a in args])
+    assert r.exit_code == 2 and "Invalid value for '--format'" in r.output
+
+
+@pytest.mark.parametrize("cmd", [["report"], ["audit", "ips", "--rules", "R"], ["reattribute", "--rules", "R"]])
+def test_inverted_range_exits_2(cmd: list[str], cli, tmp_path: Path, wh: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    r = cli(*[str(rules) if a == "R" else a for a in cmd], "--warehouse", wh, "--since", "2025-03-11", "--until", "2025-03-10")
+    assert r.exit_code == 2 and "Error: --since 2025-03-11 is after --until 2025-03-10; swap them" in r.output
+
+
+@pytest.mark.parametrize("bad", ["2025-02-30", "2025-13-01", "2025-3-1", "yesterday"])
+def test_impossible_dates_exit_2(bad: str, cli, wh: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    for args in (["report", "--since", bad], ["budgets", "--rules", str(tmp_path / "rules.yaml"), "--at", bad]):
+        r = cli(*args, "--warehouse", wh)
+        assert r.exit_code == 2 and f"'{bad}' is not a valid day" in r.output and "use YYYY-MM-DD" in r.output
+
+
+def test_read_commands_create_no_state(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULES)
+    missing = tmp_path / "typo-warehouse"
+    cli("budgets", "--rules", rules, "--warehouse", missing)
+    cli("audit", "ips", "--rules", rules, "--warehouse", missing)
+    cli("anomalies", "--warehouse", missing)
+    cli("rules", "sql", rules, "--dialect", "spark", "--warehouse", missing)
+    assert not missing.exists()
+
+
+def test_quote_in_an_allowlist_id_is_data_not_sql(cli, wh: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("audit", "ips", "--rules", tmp_path / "rules.yaml", "--warehouse", wh, "--format", "json")
+    assert r.exit_code == 1, r.output
+    rows = json.loads(r.output[r.output.index("["):])
+    assert [(x["allowlist"], x["calls"]) for x in rows] == [("o'brien net", 1)]
+
+
+def test_anomalies_says_not_enough_history(cli, wh: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("anomalies", "--warehouse", wh)
+    assert r.exit_code == 0 and r.output.startswith("not enough history: 2 day(s) of data; spikes can be flagged once there are 22 days")
+
+
+def test_reconcile_input_errors_name_file_and_line(cli, wh: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    latin = tmp_path / "costs.json"
+    latin.write_bytes(b'{"object": "page",\n "data": [], "note": "caf\xe9"}')
+    r = cli("reconcile", "--costs", latin, "--warehouse", wh)
+    assert r.exit_code == 1 and f"Error: {latin}:2: not UTF-8 text (byte 0xe9" in r.output and "Traceback" not in r.output
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"object": "page", "data": [\n  {"object": "bucket",\n  "start_time": }\n]}')
+    r = cli("reconcile", "--costs", broken, "--warehouse", wh)
+    assert r.exit_code == 1 and f"Error: {broken}:3: not JSON" in r.output
+    shape = tmp_path / "shape.json"
+    shape.write_text(json.dumps({"object": "page", "data": [{"start_time": "soon", "results": []}]}))
+    r = cli("reconcile", "--costs", shape, "--warehouse", wh)
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {shape}:1: ") and "Traceback" not in r.output
+    csv_file = tmp_path / "costs.csv"
+    csv_file.write_text("date,cost\n2025-03-10,0.1\n2025-03-11,lots\n")
+    r = cli("reconcile", "--costs", csv_file, "--warehouse", wh)
+    assert r.exit_code == 1 and f"Error: {csv_file}:3: " in r.output
+
+
+def test_report_table_is_finance_ready(cli, wh: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("report", "--warehouse", wh, "--by", "key_name")
+    assert r.exit_code == 0
+    lines = r.output.splitlines()
+    header = next(x for x in lines if "key_name" in x)
+    alpha = next(x for x in lines if "│ alpha" in x)
+    total = next(x for x in lines if "│ total" in x)
+    # right-aligned with separators: the number ends where its column header ends
+    assert "1,234,567" in alpha and alpha.index("1,234,567") + len("1,234,567") == header.index("input_tokens") + len("input_tokens")
+    assert "1,234,570" in total and " 3 │" in total  # 3 requests, 1,234,567 + 1 + 2 input tokens
+    beta = next(x for x in lines if "│ beta" in x)
+    assert "<0.000001" in beta  # 3 tokens of gpt-4o-mini is not "0.000000"
+    j = json.loads(cli("report", "--warehouse", wh, "--by", "key_name", "--format", "json").output)
+    assert [x["key_name"] for x in j] == ["alpha", "beta"] and isinstance(j[0]["input_tokens"], int)
+    csv_out = cli("report", "--warehouse", wh, "--by", "key_name", "--format", "csv").output.splitlines()
+    assert csv_out[1].startswith("alpha,1,1234567,") and "total" not in "".join(csv_out)  # no total row in CSV
+
+
+def test_cost_formats() -> None:
+    assert format_cost(Decimal("0.0000004")) == "<0.000001" and format_cost(Decimal("-0.0000004")) == ">-0.000001"
+    assert format_cost(Decimal("1234.5")) == "1,234.500000" and format_cost(0) == "0.000000"
+    assert exact_cost(Decimal("0.000000450000")) == "0.00000045" and exact_cost(Decimal("12.000000000000")) == "12"
+    assert exact_cost(0.1 + 0.2) == "0.3"
+    t = pa.table({"n": pa.array([Decimal(5), Decimal(7)], pa.decimal128(38, 0)), "cost_usd": [0.1, 0.2]})
+    assert json.loads(render(t, "json")) == [{"n": 5, "cost_usd": 0.1}, {"n": 7, "cost_usd": 0.2}]
+    assert render(t, "csv") == "n,cost_usd\n5,0.1\n7,0.2"
