@@ -91,6 +91,7 @@ def evaluate(root: str | Path, ruleset: RuleSet, at: date | datetime | None = No
         start, end = period_bounds(b.period, at_local)
         upto = min(at_local, end)
         where, params = scope_filter(b.scope, columns)
+        limit: Decimal | int
         if b.limit_usd is not None:
             unit, limit = "usd", _exact(b.limit_usd)
             measure = "coalesce(sum(cost_usd), 0)"
