@@ -67,12 +67,14 @@ def nice_ticks(top: float, n: int = 4) -> list[float]:
     return [step * i for i in range(math.ceil(top / step - 1e-9) + 1)]
 
 
-def axis_label(v: float, unit: str) -> str:
-    """35,000 not 3.5e+04; $0.25 not 2.5e-01."""
+def axis_label(v: float, unit: str, step: float) -> str:
+    """35,000 not 3.5e+04; $0.002 not 2e-03: as many decimals as the step needs, all ticks alike."""
+    decimals = 0
+    while decimals < 8 and abs(step * 10 ** decimals - round(step * 10 ** decimals)) > 1e-9:
+        decimals += 1
     if unit == "USD":
-        decimals = 0 if v >= 100 or v == 0 else 2 if v >= 0.01 else 6
-        return f"${v:,.{decimals}f}"
-    return f"{v:,.0f}" if v >= 1 or v == 0 else f"{v:,.2f}"
+        return f"${v:,.{max(decimals, 2) if step < 1 else decimals}f}"
+    return f"{v:,.{decimals}f}"
 
 
 def stacked_bars(title: str, days: list[str], series: dict[str, list[float]], unit: str, colour: Colours) -> str:
@@ -98,7 +100,7 @@ def stacked_bars(title: str, days: list[str], series: dict[str, list[float]], un
             bars.append(f'<rect class="bar" x="{left + i * bw:.1f}" y="{y:.1f}" width="{max(bw - 1, 1):.1f}" height="{bh:.1f}" '
                         f'fill="{colour(name)}"><title>{tip}</title></rect>')
     axis = "".join(f'<text x="{left - 6}" y="{h - bottom - t / top * plot + 3:.0f}" text-anchor="end" class="tick">'
-                   f"{axis_label(t, unit)}</text>"
+                   f"{axis_label(t, unit, ticks[1])}</text>"
                    f'<line x1="{left}" x2="{w - 10}" y1="{h - bottom - t / top * plot:.1f}" '
                    f'y2="{h - bottom - t / top * plot:.1f}" class="grid"/>' for t in ticks)
     every = max(1, len(days) // 10)

@@ -135,6 +135,8 @@ def total_row(columns: list[str], rows: list[list[Any]], totals: Sequence[str]) 
     for i, c in enumerate(columns):
         if c in totals:
             vals = [r[i] for r in rows if r[i] is not None]
+            if not vals:
+                continue  # nothing to add up: blank, not a made-up 0
             if any(isinstance(v, float) for v in vals):
                 out[i] = math.fsum(float(v) for v in vals)
             else:

@@ -121,3 +121,14 @@ def test_cost_formats() -> None:
     t = pa.table({"n": pa.array([Decimal(5), Decimal(7)], pa.decimal128(38, 0)), "cost_usd": [0.1, 0.2]})
     assert json.loads(render(t, "json")) == [{"n": 5, "cost_usd": 0.1}, {"n": 7, "cost_usd": 0.2}]
     assert render(t, "csv") == "n,cost_usd\n5,0.1\n7,0.2"
+
+
+def test_chart_axes_are_round_and_readable() -> None:
+    from attribution.html_report import axis_label, nice_ticks
+
+    ticks = nice_ticks(0.0057)
+    assert [axis_label(t, "USD", ticks[1]) for t in ticks] == ["$0.000", "$0.002", "$0.004", "$0.006"]
+    ticks = nice_ticks(38_000)
+    assert [axis_label(t, "tokens", ticks[1]) for t in ticks] == ["0", "10,000", "20,000", "30,000", "40,000"]
+    ticks = nice_ticks(1.2)
+    assert [axis_label(t, "USD", ticks[1]) for t in ticks] == ["$0.00", "$0.50", "$1.00", "$1.50"]

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+import re
+import struct
+import zlib
 import shutil
 import subprocess
 from datetime import UTC, date, datetime, timedelta
@@ -209,6 +212,47 @@ def test_reconcile_usage_tokens(build, wh_path: Path, tmp_path: Path) -> None:  
     assert (row["provider_input_tokens"], row["tokentrail_input_tokens"]) == (1200, 1000)
 
 
+def _distinct_colours(png: Path) -> int:
+    """Distinct RGB colours in a PNG screenshot (8-bit RGB/RGBA, filter-decoded), sampled every 4th row."""
+    data = png.read_bytes()
+    pos, chunks = 8, b""
+    width = height = depth = ctype = 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
+        elif kind == b"IDAT":
+            chunks += body
+        pos += n + 12
+    assert depth == 8 and ctype in (2, 6), (depth, ctype)
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(chunks)
+    stride = width * bpp
+    prev = bytearray(stride)
+    seen: set[bytes] = set()
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        if y % 4 == 0:
+            seen.update(bytes(line[x:x + 3]) for x in range(0, stride, bpp * 4))
+        prev = line
+    palette = {bytes.fromhex(h) for h in ("4e79a7", "f28e2b", "e15759", "76b7b2", "59a14f", "edc948", "b07aa1")}
+    return len(seen & palette)
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -225,6 +269,22 @@ def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: P
     page = out.read_text()
     assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
     assert "Anomalies" in page and "2025-02-19" in page and "alpha-month-utc" in page
+    # The period is stated and budgets are evaluated at its end (the last day with data), agreeing with the CLI.
+    assert "Period: <b>2025-01-06 to 2025-03-02 (UTC, both days included)</b>" in page
+    assert "Budgets at the end of 2025-03-02" in page
+    cli_budgets = json.loads(cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-02",
+                                 "--format", "json").output.split("\nbudget exceeded")[0])
+    html_row = re.search(r"<td class=\"txt\">alpha-month-utc</td>(.*?)</tr>", page).group(1)  # type: ignore[union-attr]
+    spent = next(b for b in cli_budgets if b["budget"] == "alpha-month-utc")["spent_usd"]
+    assert spent > 0 and f"{spent:,.6f}" in html_row  # not "spent 0, ok"
+    assert "e+0" not in page and "e-0" not in page  # readable axes, no scientific notation
+    assert page.count('class="total"') == 2  # the tables with more than one row (key_name, feature) end with a total
+    # One colour per value across charts: every legend entry for a value uses the same colour.
+    colours: dict[str, set[str]] = {}
+    for colour, name in re.findall(r'<i style="background:(#[0-9a-f]{6})"></i>([^<]+)</span>', page):
+        colours.setdefault(name, set()).add(colour)
+    assert colours and all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for n, c in colours.items() if n != "other"}) == len([n for n in colours if n != "other"])
     browser = _chromium()
     if browser is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -239,6 +299,9 @@ def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: P
     subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2400",
                     out.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", shot.read_bytes()[16:24])
+    assert (width, height) == (1200, 2400)
+    assert _distinct_colours(shot) >= 3  # the bars were painted in the palette, not a blank page
     artifacts = Path(__file__).parent.parent / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(shot, artifacts / "html-report.png")
