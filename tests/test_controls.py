@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import random
 import re
-import struct
-import zlib
 import shutil
+import struct
 import subprocess
+import zlib
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
