@@ -132,3 +132,26 @@ def test_chart_axes_are_round_and_readable() -> None:
     assert [axis_label(t, "tokens", ticks[1]) for t in ticks] == ["0", "10,000", "20,000", "30,000", "40,000"]
     ticks = nice_ticks(1.2)
     assert [axis_label(t, "USD", ticks[1]) for t in ticks] == ["$0.00", "$0.50", "$1.00", "$1.50"]
+
+
+def test_rule_file_errors_are_one_clean_line(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(b"version: 1\nrules: {}\n# caf\xe9\n")
+    r = cli("rules", "check", latin, "--warehouse", tmp_path / "wh")
+    assert r.exit_code == 1 and r.output == f"Error: {latin}:3: rule file is not UTF-8 text (byte 0xe9); save it as UTF-8\n"
+    bad_re = tmp_path / "re.yaml"
+    bad_re.write_text('version: 1\nrules:\n  feature:\n    - {id: a, when: {route: {regex: "(?<=x)a"}}, value: v}\n')
+    r = cli("rules", "check", bad_re, "--warehouse", tmp_path / "wh")
+    assert r.exit_code == 1 and r.output.startswith(f"Error: {bad_re}:4: ") and "invalid perl operator: (?<=" in r.output
+    assert "b'" not in r.output
+
+
+def test_no_re2_log_noise_on_stderr(tmp_path: Path) -> None:
+    import subprocess
+
+    bad_re = tmp_path / "re.yaml"
+    bad_re.write_text('version: 1\nrules:\n  feature:\n    - {id: a, when: {route: {regex: "(?<=x)a"}}, value: v}\n')
+    p = subprocess.run([sys.executable, "-m", "attribution", "rules", "check", str(bad_re), "--warehouse",
+                        str(tmp_path / "wh")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1 and p.stderr.splitlines() == [p.stderr.strip()], p.stderr  # one line: our message only
+    assert "re2.cc" not in p.stderr and "absl" not in p.stderr
