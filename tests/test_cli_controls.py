@@ -120,6 +120,7 @@ def test_cost_formats() -> None:
     assert exact_cost(0.1 + 0.2) == "0.3"
     t = pa.table({"n": pa.array([Decimal(5), Decimal(7)], pa.decimal128(38, 0)), "cost_usd": [0.1, 0.2]})
     assert json.loads(render(t, "json")) == [{"n": 5, "cost_usd": 0.1}, {"n": 7, "cost_usd": 0.2}]
+    assert '"n": 5,' in render(t, "json")  # an integer, not 5.0
     assert render(t, "csv") == "n,cost_usd\n5,0.1\n7,0.2"
 
 
@@ -155,3 +156,17 @@ def test_no_re2_log_noise_on_stderr(tmp_path: Path) -> None:
                         str(tmp_path / "wh")], capture_output=True, text=True, timeout=60)
     assert p.returncode == 1 and p.stderr.splitlines() == [p.stderr.strip()], p.stderr  # one line: our message only
     assert "re2.cc" not in p.stderr and "absl" not in p.stderr
+
+
+def test_audit_rows_have_a_stable_order(cli, tmp_path: Path, wh_path: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES + "allowlists:\n  - {id: net, scope: {key_name: alpha}, cidrs: ['10.0.0.0/8']}\n")
+    t = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    ips = [f"198.51.100.{n}" for n in (9, 3, 27, 1, 14, 5, 22, 8)]
+    log = tmp_path / "calls.log"
+    log.write_text("".join(call_line(t, "alpha", 10, 1, ip=ip, i=k) for k, ip in enumerate(ips))
+                   + call_line(t, "alpha", 10, 1, ip="198.51.100.27", i=99))
+    assert cli("ingest", log, "--warehouse", wh_path, "--rules", rules).exit_code == 0
+    r = cli("audit", "ips", "--rules", rules, "--warehouse", wh_path, "--format", "csv")
+    got = [line.split(",")[3] for line in r.output.splitlines()[1:] if line.startswith("net,")]
+    assert got == ["198.51.100.27"] + sorted(set(ips) - {"198.51.100.27"})  # most calls first, then by IP

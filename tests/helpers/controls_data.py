@@ -31,13 +31,14 @@ budgets:
 
 
 def call_line(ts: datetime, key: str, tokens_in: int, tokens_out: int = 0, route: str = "/r", model: str = "gpt-4o-mini",
-              i: int = 0, user: str | None = None, cached: int = 0, headers: dict[str, str] | None = None) -> str:
+              i: int = 0, user: str | None = None, cached: int = 0, headers: dict[str, str] | None = None,
+              ip: str = "203.0.113.1") -> str:
     usage: dict[str, object] = {"prompt_tokens": tokens_in, "completion_tokens": tokens_out,
                                 "total_tokens": tokens_in + tokens_out}
     if cached:
         usage["prompt_tokens_details"] = {"cached_tokens": cached}
     record: dict[str, object] = {
-        "timestamp": ts.isoformat(), "route": route, "client_ip": "203.0.113.1",
+        "timestamp": ts.isoformat(), "route": route, "client_ip": ip,
         "headers": {"authorization": f"Bearer {KEYS[key]}", **(headers or {})},
         "request": {"model": model, "messages": [{"role": "user", "content": "hi"}], **({"user": user} if user else {})},
         "response": {"id": f"chatcmpl-{key}-{ts.timestamp():.0f}-{i}", "object": "chat.completion",
