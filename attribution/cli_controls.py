@@ -148,12 +148,14 @@ def anomalies(warehouse: Path | None, by: str | None, since: Any, metric: str, g
 @click.option("--costs", type=RULES_FILE, required=True, help="Costs API pages (JSON) or the dashboard's cost CSV export.")
 @click.option("--usage", "usage_file", type=RULES_FILE, help="Usage API pages (JSON) to compare token counts too.")
 @click.option("--by-project", is_flag=True, help="Compare per project as well as per day and model.")
+@click.option("--keys", "keys_file", type=RULES_FILE,
+              help="Admin API key list (JSON pages with id, redacted_value) to compare per API key too.")
 @click.option("--tolerance", type=click.FloatRange(min=0), default=0.02, show_default=True,
               help="Relative difference still called matched.")
 @FORMAT
 @_fail_cleanly
-def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_project: bool, tolerance: float,
-              fmt: str) -> None:
+def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_project: bool, keys_file: Path | None,
+              tolerance: float, fmt: str) -> None:
     """Compare the provider's own cost (and usage) exports with what tokentrail attributed.
 
     Example: tokentrail reconcile --costs costs-2025-03.json --usage usage-2025-03.json
@@ -163,7 +165,7 @@ def reconcile(warehouse: Path | None, costs: Path, usage_file: Path | None, by_p
     from .output import format_cost, render
     from .reconcile import reconcile as run
 
-    r = run(_root(warehouse), costs, usage_file, by_project, tolerance)
+    r = run(_root(warehouse), costs, usage_file, by_project, tolerance, keys_file=keys_file)
     click.echo(render(pa.Table.from_pylist(r.rows), fmt, "provider vs tokentrail",
                       totals=("provider_usd", "tokentrail_usd", "diff_usd")))
     click.echo(f"provider ${format_cost(r.provider_usd)}, tokentrail ${format_cost(r.tokentrail_usd)}; "

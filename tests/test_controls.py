@@ -305,3 +305,42 @@ def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: P
     artifacts = Path(__file__).parent.parent / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(shot, artifacts / "html-report.png")
+
+
+def test_reconcile_per_project_key_and_line_item_with_todays_api_shapes(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Costs API results grouped by project_id, line_item and api_key_id, with quantity/quantity_unit;
+    Usage API results whose input_tokens include cached ones; key ids mapped through the Admin API key list."""
+    t = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    build([call_line(t, "alpha", 2 * M, model="gpt-4o-mini-2024-07-18"),   # $0.30 on key …ALFA
+           call_line(t, "beta", 2 * M, model="gpt-4o-mini-2024-07-18", i=1)])  # $0.30 on key …BETA
+    start = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+
+    def result(key_id: str, value: float, qty: int) -> dict:
+        return {"object": "organization.costs.result", "amount": {"value": value, "currency": "usd"},
+                "line_item": "gpt-4o-mini-2024-07-18, input", "project_id": None, "api_key_id": key_id,
+                "quantity": qty, "quantity_unit": "tokens"}
+
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps({"object": "page", "has_more": False, "next_page": None, "data": [
+        {"object": "bucket", "start_time": start, "end_time": start + 86400, "results": [
+            result("key_alpha", 0.30, 2 * M), result("key_beta", 0.30, 2 * M), result("key_gamma", 0.45, 3 * M)]}]}))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"object": "list", "has_more": False, "data": [
+        {"object": "organization.project.api_key", "id": "key_alpha", "name": "alpha", "redacted_value": "sk-proj-****ALFA"},
+        {"object": "organization.project.api_key", "id": "key_beta", "name": "beta", "redacted_value": "sk-proj-****BETA"},
+        {"object": "organization.project.api_key", "id": "key_gamma", "name": "cron", "redacted_value": "sk-proj-****GMMA"}]}))
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"object": "page", "has_more": False, "data": [
+        {"object": "bucket", "start_time": start, "end_time": start + 86400, "results": [
+            {"object": "organization.usage.completions.result", "input_tokens": 2 * M, "input_cached_tokens": 0,
+             "output_tokens": 0, "num_model_requests": 1, "project_id": None, "user_id": None, "api_key_id": "key_alpha",
+             "model": "gpt-4o-mini-2024-07-18", "batch": None}]}]}))
+    r = reconcile(wh_path, costs, usage, keys_file=keys)
+    got = {x["api_key"]: (x["status"], x["unseen_share"]) for x in r.rows}
+    assert got == {"sk-…ALFA": ("matched", 0.0), "sk-…BETA": ("matched", 0.0), "sk-…GMMA": ("under", 1.0)}
+    alpha = next(x for x in r.rows if x["api_key"] == "sk-…ALFA")
+    assert (alpha["provider_input_tokens"], alpha["tokentrail_input_tokens"]) == (2 * M, 2 * M)
+    assert r.unseen_share == pytest.approx(0.45 / 1.05)
+    out = cli("reconcile", "--costs", costs, "--keys", keys, "--warehouse", wh_path)
+    assert out.exit_code == 0 and "sk-…GMMA" in out.output and "│ total" in out.output
+    assert "share of spend tokentrail cannot see: 42.9%" in out.output
