@@ -18,7 +18,7 @@ from controls_data import RULES, call_line  # noqa: E402
 
 from attribution.query import run_sql  # noqa: E402
 
-SPEC = Path(__file__).parent / "fixtures" / "focus" / "focus_1_2_columns.csv"
+SPEC = Path(__file__).parent / "specs" / "focus_1_2_columns.csv"
 ARROW_FOR = {"Decimal": lambda t: pa.types.is_decimal(t), "String": pa.types.is_string, "JSON": pa.types.is_string,
              "Date/Time": lambda t: pa.types.is_timestamp(t) and t.tz == "UTC"}
 
