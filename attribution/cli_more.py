@@ -111,8 +111,9 @@ def formats_test(profile: Path, logfile: Path, n: int) -> None:
 @click.option("--status-seconds", default=10.0, show_default=True, help="Status line interval on a terminal.")
 @click.option("--alerts", type=click.Path(dir_okay=False, path_type=Path),
               help="Append a JSON line per budget threshold crossing (needs budgets in --rules).")
-@click.option("--webhook", "webhooks", multiple=True,
-              help="POST each budget alert to this URL (Slack-compatible body); repeatable.")
+@click.option("--webhook", "webhooks", multiple=True, envvar="TOKENTRAIL_WEBHOOKS",
+              help="POST each budget alert to this URL (Slack-compatible body); repeatable. The URL is often a "
+                   "secret: prefer $TOKENTRAIL_WEBHOOKS (space-separated) to the command line.")
 @click.option("--webhook-body", type=click.Choice(["slack", "json"]), default="slack", show_default=True,
               help="slack: {\"text\": …}; json: the whole alert object.")
 @click.option("--alert-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
