@@ -6,7 +6,7 @@ Exposed at /metrics (names and labels documented in README.md):
   tokentrail_source_lag_bytes{source}        bytes of a tracked file not yet committed
   tokentrail_seconds_since_last_commit       gauge (since start-up until the first commit)
   tokentrail_cost_usd_total{key_name,feature}, tokentrail_tokens_total{key_name,feature,kind}
-      from the warehouse at scrape time (cached `cache_seconds`); the `top` (key_name, feature)
+      from the warehouse at scrape time (cached `cache_seconds`, dropped on each commit); the `top` (key_name, feature)
       pairs by cost keep their names, the rest are summed as key_name="other", feature="other",
       so cardinality is bounded however many keys and features the rules produce.
 `observe(result)` is called once per commit with the committed file's result.
@@ -64,6 +64,11 @@ class UsageCollector(Collector):
             self._cached = (time.monotonic(), rows)
             return rows
 
+    def invalidate(self) -> None:
+        """A commit changed the warehouse: the next scrape reads it again."""
+        with self._lock:
+            self._cached = None
+
     def collect(self) -> Iterator[Metric]:
         cost = CounterMetricFamily("tokentrail_cost_usd", "Attributed cost in USD by key and feature (top pairs, "
                                    "the rest as other)", labels=["key_name", "feature"])
@@ -99,7 +104,8 @@ class WatchMetrics:
                          registry=r)
         since = Gauge("tokentrail_seconds_since_last_commit", "Seconds since the last commit (or start-up)", registry=r)
         since.set_function(lambda: max(self._clock() - self._last_commit, 0.0))
-        r.register(UsageCollector(root, top, cache_seconds))
+        self.usage = UsageCollector(root, top, cache_seconds)
+        r.register(self.usage)
         self._server: Any = None
 
     def observe(self, result: Any) -> None:
@@ -110,6 +116,7 @@ class WatchMetrics:
         self.estimated.inc(getattr(result, "estimated", 0) or 0)
         self.commits.inc()
         self._last_commit = self._clock()
+        self.usage.invalidate()
         path, offset = getattr(result, "path", None), getattr(result, "offset", None)
         if path is not None and offset is not None:
             try:

@@ -50,8 +50,9 @@ def test_metrics_endpoint_scraped_by_a_real_http_client(tmp_path: Path, wh_path:
     log.write_text("".join(lines) + "partial")
     assert cli("ingest", log, "--warehouse", wh_path, "--rules", rules).exit_code == 0
     now = [1000.0]
-    m = WatchMetrics(wh_path, top=3, cache_seconds=0, clock=lambda: now[0])
-    port = m.serve("127.0.0.1", 0)
+    m = WatchMetrics(wh_path, top=3, cache_seconds=3600, clock=lambda: now[0])
+    assert scrape(m.serve("127.0.0.1", 0)).get("tokentrail_commits_total") == 0  # a scrape before any commit…
+    port = int(m._server.server_address[1])
     try:
         size = log.stat().st_size
         m.observe(Committed(str(log), lines=26, calls=26, quarantined=0, estimated=2, offset=size - len("partial")))
@@ -79,3 +80,39 @@ def test_metrics_address_errors() -> None:
     assert parse_address("[::1]:9464") == ("::1", 9464)
     with pytest.raises(TokentrailError, match="HOST:PORT"):
         parse_address("localhost")
+
+
+@pytest.mark.slow
+def test_watch_serves_metrics_while_it_runs(tmp_path: Path, wh_path: Path) -> None:
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(RULES)
+    t = datetime(2025, 3, 10, 12, tzinfo=UTC)
+    (logs / "app.log").write_text("".join(call_line(t, "alpha", 100, 1, i=i) for i in range(3)))
+    proc = subprocess.Popen([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh_path),
+                             "--rules", str(rules), "--metrics", f"127.0.0.1:{port}", "--flush-seconds", "0.2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        got: dict[str, float] = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and got.get("tokentrail_calls_total") != 3:
+            try:
+                got = scrape(port)
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert got.get("tokentrail_calls_total") == 3, got
+        assert got['tokentrail_cost_usd_total{feature="unattributed",key_name="alpha"}'] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
