@@ -84,6 +84,7 @@ def test_metrics_address_errors() -> None:
 
 @pytest.mark.slow
 def test_watch_serves_metrics_while_it_runs(tmp_path: Path, wh_path: Path) -> None:
+    import contextlib
     import signal
     import socket
     import subprocess
@@ -105,10 +106,8 @@ def test_watch_serves_metrics_while_it_runs(tmp_path: Path, wh_path: Path) -> No
         got: dict[str, float] = {}
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and got.get("tokentrail_calls_total") != 3:
-            try:
+            with contextlib.suppress(OSError):  # not listening yet
                 got = scrape(port)
-            except OSError:
-                pass
             time.sleep(0.2)
         assert got.get("tokentrail_calls_total") == 3, got
         assert got['tokentrail_cost_usd_total{feature="unattributed",key_name="alpha"}'] > 0
