@@ -126,7 +126,9 @@ def _column_formatter(name: str, values: list[Any]) -> tuple[bool, Any]:
         return True, format_cost
     if all(_integral(v) for v in present):
         return True, lambda v: "" if v is None else f"{int(v):,}"
-    return True, lambda v: "" if v is None else f"{float(v):,.4f}"
+    # As many decimals (up to 4) as the column's values need, the same for every row so they line up.
+    places = max(next(d for d in range(5) if d == 4 or round(float(v), d) == round(float(v), 4)) for v in present)
+    return True, lambda v: "" if v is None else f"{float(v):,.{places}f}"
 
 
 def total_row(columns: list[str], rows: list[list[Any]], totals: Sequence[str]) -> list[Any]:

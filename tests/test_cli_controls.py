@@ -170,3 +170,25 @@ def test_audit_rows_have_a_stable_order(cli, tmp_path: Path, wh_path: Path) -> N
     r = cli("audit", "ips", "--rules", rules, "--warehouse", wh_path, "--format", "csv")
     got = [line.split(",")[3] for line in r.output.splitlines()[1:] if line.startswith("net,")]
     assert got == ["198.51.100.27"] + sorted(set(ips) - {"198.51.100.27"})  # most calls first, then by IP
+
+
+def test_decimal_cost_columns_are_handled_everywhere(wh: Path, tmp_path: Path) -> None:
+    """The usage table's costs become DECIMAL(38,12): reports, budgets, anomalies and rendering take them as they come."""
+    from attribution.anomalies import find_anomalies
+    from attribution.budgets import evaluate, read_only_ruleset
+    from attribution.pricing import COST_COLUMNS
+    from attribution.query import connect
+    from attribution.reports import report
+
+    con = connect(wh)
+    casts = ", ".join(f"CAST({c} AS DECIMAL(38, 12)) AS {c}" for c in COST_COLUMNS)
+    con.execute(f"CREATE OR REPLACE VIEW usage AS SELECT * REPLACE ({casts}) FROM usage_all")
+    table = report(wh, ["key_name"], con=con)
+    assert pa.types.is_decimal(table.schema.field("cost_usd").type)
+    text = render(table, "table")
+    assert "│ total" in text and "0.185" in text  # 1,234,567 x $0.15/1M = $0.185185…
+    assert json.loads(render(table, "json"))[0]["cost_usd"] == pytest.approx(0.18519105)
+    assert render(table, "csv").splitlines()[1].split(",")[6] == "0.18519105"  # exact, no trailing zeros
+    (alpha,) = [s for s in evaluate(wh, read_only_ruleset(wh, tmp_path / "rules.yaml"), None, con) if s.id == "alpha-month"]
+    assert isinstance(alpha.spent, Decimal)
+    assert find_anomalies(wh, "key_name", metric="cost", con=con) == []
