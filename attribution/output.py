@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -26,9 +27,12 @@ _TINY = Decimal(1).scaleb(-COST_DECIMALS)
 COST_NAMES = frozenset({"spent_usd", "limit_usd", "projected_usd", "cost", "BilledCost"})
 
 
+_COSTLIKE = re.compile(r"usd|cost", re.IGNORECASE)
+
+
 def is_cost_column(name: str) -> bool:
-    """Cost columns by name: `cost_usd`, `*_usd`, `*_cost_usd`."""
-    return name.endswith("_usd") or name in COST_NAMES
+    """Cost columns by name: `cost_usd`, `*_usd`, FOCUS `*Cost`, and user SQL like `sum(cost_usd)`."""
+    return name in COST_NAMES or bool(_COSTLIKE.search(name))
 
 
 def _is_number(v: Any) -> bool:
@@ -107,7 +111,7 @@ def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence
 def _csv_cell(name: str, v: Any) -> str:
     if v is None:
         return ""
-    if is_cost_column(name) and _is_number(v):
+    if is_cost_column(name) and isinstance(v, float | Decimal):
         return exact_cost(v)
     v = _plain(v)
     if isinstance(v, float):
@@ -122,7 +126,7 @@ def _column_formatter(name: str, values: list[Any]) -> tuple[bool, Any]:
     present = [v for v in values if v is not None]
     if not present or not all(_is_number(v) for v in present):
         return False, lambda v: "" if v is None else (json.dumps(v) if isinstance(v, dict | list) else str(_plain(v)))
-    if is_cost_column(name):
+    if is_cost_column(name) and not all(isinstance(v, int) for v in present):  # `cost_rank` stays an integer
         return True, format_cost
     if all(_integral(v) for v in present):
         return True, lambda v: "" if v is None else f"{int(v):,}"

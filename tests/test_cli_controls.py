@@ -192,3 +192,9 @@ def test_decimal_cost_columns_are_handled_everywhere(wh: Path, tmp_path: Path) -
     (alpha,) = [s for s in evaluate(wh, read_only_ruleset(wh, tmp_path / "rules.yaml"), None, con) if s.id == "alpha-month"]
     assert isinstance(alpha.spent, Decimal)
     assert find_anomalies(wh, "key_name", metric="cost", con=con) == []
+
+
+def test_user_sql_cost_columns_keep_tiny_costs(cli, wh: Path) -> None:  # type: ignore[no-untyped-def]
+    r = cli("sql", "select key_name, sum(cost_usd), count(*) as cost_rank from usage group by 1 order by 1", "--warehouse", wh)
+    beta = next(x for x in r.output.splitlines() if "│ beta" in x)
+    assert "<0.000001" in beta and "│         2 │" in beta  # a tiny cost is not 0; an integer column stays an integer
