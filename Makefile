@@ -27,6 +27,13 @@ demo: $(STAMP)
 	-$(TT) audit ips --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml
 	-$(TT) anomalies --warehouse $(DEMO_WH) --by key_name
 	-$(TT) report --warehouse $(DEMO_WH) --html demo-report.html --rules sample_logs/rules.yaml
+	@echo "(an alert firing: watch evaluates budgets at shutdown too; --once processes what is there and stops)"
+	rm -f demo-alerts.jsonl demo-alert-state.json
+	$(TT) watch sample_logs --warehouse $(DEMO_WH) --rules sample_logs/rules.yaml --once \
+	  --alerts demo-alerts.jsonl --alert-state demo-alert-state.json
+	@$(BIN)/python -c "import json; [print(json.loads(l)['text']) for l in open('demo-alerts.jsonl')]"
+	$(TT) export focus --warehouse $(DEMO_WH) --output demo-focus.csv
+	@head -c 600 demo-focus.csv; echo " …"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -53,4 +60,4 @@ samples: $(STAMP)
 	$(BIN)/python sample_logs/make_samples.py
 
 clean:
-	rm -rf $(VENV) $(DEMO_WH) demo-report.html .pytest_cache .hypothesis
+	rm -rf $(VENV) $(DEMO_WH) demo-report.html demo-alerts.jsonl demo-alert-state.json demo-focus.csv .pytest_cache .hypothesis

@@ -18,6 +18,7 @@ from typing import Any
 
 import duckdb
 
+from .engine import field_sql
 from .query import WarehouseRef, connect
 from .reports import ReportError
 
@@ -35,8 +36,8 @@ class Anomaly:
     dimension: str
     value: str
     metric: str
-    observed: float
-    baseline: float
+    observed: float | int
+    baseline: float | int
     jump: float  # observed / baseline
     score: float
     top_contributors: str
@@ -57,7 +58,7 @@ def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
     if by is not None and by not in columns:
         raise ReportError(f"unknown dimension {by!r} for --by")
-    group = f'CAST("{by}" AS VARCHAR)' if by else "'all'"
+    group = f"CAST({field_sql(by)} AS VARCHAR)" if by else "'all'"
     bucket = "CAST(ts AS DATE)" if granularity == "day" else "date_trunc('hour', ts)"
     rows = con.sql(f"SELECT {bucket} AS b, {group} AS g, sum({METRICS[metric]}) AS v FROM usage GROUP BY ALL").fetchall()
     series: dict[str, dict[Any, float]] = {}
@@ -79,11 +80,22 @@ def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None
                     x = points.get(t, 0.0)
                     med, scale = _robust(history)
                     if scale > 0 and x >= min_ratio * med and (x - med) / scale >= threshold and x > 0:
-                        found.append(Anomaly(str(t), by or "all", g, metric, round(x, 6), round(med, 6),
+                        num = (lambda v: int(round(v))) if metric == "tokens" else (lambda v: round(v, 6))  # noqa: E731
+                        found.append(Anomaly(str(t), by or "all", g, metric, num(x), num(med),
                                              round(x / med, 2) if med else float("inf"), round((x - med) / scale, 1),
                                              _contributors(con, bucket, group, g, t, lags, first, metric, by)))
             t += step
-    return sorted(found, key=lambda a: (a.period, -a.score))
+    return sorted(found, key=lambda a: (a.period, -a.score, a.value))
+
+
+def history(root: WarehouseRef, granularity: str = "day", weeks: int = 4,
+            con: duckdb.DuckDBPyConnection | None = None) -> tuple[int, int]:
+    """(days of data, days needed before anything can be flagged): "not enough history" is not "no anomalies"."""
+    con = con or connect(root)
+    (first, last), = con.sql("SELECT min(ts), max(ts) FROM usage").fetchall()
+    have = (last.date() - first.date()).days + 1 if first is not None else 0
+    need = 7 * MIN_HISTORY + 1 if granularity == "day" else MIN_HISTORY + 1
+    return have, need
 
 
 def _contributors(con: duckdb.DuckDBPyConnection, bucket: str, group: str, g: str, t: Any, lags: list[timedelta],
@@ -95,7 +107,7 @@ def _contributors(con: duckdb.DuckDBPyConnection, bucket: str, group: str, g: st
         if dim == by:
             continue
         rows = con.execute(f"""
-            SELECT CAST("{dim}" AS VARCHAR) AS d,
+            SELECT CAST({field_sql(dim)} AS VARCHAR) AS d,
                    sum(CASE WHEN b = $1 THEN {METRICS[metric]} END) AS now,
                    sum(CASE WHEN b <> $1 THEN {METRICS[metric]} END) / $2 AS before
             FROM (SELECT *, {bucket} AS b FROM usage) WHERE {group} = $3 AND (b = $1 OR list_contains($4, b))

@@ -12,10 +12,10 @@ from typing import Any
 
 import duckdb
 
-from .budgets import scope_sql
+from .budgets import scope_filter
 from .engine import cidr_matcher
 from .query import WarehouseRef, connect
-from .reports import date_filter
+from .reports import date_params
 from .rules import RuleSet
 
 
@@ -35,18 +35,20 @@ def audit_ips(root: WarehouseRef, ruleset: RuleSet, since: date | None = None, u
         fn = f"tt_allow_{i}"
         con.create_function(fn, cidr_matcher(allow.cidrs), ["VARCHAR"], "BOOLEAN",  # type: ignore[call-overload]
                             type="arrow", null_handling="special")
-        where = f"{scope_sql(allow.scope, columns)} AND {date_filter(since, until)}"
-        (checked, unknown), = con.sql(
-            f"SELECT count(*), count(*) FILTER (WHERE client_ip IS NULL OR client_ip = '') FROM usage WHERE {where}"
-        ).fetchall()
+        scope, scope_params = scope_filter(allow.scope, columns)
+        dates, date_values = date_params(since, until)
+        where, params = f"{scope} AND {dates}", [*scope_params, *date_values]
+        (checked, unknown), = con.execute(
+            f"SELECT count(*), count(*) FILTER (WHERE client_ip IS NULL OR client_ip = '') FROM usage WHERE {where}",
+            params).fetchall()
         result.checked_calls += checked
         result.unknown_ip_calls += unknown
         rows = con.sql(f"""
-            SELECT '{allow.id}' AS allowlist, key_name, api_key_id, client_ip, count(*) AS calls,
-                   min(ts) AS first_seen, max(ts) AS last_seen, round(sum(cost_usd), 6) AS cost_usd
+            SELECT ? AS allowlist, key_name, api_key_id, client_ip, count(*) AS calls,
+                   min(ts) AS first_seen, max(ts) AS last_seen, sum(cost_usd) AS cost_usd
             FROM usage
             WHERE {where} AND client_ip IS NOT NULL AND client_ip <> '' AND NOT coalesce({fn}(client_ip), false)
-            GROUP BY ALL ORDER BY calls DESC
-        """).to_arrow_table().to_pylist()
+            GROUP BY ALL ORDER BY calls DESC, key_name, api_key_id, client_ip
+        """, params=[allow.id, *params]).to_arrow_table().to_pylist()
         result.violations.extend(rows)
     return result

@@ -7,10 +7,9 @@ end of that day. The projection is linear: spent so far / elapsed share of the p
 
 from __future__ import annotations
 
-import json
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -19,7 +18,7 @@ import duckdb
 
 from ingest.errors import ConfigError
 
-from .engine import sql_literal
+from .engine import field_sql
 from .query import WarehouseRef, connect
 from .rules import Budget, RuleSet
 
@@ -31,11 +30,11 @@ class BudgetStatus:
     period: str
     period_start: str
     period_end: str
-    unit: str
-    limit: float
-    spent: float
+    unit: str  # usd | tokens
+    limit: Decimal | int
+    spent: Decimal | int
     share: float
-    projected: float
+    projected: Decimal | int
     status: str  # ok | warn | exceeded
     thresholds_crossed: list[float]
 
@@ -52,14 +51,16 @@ def period_bounds(period: str, at_local: datetime) -> tuple[datetime, datetime]:
     return start, nxt
 
 
-def scope_sql(scope: dict[str, Any], columns: set[str]) -> str:
-    parts = []
+def scope_filter(scope: dict[str, Any], columns: set[str]) -> tuple[str, list[Any]]:
+    """A WHERE fragment and its parameters: scope values never reach the SQL text."""
+    parts, params = [], []
     for dim, value in scope.items():
         if dim not in columns:
             raise ConfigError(f"budget scope names {dim!r}, which the usage table lacks; run "
                               f"`tokentrail reattribute --rules FILE` so usage has that dimension")
-        parts.append(f'CAST("{dim}" AS VARCHAR) = {sql_literal(str(value))}')
-    return " AND ".join(parts) or "true"
+        parts.append(f"CAST({field_sql(dim)} AS VARCHAR) = ?")
+        params.append(str(value))
+    return " AND ".join(parts) or "true", params
 
 
 def _tz(b: Budget) -> ZoneInfo:
@@ -69,76 +70,77 @@ def _tz(b: Budget) -> ZoneInfo:
         raise ConfigError(f"budget {b.id}: unknown time zone {b.timezone!r} (use an IANA name like Europe/Berlin)") from None
 
 
-def evaluate(root: WarehouseRef, ruleset: RuleSet, at: date | None = None,
+def _exact(v: Any) -> Decimal:
+    return v if isinstance(v, Decimal) else Decimal(repr(float(v or 0)))
+
+
+def evaluate(root: WarehouseRef, ruleset: RuleSet, at: date | datetime | None = None,
              con: duckdb.DuckDBPyConnection | None = None) -> list[BudgetStatus]:
+    """Each budget's period containing `at` (a day: its end; a datetime: that instant; None: now)."""
     con = con or connect(root)
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
     out = []
     for b in ruleset.budgets:
         tz = _tz(b)
-        at_local = (datetime.combine(at, datetime.max.time(), tz) if at else datetime.now(tz))
+        if isinstance(at, datetime):
+            at_local = at.astimezone(tz)
+        elif at is not None:
+            at_local = datetime.combine(at, datetime.max.time(), tz)
+        else:
+            at_local = datetime.now(tz)
         start, end = period_bounds(b.period, at_local)
         upto = min(at_local, end)
-        unit, limit = ("usd", float(b.limit_usd)) if b.limit_usd is not None else ("tokens", float(b.limit_tokens or 0))
-        measure = "coalesce(sum(cost_usd), 0)" if unit == "usd" else \
-            "coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0)"
-        (spent,), = con.execute(
-            f"SELECT {measure} FROM usage WHERE ts >= ? AND ts < ? AND {scope_sql(b.scope, columns)}",
-            [start.astimezone(UTC), upto.astimezone(UTC)],
-        ).fetchall()
-        spent = float(spent)
+        where, params = scope_filter(b.scope, columns)
+        limit: Decimal | int
+        if b.limit_usd is not None:
+            unit, limit = "usd", _exact(b.limit_usd)
+            measure = "coalesce(sum(cost_usd), 0)"
+        else:
+            unit, limit = "tokens", int(b.limit_tokens or 0)
+            measure = "coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0)"
+        (raw,), = con.execute(f"SELECT {measure} FROM usage WHERE ts >= ? AND ts < ? AND {where}",
+                              [start.astimezone(UTC), upto.astimezone(UTC), *params]).fetchall()
+        spent: Decimal | int = _exact(raw) if unit == "usd" else int(raw)
         elapsed = max((upto - start).total_seconds(), 1.0)
-        projected = spent * (end - start).total_seconds() / elapsed
-        share = spent / limit if limit else 0.0
+        ratio = Decimal(repr((end - start).total_seconds() / elapsed))
+        projected: Decimal | int = (spent * ratio).quantize(Decimal("1e-12")) if unit == "usd" else int(spent * ratio)
+        share = float(Decimal(spent) / Decimal(limit)) if limit else 0.0
         crossed = [t for t in b.warn_at if share >= t] + ([1.0] if share >= 1.0 else [])
         status = "exceeded" if share >= 1.0 else ("warn" if crossed else "ok")
         out.append(BudgetStatus(b.id, ", ".join(f"{k}={v}" for k, v in b.scope.items()) or "all", b.period,
-                                start.isoformat(), end.isoformat(), unit, limit, round(spent, 6), round(share, 4),
-                                round(projected, 6), status, crossed))
+                                start.isoformat(), end.isoformat(), unit, limit, spent, round(share, 4),
+                                projected, status, crossed))
     return out
 
 
-class AlertWriter:
-    """For `watch --alerts FILE`: a JSON line per (budget, threshold, period) crossing, once.
-
-    Evaluated at the date of the newest committed call (logs may be replayed from the past),
-    at most every few seconds; crossings already announced are remembered in the warehouse's `_meta` table.
-    """
-
-    MIN_INTERVAL = 5.0
-    SEEN_KEY = "alerts_sent"
-
-    def __init__(self, store: Any, ruleset: RuleSet, path: Path) -> None:
-        self.root, self.ruleset, self.path = store, ruleset, path
-        self._last = 0.0
-        raw = store.meta.get(self.SEEN_KEY)
-        self._seen: set[str] = set(json.loads(raw)) if raw else set()
-
-    def check(self, _result: Any = None, force: bool = False) -> list[dict[str, Any]]:
-        if not self.ruleset.budgets or (not force and time.monotonic() - self._last < self.MIN_INTERVAL):
-            return []
-        self._last = time.monotonic()
-        con = connect(self.root)
-        (newest,), = con.sql("SELECT max(ts) FROM usage").fetchall()
-        if newest is None:
-            return []
-        sent = []
-        for st in evaluate(self.root, self.ruleset, newest.date(), con):
-            for t in st.thresholds_crossed:
-                key = f"{st.id}|{t}|{st.period_start}"
-                if key in self._seen:
-                    continue
-                event = {"alert": "budget_threshold", "budget": st.id, "threshold": t, "status": st.status,
-                         "scope": st.scope, "period_start": st.period_start, "spent": st.spent, "limit": st.limit,
-                         "unit": st.unit, "projected": st.projected, "at": datetime.now(UTC).isoformat()}
-                with self.path.open("a") as fh:
-                    fh.write(json.dumps(event) + "\n")
-                self._seen.add(key)
-                sent.append(event)
-        if sent:
-            self.root.meta.put(self.SEEN_KEY, json.dumps(sorted(self._seen)))
-        return sent
-
-
 def as_rows(statuses: list[BudgetStatus]) -> list[dict[str, Any]]:
-    return [asdict(s) for s in statuses]
+    """Table rows with unit-named amount columns (`spent_usd` or `spent_tokens`)."""
+    rows = []
+    for s in statuses:
+        rows.append({"budget": s.id, "scope": s.scope, "period": s.period, "period_start": s.period_start,
+                     "period_end": s.period_end, "unit": s.unit,
+                     "limit_usd": s.limit if s.unit == "usd" else None,
+                     "spent_usd": s.spent if s.unit == "usd" else None,
+                     "projected_usd": s.projected if s.unit == "usd" else None,
+                     "limit_tokens": s.limit if s.unit == "tokens" else None,
+                     "spent_tokens": s.spent if s.unit == "tokens" else None,
+                     "projected_tokens": s.projected if s.unit == "tokens" else None,
+                     "share": s.share, "status": s.status,
+                     "thresholds_crossed": ",".join(str(t) for t in s.thresholds_crossed)})
+    return rows
+
+
+def read_only_ruleset(root: WarehouseRef, rules_path: str | Path) -> RuleSet:
+    """The ruleset for a read command, fingerprinting `api_key:` rules with the warehouse's secret if
+    it has one. Without a secret no stored call carries a fingerprint, so a random one changes nothing,
+    and nothing is written: a typo'd warehouse path must not turn into a new warehouse."""
+    import secrets
+
+    from ingest.keys import KeyHasher
+    from ingest.store import Store
+
+    from .rules import load_rules
+
+    store = root if isinstance(root, Store) else Store(root)
+    secret = store.meta.secret(create=False) if store.meta.table.exists() else None
+    return load_rules(rules_path, KeyHasher(secret or secrets.token_bytes(32)))

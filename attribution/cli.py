@@ -68,11 +68,45 @@ def output_format_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                         help="Output format (CSV has one header row).")(fn)
 
 
+class DayType(click.ParamType):
+    """YYYY-MM-DD, a real calendar day (2025-02-30 is refused with the reason); a datetime at midnight."""
+
+    name = "YYYY-MM-DD"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        from datetime import datetime
+
+        if isinstance(value, datetime):
+            return value
+        text = str(value).strip()
+        try:
+            if len(text) != 10:
+                raise ValueError("expected YYYY-MM-DD")
+            return datetime.strptime(text, "%Y-%m-%d")
+        except ValueError as exc:
+            reason = "no such day" if "day is out of range" in str(exc) or "unconverted" in str(exc) else str(exc)
+            self.fail(f"{text!r} is not a valid day ({reason}; use YYYY-MM-DD, e.g. 2025-03-31)", param, ctx)
+
+
+DAY = DayType()
+
+
+def check_range(since: Any, until: Any) -> None:
+    """An inverted range is a usage error (exit 2), never an empty result that looks like 'nothing spent'."""
+    if since is not None and until is not None and since > until:
+        raise click.UsageError(f"--since {since:%Y-%m-%d} is after --until {until:%Y-%m-%d}; "
+                               f"swap them (both days are included)")
+
+
 def date_range_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None,
-                      help="Last day included (UTC), YYYY-MM-DD.")(fn)
-    return click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None,
-                        help="First day included (UTC), YYYY-MM-DD.")(fn)
+    @functools.wraps(fn)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        check_range(kwargs.get("since"), kwargs.get("until"))
+        return fn(*args, **kwargs)
+
+    wrapped: Callable[..., Any] = click.option("--until", type=DAY, default=None,
+                                               help="Last day included (UTC), YYYY-MM-DD.")(checked)
+    return click.option("--since", type=DAY, default=None, help="First day included (UTC), YYYY-MM-DD.")(wrapped)
 
 
 def _day(v: Any) -> date | None:
@@ -444,4 +478,4 @@ def tokens_count(file: Any, model: str | None, as_json: bool) -> None:
         click.echo(n)
 
 
-from . import cli_more  # noqa: E402,F401  (registers formats, watch, budgets, … on `main`)
+from . import cli_controls, cli_more  # noqa: E402,F401  (registers formats, watch, budgets, … on `main`)

@@ -137,14 +137,26 @@ def formats_suggest(logfile: Path, output: Path | None, name: str | None, n: int
 @click.option("--status-seconds", default=10.0, show_default=True, help="Status line interval on a terminal.")
 @click.option("--alerts", type=click.Path(dir_okay=False, path_type=Path),
               help="Append a JSON line per budget threshold crossing (needs budgets in --rules).")
+@click.option("--webhook", "webhooks", multiple=True, envvar="TOKENTRAIL_WEBHOOKS",
+              help="POST each budget alert to this URL (Slack-compatible body); repeatable. The URL is often a "
+                   "secret: prefer $TOKENTRAIL_WEBHOOKS (space-separated) to the command line.")
+@click.option("--webhook-body", type=click.Choice(["slack", "json"]), default="slack", show_default=True,
+              help="slack: {\"text\": …}; json: the whole alert object.")
+@click.option("--alert-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Evaluate budgets this often (and at shutdown), with or without new lines.")
+@click.option("--alert-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Where delivered alerts are remembered [default: ~/.local/state/tokentrail/alerts-<warehouse>.json].")
+@click.option("--metrics", "metrics_addr", default=None, metavar="HOST:PORT",
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
 @_fail_cleanly
 def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | None, rules: Path | None,
           prices: Path | None,
           log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int, read_from: str,
-          poll: bool, once: bool, status_seconds: float, alerts: Path | None, max_line_bytes: int,
-          no_system_prompt: bool) -> None:
+          poll: bool, once: bool, status_seconds: float, alerts: Path | None, webhooks: tuple[str, ...],
+          webhook_body: str, alert_seconds: float, alert_state: Path | None, metrics_addr: str | None,
+          max_line_bytes: int, no_system_prompt: bool) -> None:
     """Tail log directories and commit new calls continuously, exactly once.
 
     Survives rotation (rename+create, copytruncate, gzip), restarts and SIGKILL. Stops cleanly
@@ -178,18 +190,26 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
                            poll=poll, once=once, status_seconds=status_seconds)
     watcher, engine, store = make_watcher(path_list, warehouse, rules, prices, ingest_options, options)
     watcher.stop = stopping
-    alert_writer: Any = None
-    if alerts is not None:
-        from .budgets import AlertWriter
+    from .alerts import alert_loop_for_watch
+    from .metrics import metrics_for_watch
 
-        alert_writer = AlertWriter(store, engine.ruleset, alerts)
+    loop = alert_loop_for_watch(store, engine.ruleset, alerts, webhooks, webhook_body, alert_seconds, alert_state,
+                                lambda m: click.echo(m, err=True))
+    metrics = metrics_for_watch(metrics_addr, store)
     stats = None
-    for tick in run_watcher(watcher, engine, store):
-        stats = tick.stats
-        if tick.status_line and sys.stderr.isatty():
-            click.echo("\r" + tick.status_line, err=True)
-        if alert_writer is not None:
-            alert_writer.check(force=tick.final)
+    try:
+        for tick in run_watcher(watcher, engine, store):
+            stats = tick.stats
+            if metrics is not None:
+                for res in tick.results:
+                    metrics.observe(res)
+            if tick.status_line and sys.stderr.isatty():
+                click.echo("\r" + tick.status_line, err=True)
+    finally:
+        if loop is not None:
+            loop.stop()
+        if metrics is not None:
+            metrics.close()
     assert stats is not None
     click.echo(f"stopped: {stats.calls:,} calls from {stats.lines:,} lines committed, "
                f"{stats.quarantined:,} quarantined", err=True)
@@ -216,142 +236,3 @@ def compact(warehouse: str | None, vacuum_hours: int, no_vacuum: bool) -> None:
     if not no_vacuum:
         removed = store.vacuum(vacuum_hours)
         click.echo(f"vacuum: removed {sum(removed.values())} files older than {vacuum_hours} h")
-
-
-# -- spend controls and finance views ------------------------------------------------------------
-
-
-def _ruleset(warehouse: str | None, rules: Path):  # type: ignore[no-untyped-def]
-    from ingest.store import Store, default_location
-
-    from .rules import load_rules
-
-    store = Store(warehouse or default_location()).require()
-    return store, load_rules(rules, store.hasher)
-
-
-@main.command()
-@warehouse_option
-@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Rule file with `budgets:`.")
-@click.option("--at", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Evaluate as of the end of this day [default: now].")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@_fail_cleanly
-def budgets(warehouse: str | None, rules: Path, at: Any, fmt: str) -> None:
-    """Spend against each budget, with projected end-of-period spend. Exit 1 if any is exceeded.
-
-    Example: tokentrail budgets --rules rules.yaml --at 2025-03-28
-    """
-    import sys
-
-    import pyarrow as pa
-
-    from .budgets import as_rows, evaluate
-    from .output import render
-
-    store, rs = _ruleset(warehouse, rules)
-    statuses = evaluate(store, rs, at.date() if at else None)
-    if not statuses:
-        click.echo(f"{rules} defines no budgets")
-        return
-    rows = as_rows(statuses)
-    for r in rows:
-        r["thresholds_crossed"] = ",".join(str(t) for t in r["thresholds_crossed"])
-    click.echo(render(pa.Table.from_pylist(rows), fmt, "budgets"))
-    if any(s.status == "exceeded" for s in statuses):
-        click.echo("budget exceeded: " + ", ".join(s.id for s in statuses if s.status == "exceeded"), err=True)
-        sys.exit(1)
-
-
-@main.group()
-def audit() -> None:
-    """Audits over the warehouse."""
-
-
-@audit.command("ips")
-@warehouse_option
-@click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Rule file with `allowlists:`.")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="First day included (UTC).")
-@click.option("--until", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Last day included (UTC).")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@_fail_cleanly
-def audit_ips(warehouse: str | None, rules: Path, since: Any, until: Any, fmt: str) -> None:
-    """Calls from outside their key's IP allowlist, by key and IP, with first/last seen and cost. Exit 1 on violations.
-
-    Example: tokentrail audit ips --rules rules.yaml --since 2025-03-01
-    """
-    import sys
-
-    import pyarrow as pa
-
-    from .audit import audit_ips as run
-    from .output import render
-
-    store, rs = _ruleset(warehouse, rules)
-    result = run(store, rs, since.date() if since else None, until.date() if until else None)
-    click.echo(f"checked {result.checked_calls:,} calls against {len(rs.allowlists)} allowlists; "
-               f"{result.unknown_ip_calls:,} had no client IP", err=True)
-    if not result.violations:
-        click.echo("no calls from outside their allowlist")
-        return
-    click.echo(render(pa.Table.from_pylist(result.violations), fmt, "calls from outside the allowlist"))
-    sys.exit(1)
-
-
-@main.command()
-@warehouse_option
-@click.option("--by", default=None, help="Dimension to watch per value: key_name, feature, end_user, team, model, …")
-@click.option("--since", type=click.DateTime(["%Y-%m-%d"]), default=None, help="Only report periods from this day.")
-@click.option("--metric", type=click.Choice(["tokens", "cost"]), default="tokens", show_default=True)
-@click.option("--granularity", type=click.Choice(["day", "hour"]), default="day", show_default=True)
-@click.option("--threshold", default=4.0, show_default=True, help="Robust z-score (scales of 1.4826 MAD) to flag.")
-@click.option("--min-ratio", default=2.0, show_default=True, help="Also require observed >= this x baseline.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@_fail_cleanly
-def anomalies(warehouse: str | None, by: str | None, since: Any, metric: str, granularity: str, threshold: float,
-              min_ratio: float, fmt: str) -> None:
-    """Days (or hours) whose tokens or cost jump far above the same weekday's recent baseline.
-
-    Example: tokentrail anomalies --by key_name --since 2025-03-20
-    """
-    import pyarrow as pa
-
-    from .anomalies import as_rows, find_anomalies
-    from .cli import _store
-    from .output import render
-
-    found = find_anomalies(_store(warehouse), by, since.date() if since else None, metric, granularity,
-                           threshold, min_ratio)
-    if not found:
-        click.echo("no anomalies")
-        return
-    click.echo(render(pa.Table.from_pylist(as_rows(found)), fmt, f"anomalies ({metric} per {granularity})"))
-
-
-@main.command()
-@warehouse_option
-@click.option("--costs", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
-              help="Costs API pages (JSON) or the dashboard's cost CSV export.")
-@click.option("--usage", "usage_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="Usage API pages (JSON) to compare token counts too.")
-@click.option("--by-project", is_flag=True, help="Compare per project as well as per day and model.")
-@click.option("--tolerance", default=0.02, show_default=True, help="Relative difference still called matched.")
-@click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
-@_fail_cleanly
-def reconcile(warehouse: str | None, costs: Path, usage_file: Path | None, by_project: bool, tolerance: float,
-              fmt: str) -> None:
-    """Compare the provider's own cost (and usage) exports with what tokentrail attributed.
-
-    Example: tokentrail reconcile --costs costs-2025-03.json --usage usage-2025-03.json
-    """
-    import pyarrow as pa
-
-    from .cli import _store
-    from .output import render
-    from .reconcile import reconcile as run
-
-    r = run(_store(warehouse), costs, usage_file, by_project, tolerance)
-    click.echo(render(pa.Table.from_pylist(r.rows), fmt, "provider vs tokentrail"))
-    click.echo(f"provider ${r.provider_usd:,.4f}, tokentrail ${r.tokentrail_usd:,.4f}; {r.matched} matched, {r.over} over, "
-               f"{r.under} under; share of spend tokentrail cannot see: {r.unseen_share:.1%}", err=True)

@@ -1,10 +1,20 @@
-"""Rendering Arrow tables as a terminal table, CSV (one header row) or JSON."""
+"""Rendering Arrow tables as a terminal table, CSV (one header row) or JSON, for finance.
+
+One cost precision everywhere a person reads a number (tables, the HTML report): six
+decimals, thousands separators, a non-zero cost never shown as zero (`<0.000001`). Machine
+formats (CSV, JSON) carry the exact stored cost; whole numbers (token sums, counts) are
+integers there, never `123.0`. Numeric table columns are right-aligned; callers name the
+additive columns to get a total row.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import math
+import re
+from collections.abc import Sequence
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,19 +22,62 @@ from typing import Any
 import pyarrow as pa
 
 FORMATS = ("table", "csv", "json")
+COST_DECIMALS = 6
+_TINY = Decimal(1).scaleb(-COST_DECIMALS)
+COST_NAMES = frozenset({"spent_usd", "limit_usd", "projected_usd", "cost", "BilledCost"})
+
+
+_COSTLIKE = re.compile(r"usd|cost", re.IGNORECASE)
+
+
+def is_cost_column(name: str) -> bool:
+    """Cost columns by name: `cost_usd`, `*_usd`, FOCUS `*Cost`, and user SQL like `sum(cost_usd)`."""
+    return name in COST_NAMES or bool(_COSTLIKE.search(name))
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, int | float | Decimal) and not isinstance(v, bool)
+
+
+def _integral(v: Any) -> bool:
+    if isinstance(v, Decimal):
+        return v.is_finite() and v == v.to_integral_value()
+    if isinstance(v, float):
+        return math.isfinite(v) and v.is_integer() and abs(v) < 1e15
+    return isinstance(v, int)
+
+
+def format_cost(v: Any) -> str:
+    """A cost for people: 6 decimals with separators; tiny non-zero values are not shown as 0."""
+    if v is None:
+        return ""
+    d = v if isinstance(v, Decimal) else Decimal(repr(float(v)))
+    if d != 0 and abs(d) < _TINY / 2:
+        return "<0.000001" if d > 0 else ">-0.000001"
+    return f"{d:,.{COST_DECIMALS}f}"
+
+
+def exact_cost(v: Any) -> str:
+    """A cost for machines: the exact value, no exponent, no float artefacts."""
+    if isinstance(v, Decimal):
+        s = f"{v:f}"
+        return s.rstrip("0").rstrip(".") if "." in s else s
+    return repr(round(float(v), 12))
 
 
 def _plain(v: Any) -> Any:
     if isinstance(v, datetime | date):
         return v.isoformat()
     if isinstance(v, Decimal):
+        if v.as_tuple().exponent >= 0:  # type: ignore[operator]
+            return int(v)
         return float(v)
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
-    if isinstance(v, list):
+    if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: round(x, 12) if isinstance(x, float) and is_cost_column(str(k)) else _plain(x) for k, x in v.items()}
     return v
 
 
@@ -32,7 +85,16 @@ def to_json(rows: list[dict[str, Any]] | Any) -> str:
     return json.dumps(_plain(rows), indent=2, ensure_ascii=False, default=str)
 
 
-def render(table: pa.Table, fmt: str, title: str | None = None) -> str:
+REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
+                  "cost_usd", "estimated_share")
+
+
+def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence[str] | None = None,
+           align_right: Sequence[str] = ()) -> str:
+    """`totals`: additive columns summed into a total row (tables only; CSV/JSON stay pure data).
+    None: a `report`-shaped table totals its counts, tokens and cost; any other table has no total."""
+    if totals is None:
+        totals = REPORT_COLUMNS[:-1] if tuple(table.column_names[-len(REPORT_COLUMNS):]) == REPORT_COLUMNS else ()
     rows = table.to_pylist()
     if fmt == "json":
         return to_json(rows)
@@ -41,30 +103,75 @@ def render(table: pa.Table, fmt: str, title: str | None = None) -> str:
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(table.column_names)
         for r in rows:
-            w.writerow(["" if v is None else _cell(v) for v in r.values()])
+            w.writerow([_csv_cell(k, v) for k, v in r.items()])
         return buf.getvalue().rstrip("\n")
-    return render_rich(table.column_names, [list(r.values()) for r in rows], title)
+    return render_rich(table.column_names, [list(r.values()) for r in rows], title, totals, align_right)
 
 
-def _cell(v: Any) -> str:
+def _csv_cell(name: str, v: Any) -> str:
+    if v is None:
+        return ""
+    if is_cost_column(name) and isinstance(v, float | Decimal):
+        return exact_cost(v)
     v = _plain(v)
     if isinstance(v, float):
-        return f"{v:.6f}".rstrip("0").rstrip(".") if abs(v) < 1e15 else str(v)
+        return str(int(v)) if _integral(v) else repr(v)
     if isinstance(v, dict | list):
         return json.dumps(v, ensure_ascii=False)
     return str(v)
 
 
-def render_rich(columns: list[str], rows: list[list[Any]], title: str | None = None) -> str:
+def _column_formatter(name: str, values: list[Any]) -> tuple[bool, Any]:
+    """(right-aligned?, value -> text) for one column, decided on all its values."""
+    present = [v for v in values if v is not None]
+    if not present or not all(_is_number(v) for v in present):
+        return False, lambda v: "" if v is None else (json.dumps(v) if isinstance(v, dict | list) else str(_plain(v)))
+    if is_cost_column(name) and not all(isinstance(v, int) for v in present):  # `cost_rank` stays an integer
+        return True, format_cost
+    if all(_integral(v) for v in present):
+        return True, lambda v: "" if v is None else f"{int(v):,}"
+    # As many decimals (up to 4) as the column's values need, the same for every row so they line up.
+    places = max(next(d for d in range(5) if d == 4 or round(float(v), d) == round(float(v), 4)) for v in present)
+    return True, lambda v: "" if v is None else f"{float(v):,.{places}f}"
+
+
+def total_row(columns: list[str], rows: list[list[Any]], totals: Sequence[str]) -> list[Any]:
+    """Sums of the additive columns (exact for Decimal and int); `total` in the first text column."""
+    out: list[Any] = [None] * len(columns)
+    for i, c in enumerate(columns):
+        if c in totals:
+            vals = [r[i] for r in rows if r[i] is not None]
+            if not vals:
+                continue  # nothing to add up: blank, not a made-up 0
+            if any(isinstance(v, float) for v in vals):
+                out[i] = math.fsum(float(v) for v in vals)
+            else:
+                out[i] = sum(vals, Decimal(0)) if any(isinstance(v, Decimal) for v in vals) else sum(vals)
+    label = next((i for i, c in enumerate(columns)
+                  if c not in totals and not any(_is_number(r[i]) for r in rows)), None)
+    if label is not None:
+        out[label] = "total"
+    return out
+
+
+def render_rich(columns: list[str], rows: list[list[Any]], title: str | None = None, totals: Sequence[str] = (),
+                align_right: Sequence[str] = ()) -> str:
+    """`align_right`: text columns that hold pre-formatted numbers."""
     from rich.console import Console
     from rich.table import Table
 
     t = Table(title=title, show_lines=False, header_style="bold")
-    for c in columns:
-        numeric = bool(rows) and all(isinstance(r[columns.index(c)], int | float) or r[columns.index(c)] is None for r in rows)
-        t.add_column(c, justify="right" if numeric else "left", overflow="fold")
-    for r in rows:
-        t.add_row(*["" if v is None else _cell(v) for v in r])
+    with_total = bool(totals) and len(rows) > 1
+    all_rows = rows + [total_row(columns, rows, totals)] if with_total else rows
+    formatters = []
+    for i, c in enumerate(columns):
+        right, fmt = _column_formatter(c, [r[i] for r in rows])
+        t.add_column(c, justify="right" if right or c in align_right else "left", overflow="fold")
+        formatters.append(fmt)
+    for n, r in enumerate(all_rows):
+        if with_total and n == len(rows):
+            t.add_section()
+        t.add_row(*[formatters[i](v) if v is not None else "" for i, v in enumerate(r)])
     console = Console(width=200, record=True, file=io.StringIO(), color_system=None)
     console.print(t)
     return console.export_text().rstrip("\n")

@@ -320,13 +320,16 @@ def regional_sql(column: str = "metadata") -> str:
             r"'^[a-z]{2}\.api\.openai\.com(:\d+)?$'), false)")
 
 
-def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = ()) -> str:
+def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (), ranged: bool = False) -> str:
     """SQL selecting every column of `batch` plus the exact cost columns, joined to `rates`.
 
     `columns` are the batch's column names: optional tool-call count columns present there
     (`TOOL_CALL_COLUMNS`) are priced per call. Rates are USD per token (DECIMAL(38,18)); a token
-    count times a rate is exact, and each part is cast once to DECIMAL(38,12).
+    count times a rate is exact, and each part is cast once to DECIMAL(38,12). `ranged`: the rates
+    table has day ranges [`r_from`, `r_until`) instead of one row per `r_day` (portable views).
     """
+    day = ("(r.r_from IS NULL OR CAST(b.ts AS DATE) >= r.r_from) AND (r.r_until IS NULL OR CAST(b.ts AS DATE) < r.r_until)"
+           if ranged else "r.r_day = CAST(b.ts AS DATE)")
     t = COST_SQL_TYPE
     tok = "CAST(greatest({}, 0) AS DECIMAL(38,0))"
     over = "r.tier_start IS NOT NULL AND b.input_tokens > r.tier_start"
@@ -344,7 +347,7 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
           coalesce(r.rate_audio_output, r.rate_output, 0) AS _rao,
           CASE WHEN r.price_source IS NULL THEN NULL ELSE CAST({tool_sum} AS {t}) END AS _tool
         FROM {batch} b LEFT JOIN {rates} r
-          ON r.r_model IS NOT DISTINCT FROM b.model AND r.r_day = CAST(b.ts AS DATE)
+          ON r.r_model IS NOT DISTINCT FROM b.model AND {day}
          AND r.r_tier IS NOT DISTINCT FROM b.service_tier AND r.r_batch = coalesce(b.batch, false)
          AND r.r_regional = {regional_sql("b.metadata")}
     ), c AS (

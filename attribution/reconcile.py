@@ -21,7 +21,7 @@ from typing import Any
 
 import msgspec
 
-from ingest.errors import ConfigError
+from ingest.errors import ConfigError, TokentrailError
 from ingest.formats.base import as_float, as_int, parse_ts
 
 from .query import WarehouseRef, connect
@@ -38,19 +38,46 @@ def base_model(model: str | None) -> str:
     return _DATED.sub("", m)
 
 
+def read_text(path: Path) -> str:
+    """UTF-8 text, or a ConfigError naming the file and the line of the first bad byte."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                          f"save the export as UTF-8") from None
+
+
+def _line_of(text: str, exc: Exception) -> int:
+    m = re.search(r"byte (\d+)", str(exc))
+    return text.encode()[: int(m.group(1))].count(b"\n") + 1 if m else 1
+
+
 def _pages(path: Path) -> list[dict[str, Any]]:
-    text = path.read_text()
+    text = read_text(path)
     try:
         doc = msgspec.json.decode(text)
         docs = doc if isinstance(doc, list) else [doc]
-    except msgspec.DecodeError:
-        try:
-            docs = [msgspec.json.decode(line) for line in text.splitlines() if line.strip()]
-        except msgspec.DecodeError as exc:
-            raise ConfigError(f"{path}: neither a JSON page, an array of pages, nor JSON lines: {exc}") from None
+    except msgspec.DecodeError as whole_exc:
+        docs = []
+        for n, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                docs.append(msgspec.json.decode(line))
+            except msgspec.DecodeError as exc:
+                where = _line_of(text, whole_exc) if n == 1 else n
+                reason = whole_exc if n == 1 else exc
+                raise ConfigError(f"{path}:{where}: not JSON ({reason}); expected a Costs/Usage API page, an array "
+                                  f"of pages, or JSON lines") from None
     pages = [d for d in docs if isinstance(d, dict) and isinstance(d.get("data"), list)]
     if not pages:
-        raise ConfigError(f"{path}: no `data` buckets found; expected the Costs or Usage API's page JSON")
+        raise ConfigError(f"{path}:1: no `data` buckets found; expected the Costs or Usage API's page JSON")
+    for page in pages:
+        for bucket in page["data"]:
+            if not isinstance(bucket, dict) or not isinstance(bucket.get("results") or [], list):
+                raise ConfigError(f"{path}:1: a bucket in `data` is not an object with a `results` list: {str(bucket)[:80]}")
     return pages
 
 
@@ -60,11 +87,37 @@ def _day(ts: Any) -> str:
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%d")
 
 
-def read_costs(path: Path) -> dict[tuple[str, str, str], float]:
-    """(day, model, project) -> USD, from Costs API pages or a dashboard CSV."""
+ALL_MODELS, ALL_PROJECTS, ALL_KEYS = "(all models)", "(all projects)", "(all keys)"
+Key = tuple[str, str, str, str]  # day, model, project, key
+
+
+def read_key_ids(path: Path | None) -> dict[str, str]:
+    """Admin API key list pages (`data[]: {id: key_…, redacted_value: "sk-…abcd"}`) -> key id -> `sk-…abcd`,
+    the display form tokentrail stores, so Costs/Usage results grouped by `api_key_id` join onto logs."""
+    if path is None:
+        return {}
+    out = {}
+    for page in _pages(path):
+        for k in page["data"]:
+            if isinstance(k, dict) and k.get("id") and isinstance(k.get("redacted_value"), str):
+                out[str(k["id"])] = "sk-…" + k["redacted_value"][-4:]
+    return out
+
+
+def _key(r: dict[str, Any], keys: dict[str, str]) -> str:
+    kid = r.get("api_key_id")
+    return keys.get(str(kid), f"{kid} (unmapped)") if kid else ALL_KEYS
+
+
+def read_costs(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict[str, float]]:
+    """(day, model, project, key) -> {usd, tokens}, from Costs API pages or a dashboard CSV.
+
+    Costs API results carry `amount.value`, and, as grouped, `line_item` ("gpt-4o-2024-08-06, input"),
+    `project_id`, `api_key_id`, and `quantity` with `quantity_unit` (tokens are summed when the unit
+    says tokens)."""
     if path.suffix.lower() == ".csv":
-        return _read_costs_csv(path)
-    out: dict[tuple[str, str, str], float] = {}
+        return {k: {"usd": v, "tokens": 0.0} for k, v in _read_costs_csv(path).items()}
+    out: dict[Key, dict[str, float]] = {}
     for page in _pages(path):
         for bucket in page["data"]:
             day = _day(bucket.get("start_time"))
@@ -72,14 +125,17 @@ def read_costs(path: Path) -> dict[tuple[str, str, str], float]:
                 amount = r.get("amount") or {}
                 value = as_float(amount.get("value") if isinstance(amount, dict) else amount, "amount.value") or 0.0
                 line_item = str(r.get("line_item") or "")
-                model = base_model(line_item.split(",")[0]) if line_item else "(all models)"
-                key = (day, model, str(r.get("project_id") or "(all projects)"))
-                out[key] = out.get(key, 0.0) + value
+                model = base_model(line_item.split(",")[0]) if line_item else ALL_MODELS
+                key = (day, model, str(r.get("project_id") or ALL_PROJECTS), _key(r, keys or {}))
+                acc = out.setdefault(key, {"usd": 0.0, "tokens": 0.0})
+                acc["usd"] += value
+                if "token" in str(r.get("quantity_unit") or "").lower():
+                    acc["tokens"] += as_float(r.get("quantity"), "quantity") or 0.0
     return out
 
 
-def _read_costs_csv(path: Path) -> dict[tuple[str, str, str], float]:
-    rows = list(csv.DictReader(io.StringIO(path.read_text())))
+def _read_costs_csv(path: Path) -> dict[Key, float]:
+    rows = list(csv.DictReader(io.StringIO(read_text(path))))
     if not rows:
         raise ConfigError(f"{path}: empty CSV")
     cols = {c.lower().strip(): c for c in rows[0]}
@@ -89,30 +145,49 @@ def _read_costs_csv(path: Path) -> dict[tuple[str, str, str], float]:
     if not date_c or not cost_c:
         raise ConfigError(f"{path}: the CSV needs a date column and a cost column; found {', '.join(rows[0])}")
     model_c, proj_c = pick("model", "line_item", "line item"), pick("project_id", "project")
-    out: dict[tuple[str, str, str], float] = {}
-    for r in rows:
+    out: dict[Key, float] = {}
+    for line, r in enumerate(rows, start=2):
+        if r.get(date_c) is None or r.get(cost_c) is None:
+            raise ConfigError(f"{path}:{line}: too few columns")
         raw = r[date_c].strip()
         day = _day(raw) if raw.replace(".", "").isdigit() else raw[:10]
-        model = base_model(r[model_c].split(",")[0]) if model_c and r[model_c] else "(all models)"
-        key = (day, model, r[proj_c] if proj_c and r[proj_c] else "(all projects)")
-        out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", ""), cost_c) or 0.0)
+        model = base_model(r[model_c].split(",")[0]) if model_c and r[model_c] else ALL_MODELS
+        key = (day, model, r[proj_c] if proj_c and r[proj_c] else ALL_PROJECTS, ALL_KEYS)
+        try:
+            out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", "").replace(",", ""), cost_c) or 0.0)
+        except (TokentrailError, ValueError) as exc:
+            raise ConfigError(f"{path}:{line}: {exc}") from None
     return out
 
 
-def read_usage(path: Path) -> dict[tuple[str, str, str], dict[str, int]]:
-    out: dict[tuple[str, str, str], dict[str, int]] = {}
+USAGE_FIELDS = {"requests": "num_model_requests", "input_tokens": "input_tokens",
+                "cached_input_tokens": "input_cached_tokens", "output_tokens": "output_tokens"}
+
+
+def read_usage(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict[str, int]]:
+    """Usage API completions pages. Its `input_tokens` counts every input token (cached and cache-write
+    ones, text, audio and image), as a log's `prompt_tokens` does; the split fields are kept as given."""
+    out: dict[Key, dict[str, int]] = {}
     for page in _pages(path):
         for bucket in page["data"]:
             day = _day(bucket.get("start_time"))
             for r in bucket.get("results") or []:
-                key = (day, base_model(r.get("model")) if r.get("model") else "(all models)",
-                       str(r.get("project_id") or "(all projects)"))
-                acc = out.setdefault(key, {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})
-                acc["requests"] += as_int(r.get("num_model_requests"), "num_model_requests") or 0
-                acc["input_tokens"] += as_int(r.get("input_tokens"), "input_tokens") or 0
-                acc["output_tokens"] += as_int(r.get("output_tokens"), "output_tokens") or 0
-                acc["cached_input_tokens"] += as_int(r.get("input_cached_tokens"), "input_cached_tokens") or 0
+                key = (day, base_model(r.get("model")) if r.get("model") else ALL_MODELS,
+                       str(r.get("project_id") or ALL_PROJECTS), _key(r, keys or {}))
+                acc = out.setdefault(key, dict.fromkeys(USAGE_FIELDS, 0))
+                for ours, theirs in USAGE_FIELDS.items():
+                    acc[ours] += as_int(r.get(theirs), theirs) or 0
     return out
+
+
+def _checked(reader: Any, path: Path) -> Any:
+    """A malformed export is a clear `FILE:LINE: reason`, never a traceback."""
+    try:
+        return reader(path)
+    except ConfigError:
+        raise
+    except (TokentrailError, ValueError, TypeError, AttributeError, KeyError) as exc:
+        raise ConfigError(f"{path}:1: unexpected shape for a Costs/Usage API export: {exc}") from None
 
 
 @dataclass
@@ -131,50 +206,67 @@ class Reconciliation:
 
 
 def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_project: bool = False,
-              rel_tolerance: float = 0.02, abs_tolerance: float = 0.0005) -> Reconciliation:
-    provider = read_costs(costs)
-    model_level = all(k[1] != "(all models)" for k in provider)
-    project_level = by_project and all(k[2] != "(all projects)" for k in provider)
-    fold = lambda k: (k[0], k[1] if model_level else "(all models)", k[2] if project_level else "(all projects)")  # noqa: E731
-    prov: dict[tuple[str, str, str], float] = {}
+              rel_tolerance: float = 0.02, abs_tolerance: float = 0.0005, keys_file: Path | None = None) -> Reconciliation:
+    """Join the provider's figures and tokentrail's on day x model x project x key, at the finest grain
+    every provider row has (an export without `line_item` compares per day, one without `api_key_id`
+    across keys); `by_project` asks for the project level when the export has it."""
+    keys = _checked(read_key_ids, keys_file) if keys_file else {}
+    provider = _checked(lambda p: read_costs(p, keys), costs)
+    model_level = all(k[1] != ALL_MODELS for k in provider)
+    project_level = by_project and all(k[2] != ALL_PROJECTS for k in provider)
+    key_level = bool(keys) and all(k[3] != ALL_KEYS for k in provider)
+
+    def fold(k: Key) -> Key:
+        return (k[0], k[1] if model_level else ALL_MODELS, k[2] if project_level else ALL_PROJECTS,
+                k[3] if key_level else ALL_KEYS)
+
+    prov: dict[Key, dict[str, float]] = {}
     for k, v in provider.items():
-        prov[fold(k)] = prov.get(fold(k), 0.0) + v
+        acc = prov.setdefault(fold(k), {"usd": 0.0, "tokens": 0.0})
+        acc["usd"] += v["usd"]
+        acc["tokens"] += v["tokens"]
     con = connect(root)
     days = sorted({k[0] for k in prov})
-    ours: dict[tuple[str, str, str], dict[str, float]] = {}
+    ours: dict[Key, dict[str, float]] = {}
     if days:
         rows = con.execute("""
-            SELECT CAST(CAST(ts AS DATE) AS VARCHAR), model, coalesce(project_id, '(unknown)'), sum(coalesce(cost_usd, 0)),
-                   count(*), sum(coalesce(input_tokens, 0)), sum(coalesce(output_tokens, 0))
+            SELECT CAST(CAST(ts AS DATE) AS VARCHAR), model, coalesce(project_id, '(unknown)'),
+                   coalesce(api_key_id, '(unknown)'), sum(coalesce(cost_usd, 0)), count(*),
+                   sum(coalesce(input_tokens, 0)), sum(coalesce(cached_input_tokens, 0)), sum(coalesce(output_tokens, 0))
             FROM usage WHERE CAST(ts AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE) GROUP BY ALL
         """, [days[0], days[-1]]).fetchall()
-        for day, model, project, cost, n, tin, tout in rows:
-            k = fold((day, base_model(model), project))
-            acc = ours.setdefault(k, {"usd": 0.0, "requests": 0, "input_tokens": 0, "output_tokens": 0})
+        for day, model, project, key_id, cost, n, tin, tcached, tout in rows:
+            acc = ours.setdefault(fold((day, base_model(model), project, key_id)),
+                                  {"usd": 0.0, "requests": 0, "input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0})
             acc["usd"] += float(cost)
             acc["requests"] += n
             acc["input_tokens"] += tin
+            acc["cached_input_tokens"] += tcached
             acc["output_tokens"] += tout
-    usage_rows = read_usage(usage) if usage else {}
-    prov_usage: dict[tuple[str, str, str], dict[str, int]] = {}
+    usage_rows = _checked(lambda p: read_usage(p, keys), usage) if usage else {}
+    prov_usage: dict[Key, dict[str, int]] = {}
     for k, counts in usage_rows.items():
-        acc2 = prov_usage.setdefault(fold(k), {"requests": 0, "input_tokens": 0, "output_tokens": 0, "cached_input_tokens": 0})
+        acc2 = prov_usage.setdefault(fold(k), dict.fromkeys(USAGE_FIELDS, 0))
         for f in acc2:
             acc2[f] += counts[f]
     result = Reconciliation()
     for key in sorted(set(prov) | {k for k in ours if k[0] in set(days)}):
-        p = prov.get(key, 0.0)
+        p = prov.get(key, {}).get("usd", 0.0)
         o = ours.get(key, {}).get("usd", 0.0)
         diff = o - p
         tol = max(abs_tolerance, rel_tolerance * p)
         status = "matched" if abs(diff) <= tol else ("over" if diff > 0 else "under")
         setattr(result, status, getattr(result, status) + 1)
-        row: dict[str, Any] = {"day": key[0], "model": key[1], "project_id": key[2], "provider_usd": round(p, 6),
-                               "tokentrail_usd": round(o, 6), "diff_usd": round(diff, 6), "status": status}
+        row: dict[str, Any] = {"day": key[0], "model": key[1], "project_id": key[2]}
+        if key_level:
+            row["api_key"] = key[3]
+        row.update({"provider_usd": round(p, 6), "tokentrail_usd": round(o, 6), "diff_usd": round(diff, 6),
+                    "unseen_share": round(max(p - o, 0) / p, 4) if p else 0.0, "status": status})
         if usage:
             pu, ou = prov_usage.get(key, {}), ours.get(key, {})
-            row.update({"provider_input_tokens": pu.get("input_tokens"), "tokentrail_input_tokens": ou.get("input_tokens"),
-                        "provider_output_tokens": pu.get("output_tokens"), "tokentrail_output_tokens": ou.get("output_tokens")})
+            for f in ("input_tokens", "cached_input_tokens", "output_tokens"):
+                row[f"provider_{f}"] = pu.get(f)
+                row[f"tokentrail_{f}"] = int(ou[f]) if f in ou else None
         result.rows.append(row)
         result.provider_usd += p
         result.tokentrail_usd += o

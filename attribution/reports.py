@@ -6,7 +6,7 @@ This is the per-key (and per-feature, per-user) breakdown the provider's dashboa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import duckdb
@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from ingest.errors import TokentrailError
 
-from .engine import DEFAULT_RULE
+from .engine import DEFAULT_RULE, field_sql
+from .output import REPORT_COLUMNS
 from .query import WarehouseRef, connect
 from .rules import RuleSet
 
@@ -24,34 +25,36 @@ TIME_DIMENSIONS = {
     "week": "CAST(date_trunc('week', ts) AS DATE)",
     "month": "strftime(ts, '%Y-%m')",
 }
-REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",
-                  "cost_usd", "estimated_share")
+ADDITIVE = REPORT_COLUMNS[:-1]  # what a total row sums (estimated_share is a ratio)
 
 
 class ReportError(TokentrailError):
     pass
 
 
-def date_filter(since: date | None, until: date | None, column: str = "ts") -> str:
-    """`until` is inclusive of the whole day."""
-    parts = []
+def date_params(since: date | None, until: date | None, column: str = "ts") -> tuple[str, list[Any]]:
+    """A WHERE fragment with `?` parameters; `until` is inclusive of the whole day (UTC)."""
+    if since and until and since > until:
+        raise ReportError(f"--since {since} is after --until {until}")
+    parts, params = [], []
     if since:
-        parts.append(f"{column} >= TIMESTAMPTZ '{since.isoformat()} 00:00:00+00'")
+        parts.append(f"{column} >= ?")
+        params.append(datetime.combine(since, time(0), UTC))
     if until:
-        parts.append(f"{column} < TIMESTAMPTZ '{(until + timedelta(days=1)).isoformat()} 00:00:00+00'")
-    return " AND ".join(parts) or "true"
+        parts.append(f"{column} < ?")
+        params.append(datetime.combine(until + timedelta(days=1), time(0), UTC))
+    return " AND ".join(parts) or "true", params
 
 
 def _dimension_sql(dim: str, columns: set[str]) -> str:
     if dim in TIME_DIMENSIONS:
         return f"{TIME_DIMENSIONS[dim]} AS {dim}"
     if dim.startswith("metadata."):
-        key = dim.removeprefix("metadata.").replace("'", "''")
-        return f"metadata['{key}'] AS \"{dim}\""
+        return f"{field_sql(dim)} AS " + '"' + dim.replace('"', '""') + '"'
     if dim not in columns:
         known = sorted(c for c in columns if not c.endswith(("_rule", "_tokens", "_usd")))
         raise ReportError(f"unknown dimension {dim!r}; use one of: {', '.join(list(TIME_DIMENSIONS) + known)}")
-    return f'"{dim}"'
+    return field_sql(dim)
 
 
 def report(root: WarehouseRef, by: list[str], since: date | None = None, until: date | None = None,
@@ -61,8 +64,12 @@ def report(root: WarehouseRef, by: list[str], since: date | None = None, until: 
     dims = [_dimension_sql(d, columns) for d in by]
     select_dims = ", ".join(dims) + ", " if dims else ""
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(dims)))}" if dims else ""
-    order = "ORDER BY cost_usd DESC NULLS LAST, requests DESC" if not any(d in TIME_DIMENSIONS for d in by) else \
-        "ORDER BY " + ", ".join(str(i + 1) for i in range(len(dims)))
+    positions = ", ".join(f"{i + 1} NULLS LAST" for i in range(len(dims)))
+    if any(d in TIME_DIMENSIONS for d in by):
+        order = f"ORDER BY {positions}"
+    else:  # biggest first; ties broken by the dimension values, so the order never varies between runs
+        order = "ORDER BY cost_usd DESC NULLS LAST, requests DESC" + (f", {positions}" if dims else "")
+    where, params = date_params(since, until)
     sql = f"""
         SELECT {select_dims}
           count(*) AS requests,
@@ -70,13 +77,13 @@ def report(root: WarehouseRef, by: list[str], since: date | None = None, until: 
           sum(cached_input_tokens) AS cached_input_tokens,
           sum(output_tokens) AS output_tokens,
           sum(reasoning_tokens) AS reasoning_tokens,
-          round(sum(cost_usd), 6) AS cost_usd,
+          sum(cost_usd) AS cost_usd,
           round(coalesce(sum(CASE WHEN token_source <> 'reported' THEN coalesce(input_tokens, 0) + coalesce(output_tokens, 0) END)
                 / nullif(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0), 0), 4) AS estimated_share
-        FROM usage WHERE {date_filter(since, until)}
+        FROM usage WHERE {where}
         {group} {order} {f'LIMIT {int(limit)}' if limit else ''}
     """
-    return con.sql(sql).to_arrow_table()
+    return con.sql(sql, params=params).to_arrow_table()
 
 
 @dataclass
@@ -116,7 +123,7 @@ def rules_coverage(root: WarehouseRef, ruleset: RuleSet, engine_apply: Any) -> l
 
 def explain_call(root: WarehouseRef, call_id: str, ruleset: RuleSet, engine_apply: Any) -> dict[str, Any]:
     con = connect(root)
-    calls = con.execute("SELECT * FROM calls WHERE call_id = ?", [call_id]).to_arrow_table()
+    calls = con.sql("SELECT * FROM calls WHERE call_id = ?", params=[call_id]).to_arrow_table()
     if calls is None or calls.num_rows == 0:
         raise ReportError(f"no call with call_id {call_id!r} in the warehouse")
     row = engine_apply(calls).to_pylist()[0]

@@ -196,10 +196,13 @@ def _check_operand(fname: str, op: str, value: Any, loc: tuple[Any, ...], hasher
     if op == "regex":
         if len(value) > MAX_REGEX_CHARS:
             raise _Err(loc, f"regex is over {MAX_REGEX_CHARS} characters")
+        quiet = re2.Options()
+        quiet.log_errors = False  # else RE2 writes its own log lines to stderr before our message
         try:
-            compiled = re2.compile(value)
+            compiled = re2.compile(value, quiet)
         except re2.error as exc:
-            raise _Err(loc, f"invalid RE2 regex: {exc}") from None
+            reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+            raise _Err(loc, f"invalid RE2 regex: {reason}") from None
         return Leaf(fname, op, (value, dict(compiled.groupindex)))
     if op == "cidr":
         import ipaddress

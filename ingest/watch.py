@@ -86,6 +86,7 @@ class Tick:
     stats: WatchStats
     status_line: str | None = None  # set every `status_seconds`
     final: bool = False  # the last event: the watcher is stopping
+    results: list[FileResult] = field(default_factory=list)  # per-file reads since the last tick (for metrics)
 
 
 class Watcher:
@@ -109,6 +110,7 @@ class Watcher:
         self._last_status = (time.monotonic(), 0)
         self._last_compact = time.monotonic()
         self._reported_skips: set[Path] = set()
+        self._results: list[FileResult] = []
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[CommitResult | Tick]:
@@ -116,7 +118,7 @@ class Watcher:
         yield from self._pass(force_flush=self.options.once)
         if self.options.once:
             yield from self.drain_all()
-            yield Tick(self.stats, final=True)
+            yield Tick(self.stats, final=True, results=self._take_results())
             return
         watch_dirs = sorted({str(p if p.is_dir() else p.parent) for p in self.paths})
         poll = self.options.poll
@@ -129,7 +131,7 @@ class Watcher:
                 log.warning("file events unavailable (%s); falling back to polling", exc)
                 poll = True
         yield from self.drain_all()
-        yield Tick(self.stats, final=True)
+        yield Tick(self.stats, final=True, results=self._take_results())
 
     def _event_loop(self, dirs: list[str], poll: bool) -> Iterator[CommitResult | Tick]:
         from watchfiles import watch
@@ -149,7 +151,7 @@ class Watcher:
         committed = self.run.flush()
         if committed is not None:
             yield committed
-        yield Tick(self.stats, self._status_line())
+        yield Tick(self.stats, self._status_line(), results=self._take_results())
         self._maybe_compact()
 
     # -- scanning ---------------------------------------------------------------------------
@@ -271,7 +273,13 @@ class Watcher:
         except FileNotFoundError:
             return False
 
+    def _take_results(self) -> list[FileResult]:
+        out, self._results = self._results, []
+        return out
+
     def _count(self, res: FileResult) -> None:
+        if res.lines:
+            self._results.append(res)
         self.stats.lines += res.lines
         self.stats.calls += res.calls
         self.stats.quarantined += res.quarantined

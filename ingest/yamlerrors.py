@@ -26,9 +26,15 @@ def load_yaml_model(path: str | Path, model: type[M], what: str, shape_hint: str
     """
     p = Path(path)
     try:
-        text = p.read_text()
+        data_bytes = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read {what}: {exc.strerror}") from exc
+    try:
+        text = data_bytes.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data_bytes[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: {what} is not UTF-8 text (byte 0x{data_bytes[exc.start]:02x}); "
+                          f"save it as UTF-8") from None
     data, root = load_yaml_with_marks(text, p)
     if data is None and empty_ok:
         data = {}

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import shutil
+import struct
 import subprocess
+import zlib
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
+from attribution.alerts import AlertEvaluator, JsonFileStateStore, JsonLinesSink
 from attribution.anomalies import find_anomalies
-from attribution.budgets import AlertWriter, evaluate
+from attribution.budgets import evaluate
 from attribution.reconcile import reconcile
 from attribution.rules import load_rules
 from ingest.store import Store
@@ -71,15 +76,15 @@ def test_budget_boundary_day_in_utc_and_a_named_zone(build, wh_path: Path, cli) 
     ])
     rs = load_rules(rules, Store(wh_path).hasher)
     by_id = {s.id: s for s in evaluate(wh_path, rs, date(2025, 3, 31))}
-    assert by_id["alpha-month-utc"].spent == pytest.approx(0.60) and by_id["alpha-month-utc"].status == "warn"
+    assert by_id["alpha-month-utc"].spent == pytest.approx(Decimal("0.60")) and by_id["alpha-month-utc"].status == "warn"
     assert by_id["alpha-month-utc"].thresholds_crossed == [0.5]
-    assert by_id["alpha-month-ny"].spent == pytest.approx(1.20) and by_id["alpha-month-ny"].status == "exceeded"
+    assert by_id["alpha-month-ny"].spent == pytest.approx(Decimal("1.20")) and by_id["alpha-month-ny"].status == "exceeded"
     assert by_id["alpha-month-ny"].period_start == "2025-03-01T00:00:00-05:00"
-    assert by_id["alpha-month-utc"].projected == pytest.approx(0.60, rel=0.01)  # the whole month has elapsed
+    assert by_id["alpha-month-utc"].projected == pytest.approx(Decimal("0.60"), rel=Decimal("0.01"))  # the whole month has elapsed
     april = {s.id: s for s in evaluate(wh_path, rs, date(2025, 4, 1))}
     assert april["beta-day-tokens"].spent == 1000 and april["beta-day-tokens"].status == "exceeded"
-    assert april["alpha-month-utc"].spent == pytest.approx(0.60)
-    assert april["alpha-month-utc"].projected == pytest.approx(0.60 * 30, rel=0.01)  # one day of thirty elapsed
+    assert april["alpha-month-utc"].spent == pytest.approx(Decimal("0.60"))
+    assert april["alpha-month-utc"].projected == pytest.approx(Decimal("18.0"), rel=Decimal("0.01"))  # one day of thirty elapsed
     r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-30", "--format", "json")
     assert r.exit_code == 0 and json.loads(r.output)[0]["status"] == "ok"
     r = cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-31")
@@ -90,16 +95,22 @@ def test_alerts_are_written_once_per_budget_threshold_and_period(build, wh_path:
     rules = build([call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 4 * M)])
     rs = load_rules(rules, Store(wh_path).hasher)
     alerts = tmp_path / "alerts.jsonl"
-    first = AlertWriter(Store(wh_path), rs, alerts).check(force=True)
+    state = tmp_path / "alert-state.json"
+
+    def tick() -> list[tuple[str, float]]:
+        ev = AlertEvaluator(wh_path, rs, [JsonLinesSink(alerts)], JsonFileStateStore(state))  # a fresh process each time
+        return [(a["budget"], a["threshold"]) for _, a in ev.tick().delivered]
+
     # $0.60 of $1: the UTC budget (warn_at 0.5) warns; the New York one (default warn_at 0.8) does not yet
-    assert [(a["budget"], a["threshold"]) for a in first] == [("alpha-month-utc", 0.5)]
-    assert AlertWriter(Store(wh_path), rs, alerts).check(force=True) == []  # remembered across restarts
+    first = tick()
+    assert first == [("alpha-month-utc", 0.5)]
+    assert tick() == []  # remembered across restarts
     build([call_line(datetime(2025, 3, 11, tzinfo=UTC), "alpha", 4 * M)])
-    second = AlertWriter(Store(wh_path), rs, alerts).check(force=True)
-    assert {(a["budget"], a["threshold"]) for a in second} == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8),
-                                                                ("alpha-month-ny", 1.0)}
+    second = tick()
+    assert set(second) == {("alpha-month-utc", 1.0), ("alpha-month-ny", 0.8), ("alpha-month-ny", 1.0)}
     lines = [json.loads(x) for x in alerts.read_text().splitlines()]
     assert len(lines) == len(first) + len(second) and all(x["alert"] == "budget_threshold" for x in lines)
+    assert not (wh_path / "_state" / "alerts_sent.json").exists()  # delivery state is not in the warehouse
 
 
 def test_ip_allowlist_v4_and_v6(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -201,6 +212,47 @@ def test_reconcile_usage_tokens(build, wh_path: Path, tmp_path: Path) -> None:  
     assert (row["provider_input_tokens"], row["tokentrail_input_tokens"]) == (1200, 1000)
 
 
+def _distinct_colours(png: Path) -> int:
+    """Distinct RGB colours in a PNG screenshot (8-bit RGB/RGBA, filter-decoded), sampled every 4th row."""
+    data = png.read_bytes()
+    pos, chunks = 8, b""
+    width = height = depth = ctype = 0
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            width, height, depth, ctype = struct.unpack(">IIBB", body[:10])
+        elif kind == b"IDAT":
+            chunks += body
+        pos += n + 12
+    assert depth == 8 and ctype in (2, 6), (depth, ctype)
+    bpp = 3 if ctype == 2 else 4
+    raw = zlib.decompress(chunks)
+    stride = width * bpp
+    prev = bytearray(stride)
+    seen: set[bytes] = set()
+    for y in range(height):
+        f, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b, c = prev[i], prev[i - bpp] if i >= bpp else 0
+            if f == 1:
+                line[i] = (line[i] + a) & 255
+            elif f == 2:
+                line[i] = (line[i] + b) & 255
+            elif f == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif f == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        if y % 4 == 0:
+            seen.update(bytes(line[x:x + 3]) for x in range(0, stride, bpp * 4))
+        prev = line
+    palette = {bytes.fromhex(h) for h in ("4e79a7", "f28e2b", "e15759", "76b7b2", "59a14f", "edc948", "b07aa1")}
+    return len(seen & palette)
+
+
 def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
@@ -217,6 +269,22 @@ def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: P
     page = out.read_text()
     assert "http://" not in page and "https://" not in page and "<script src" not in page  # self-contained
     assert "Anomalies" in page and "2025-02-19" in page and "alpha-month-utc" in page
+    # The period is stated and budgets are evaluated at its end (the last day with data), agreeing with the CLI.
+    assert "Period: <b>2025-01-06 to 2025-03-02 (UTC, both days included)</b>" in page
+    assert "Budgets at the end of 2025-03-02" in page
+    cli_budgets = json.loads(cli("budgets", "--rules", rules, "--warehouse", wh_path, "--at", "2025-03-02",
+                                 "--format", "json").output.split("\nbudget exceeded")[0])
+    html_row = re.search(r"<td class=\"txt\">alpha-month-utc</td>(.*?)</tr>", page).group(1)  # type: ignore[union-attr]
+    spent = next(b for b in cli_budgets if b["budget"] == "alpha-month-utc")["spent_usd"]
+    assert spent > 0 and f"{spent:,.6f}" in html_row  # not "spent 0, ok"
+    assert "e+0" not in page and "e-0" not in page  # readable axes, no scientific notation
+    assert page.count('class="total"') == 2  # the tables with more than one row (key_name, feature) end with a total
+    # One colour per value across charts: every legend entry for a value uses the same colour.
+    colours: dict[str, set[str]] = {}
+    for colour, name in re.findall(r'<i style="background:(#[0-9a-f]{6})"></i>([^<]+)</span>', page):
+        colours.setdefault(name, set()).add(colour)
+    assert colours and all(len(c) == 1 for c in colours.values()), colours
+    assert len({next(iter(c)) for n, c in colours.items() if n != "other"}) == len([n for n in colours if n != "other"])
     browser = _chromium()
     if browser is None:
         pytest.skip("Debian's chromium is not installed (.ci/run installs it)")
@@ -231,6 +299,48 @@ def test_html_report_renders_in_a_real_browser(build, wh_path: Path, tmp_path: P
     subprocess.run([browser, *CHROME_FLAGS, f"--user-data-dir={profile}", f"--screenshot={shot}", "--window-size=1200,2400",
                     out.as_uri()], capture_output=True, timeout=120, check=True)
     assert shot.stat().st_size > 10_000 and shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", shot.read_bytes()[16:24])
+    assert (width, height) == (1200, 2400)
+    assert _distinct_colours(shot) >= 3  # the bars were painted in the palette, not a blank page
     artifacts = Path(__file__).parent.parent / "test-artifacts"
     artifacts.mkdir(exist_ok=True)
     shutil.copy(shot, artifacts / "html-report.png")
+
+
+def test_reconcile_per_project_key_and_line_item_with_todays_api_shapes(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Costs API results grouped by project_id, line_item and api_key_id, with quantity/quantity_unit;
+    Usage API results whose input_tokens include cached ones; key ids mapped through the Admin API key list."""
+    t = datetime(2025, 3, 1, 12, tzinfo=UTC)
+    build([call_line(t, "alpha", 2 * M, model="gpt-4o-mini-2024-07-18"),   # $0.30 on key …ALFA
+           call_line(t, "beta", 2 * M, model="gpt-4o-mini-2024-07-18", i=1)])  # $0.30 on key …BETA
+    start = int(datetime(2025, 3, 1, tzinfo=UTC).timestamp())
+
+    def result(key_id: str, value: float, qty: int) -> dict:
+        return {"object": "organization.costs.result", "amount": {"value": value, "currency": "usd"},
+                "line_item": "gpt-4o-mini-2024-07-18, input", "project_id": None, "api_key_id": key_id,
+                "quantity": qty, "quantity_unit": "tokens"}
+
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps({"object": "page", "has_more": False, "next_page": None, "data": [
+        {"object": "bucket", "start_time": start, "end_time": start + 86400, "results": [
+            result("key_alpha", 0.30, 2 * M), result("key_beta", 0.30, 2 * M), result("key_gamma", 0.45, 3 * M)]}]}))
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"object": "list", "has_more": False, "data": [
+        {"object": "organization.project.api_key", "id": "key_alpha", "name": "alpha", "redacted_value": "sk-proj-****ALFA"},
+        {"object": "organization.project.api_key", "id": "key_beta", "name": "beta", "redacted_value": "sk-proj-****BETA"},
+        {"object": "organization.project.api_key", "id": "key_gamma", "name": "cron", "redacted_value": "sk-proj-****GMMA"}]}))
+    usage = tmp_path / "usage.json"
+    usage.write_text(json.dumps({"object": "page", "has_more": False, "data": [
+        {"object": "bucket", "start_time": start, "end_time": start + 86400, "results": [
+            {"object": "organization.usage.completions.result", "input_tokens": 2 * M, "input_cached_tokens": 0,
+             "output_tokens": 0, "num_model_requests": 1, "project_id": None, "user_id": None, "api_key_id": "key_alpha",
+             "model": "gpt-4o-mini-2024-07-18", "batch": None}]}]}))
+    r = reconcile(wh_path, costs, usage, keys_file=keys)
+    got = {x["api_key"]: (x["status"], x["unseen_share"]) for x in r.rows}
+    assert got == {"sk-…ALFA": ("matched", 0.0), "sk-…BETA": ("matched", 0.0), "sk-…GMMA": ("under", 1.0)}
+    alpha = next(x for x in r.rows if x["api_key"] == "sk-…ALFA")
+    assert (alpha["provider_input_tokens"], alpha["tokentrail_input_tokens"]) == (2 * M, 2 * M)
+    assert r.unseen_share == pytest.approx(0.45 / 1.05)
+    out = cli("reconcile", "--costs", costs, "--keys", keys, "--warehouse", wh_path)
+    assert out.exit_code == 0 and "sk-…GMMA" in out.output and "│ total" in out.output
+    assert "share of spend tokentrail cannot see: 42.9%" in out.output
