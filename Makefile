@@ -43,6 +43,7 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/accuracy.py
 	$(BIN)/python bench/readme_table.py
 
 lint: $(STAMP)

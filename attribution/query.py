@@ -85,8 +85,15 @@ def open_snapshot(store: Store, as_of: int | datetime | None = None) -> Snapshot
             tables[name] = store.open_snapshot(name, when)
         except TokentrailError:
             tables[name] = None  # the table did not exist yet at that time
-    files = [f for dt in tables.values() if dt is not None for f in dt.file_uris()]
+    files = [f for dt in tables.values() if dt is not None for f in local_files(dt)]
     return Snapshot(store, tables, files)
+
+
+def local_files(dt: DeltaTable) -> list[str]:
+    """The snapshot's data files as paths DuckDB opens (delta-rs gives local paths percent-encoded)."""
+    from urllib.parse import unquote
+
+    return [f if "://" in f else unquote(f) for f in dt.file_uris()]
 
 
 def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | datetime | None = None,
@@ -106,7 +113,7 @@ def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | 
     for table in ("calls", "usage", "quarantine"):
         name = f"{table}_all" if table != "quarantine" else "quarantine"
         dt = snap.tables.get(table)
-        files = dt.file_uris() if dt is not None else []
+        files = local_files(dt) if dt is not None else []
         if dt is not None and files and store.loc.is_local:
             rel = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
             rel.create_view(name)
@@ -122,11 +129,25 @@ def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | 
     con.execute(f"CREATE VIEW usage AS {DEDUP.format(src='usage_all')}")
     if user_sql:
         allowed = [f for f in snap.files if not f.startswith(("s3://", "gs://", "az://", "abfs"))]
+        # spilling goes to a private directory, not `./.tmp` in the caller's directory
+        con.execute("SET temp_directory = ?", [_private_tmp()])
         con.execute("SET allowed_paths = ?", [allowed])
         con.execute("SET allowed_directories = ?", [[]])
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
     return con
+
+
+_TMP: str | None = None
+
+
+def _private_tmp() -> str:
+    global _TMP
+    if _TMP is None:
+        import tempfile
+
+        _TMP = tempfile.mkdtemp(prefix="tokentrail-sql-")
+    return _TMP
 
 
 def check_read_only(sql: str) -> None:

@@ -42,6 +42,9 @@ class Location:
         if "://" in raw:
             raise WarehouseError(f"unsupported warehouse location {raw!r}: use a directory, s3://, gs:// or az://")
         path = Path(raw).expanduser().resolve()
+        if "[" in str(path) or "]" in str(path):
+            raise WarehouseError(f"warehouse {path}: the Delta Lake library cannot use a path containing '[' or ']'; "
+                                 f"choose a directory without them")
         return cls(str(path), path)
 
     @property

@@ -1,0 +1,87 @@
+"""`tokentrail sql` is a sandbox by construction: it reads the snapshot's data files and nothing else."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+from conftest import FIXTURES
+
+from attribution.query import QueryError, run_sql
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def loaded(wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
+    assert cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", wh_path).exit_code == 0
+    return wh_path
+
+
+@pytest.mark.parametrize("sql", [
+    "EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{wh}/calls/date=2025-03-03/evil.parquet' (FORMAT parquet)",
+    "EXPLAIN COPY (SELECT 1) TO '{wh}/x.csv'",
+    "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
+])
+def test_explain_of_anything_but_a_read_is_refused(loaded: Path, sql: str) -> None:
+    before = _digest(loaded)
+    with pytest.raises(QueryError, match="only reads the warehouse"):
+        run_sql(loaded, sql.format(wh=loaded))
+    assert _digest(loaded) == before
+
+
+def test_explain_analyze_of_a_read_works(loaded: Path) -> None:
+    assert run_sql(loaded, "EXPLAIN ANALYZE SELECT count(*) FROM calls").num_rows >= 1
+
+
+def test_the_key_secret_and_other_warehouse_files_are_not_readable(loaded: Path) -> None:
+    meta_files = [str(p) for p in (loaded / "_meta").rglob("*.parquet")]
+    log = next((loaded / "calls" / "_delta_log").glob("*.json"))
+    assert meta_files
+    for target in [*meta_files, str(log)]:
+        for fn in ("read_blob", "read_text", "read_parquet"):
+            with pytest.raises(QueryError, match="Permission|disabled|access"):
+                run_sql(loaded, f"SELECT * FROM {fn}('{target}')")
+
+
+def test_the_callers_directory_is_neither_read_nor_written(loaded: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    caller = tmp_path / "caller"
+    (caller / ".tmp").mkdir(parents=True)
+    (caller / ".tmp" / "note.txt").write_text("private")
+    monkeypatch.chdir(caller)
+    with pytest.raises(QueryError, match="Permission|disabled|access"):
+        run_sql(loaded, "SELECT * FROM read_text('.tmp/note.txt')")
+    before = sorted(os.listdir(caller))
+    run_sql(loaded, "SELECT call_id, count(*) FROM calls, range(2000) GROUP BY ALL ORDER BY 1")
+    assert sorted(os.listdir(caller)) == before
+
+
+@pytest.mark.parametrize("root", ["/", "/etc"])
+def test_a_directory_that_is_not_a_warehouse_is_refused(root: str, cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("sql", "select * from read_text('/etc/shadow')", "--warehouse", root)
+    assert r.exit_code == 1 and f"no warehouse at {root}" in r.output
+    r = cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", root)
+    assert r.exit_code == 1 and "refusing" in r.output
+
+
+def test_quotes_spaces_and_percent_signs_in_the_warehouse_path_work(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    odd = tmp_path / "it's a 100% warehouse"
+    assert cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", odd).exit_code == 0
+    r = cli("sql", "select count(*) as n from calls", "--warehouse", odd, "--format", "csv")
+    assert r.exit_code == 0 and r.output.split() == ["n", "13"]
+    r = cli("report", "--by", "model", "--warehouse", odd, "--format", "csv")
+    assert r.exit_code == 0, r.output
+
+
+def test_brackets_in_the_warehouse_path_are_a_clear_error(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    r = cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", tmp_path / "wh [1]")
+    assert r.exit_code == 1 and "cannot use a path containing '[' or ']'" in r.output and "Traceback" not in r.output
