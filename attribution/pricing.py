@@ -320,6 +320,9 @@ def regional_sql(column: str = "metadata") -> str:
             r"'^[a-z]{2}\.api\.openai\.com(:\d+)?$'), false)")
 
 
+_PARTS = ("input_cost_usd", "cached_input_cost_usd", "output_cost_usd", "audio_cost_usd", "tool_cost_usd")
+
+
 def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (), ranged: bool = False) -> str:
     """SQL selecting every column of `batch` plus the exact cost columns, joined to `rates`.
 
@@ -331,20 +334,27 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
     day = ("(r.r_from IS NULL OR CAST(b.ts AS DATE) >= r.r_from) AND (r.r_until IS NULL OR CAST(b.ts AS DATE) < r.r_until)"
            if ranged else "r.r_day = CAST(b.ts AS DATE)")
     t = COST_SQL_TYPE
-    tok = "CAST(greatest({}, 0) AS DECIMAL(38,0))"
+    # Narrow operand types keep every product exact in every engine: DECIMAL(12,0) tokens (up to 10^12 per
+    # call) times DECIMAL(24,18) rates (up to $10^6 per token) is DECIMAL(37,18) in DuckDB, Spark and Trino
+    # alike; wider operands make Spark round products to 6 decimals (its precision-loss rule).
+    tok = "CAST(greatest({}, 0) AS DECIMAL(12,0))"
+    rate = "CAST({} AS DECIMAL(24,18))"
     over = "r.tier_start IS NOT NULL AND b.input_tokens > r.tier_start"
-    tool_terms = [f"{tok.format(f'coalesce(b.{col}, 0)')} * coalesce(r.fee_{tool}, 0)"
+    tool_terms = [f"{tok.format(f'coalesce(b.{col}, 0)')} * {rate.format(f'coalesce(r.fee_{tool}, 0)')}"
                   for tool, col in TOOL_CALL_COLUMNS.items() if col in columns]
     tool_sum = " + ".join(tool_terms) if tool_terms else "0"
+    ri = rate.format(f"CASE WHEN {over} THEN r.tier_rate_input ELSE coalesce(r.rate_input, 0) END")
+    rc = rate.format(f"CASE WHEN {over} THEN coalesce(r.tier_rate_cached_input, r.tier_rate_input) "
+                     f"ELSE coalesce(r.rate_cached_input, r.rate_input, 0) END")
+    ro = rate.format(f"CASE WHEN {over} THEN r.tier_rate_output ELSE coalesce(r.rate_output, 0) END")
     return f"""
     WITH j AS (
         SELECT b.*, r.price_source, r.price_model,
-          CASE WHEN {over} THEN r.tier_rate_input ELSE coalesce(r.rate_input, 0) END AS _ri,
-          CASE WHEN {over} THEN coalesce(r.tier_rate_cached_input, r.tier_rate_input)
-               ELSE coalesce(r.rate_cached_input, r.rate_input, 0) END AS _rc,
-          CASE WHEN {over} THEN r.tier_rate_output ELSE coalesce(r.rate_output, 0) END AS _ro,
-          coalesce(r.rate_audio_input, r.rate_input, 0) AS _rai,
-          coalesce(r.rate_audio_output, r.rate_output, 0) AS _rao,
+          {ri} AS _ri,
+          {rc} AS _rc,
+          {ro} AS _ro,
+          {rate.format("coalesce(r.rate_audio_input, r.rate_input, 0)")} AS _rai,
+          {rate.format("coalesce(r.rate_audio_output, r.rate_output, 0)")} AS _rao,
           CASE WHEN r.price_source IS NULL THEN NULL ELSE CAST({tool_sum} AS {t}) END AS _tool
         FROM {batch} b LEFT JOIN {rates} r
           ON r.r_model IS NOT DISTINCT FROM b.model AND {day}
@@ -365,7 +375,6 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
           _tool AS tool_cost_usd
         FROM j
     )
-    SELECT *, CAST(input_cost_usd + cached_input_cost_usd + output_cost_usd + audio_cost_usd + tool_cost_usd AS {t})
-              AS cost_usd
+    SELECT *, CAST({" + ".join(f"CAST({c} AS DECIMAL(30,12))" for c in _PARTS)} AS {t}) AS cost_usd
     FROM c
     """
