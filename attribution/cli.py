@@ -148,6 +148,19 @@ def sources_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                              "when no PATH is given.")(fn)
 
 
+def check_log_format(log_format: str | None) -> None:
+    """An unknown --format is a bad flag (exit 2), found before any file is read or worker started."""
+    if log_format is None:
+        return
+    from ingest.errors import FormatError
+    from ingest.formats import get_format
+
+    try:
+        get_format(log_format)
+    except FormatError as exc:
+        raise click.BadParameter(str(exc), param_hint="--format") from None
+
+
 def _paths_and_sources(paths: tuple[Path, ...], sources_file: Path | None) -> tuple[list[Path], Any]:
     """PATHs given, else the sources file's paths; and the loaded sources file (or None)."""
     sources = None
@@ -158,10 +171,19 @@ def _paths_and_sources(paths: tuple[Path, ...], sources_file: Path | None) -> tu
     if not paths:
         if sources is None:
             raise click.UsageError("give PATH... or --sources FILE")
-        paths = tuple(Path(p) for p in sources.paths())
-        missing = [str(p) for p in paths if not any(ch in str(p) for ch in "*?[") and not p.exists()]
-        if missing:
-            raise click.BadParameter(f"{missing[0]}: no such file or directory", param_hint="--sources")
+        import glob as globbing
+
+        expanded: list[Path] = []
+        for entry in sources.paths():
+            if any(ch in entry for ch in "*?["):
+                expanded += [Path(p) for p in sorted(globbing.glob(entry, recursive=True))]
+            elif Path(entry).exists():
+                expanded.append(Path(entry))
+            else:
+                raise click.BadParameter(f"{entry}: no such file or directory", param_hint="--sources")
+        if not expanded:
+            raise click.BadParameter(f"{sources_file}: no file matches any of its paths", param_hint="--sources")
+        paths = tuple(expanded)
     return list(paths), sources
 
 
@@ -200,6 +222,7 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
 
     from .api import ingest as run_ingest
 
+    check_log_format(log_format)
     path_list, sources = _paths_and_sources(paths, sources_file)
     options = IngestOptions(format=log_format, sources=sources, store_system_prompt=not no_system_prompt, glob=pattern,
                             jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes)
@@ -295,10 +318,12 @@ def sql(query: str, warehouse: str | None, fmt: str, output: Path | None, as_of:
 @click.option("--html", type=click.Path(dir_okay=False, path_type=Path), help="Write a self-contained HTML report.")
 @click.option("--rules", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Rule file for the budgets section of --html.")
+@click.option("--at", type=DAY, default=None,
+              help="With --html: evaluate budgets at the end of this day [default: the last day with data shown].")
 @as_of_option
 @_fail_cleanly
 def report(warehouse: str | None, by: tuple[str, ...], since: Any, until: Any, fmt: str, output: Path | None,
-           html: Path | None, rules: Path | None, as_of: str | None) -> None:
+           html: Path | None, rules: Path | None, at: Any, as_of: str | None) -> None:
     """Requests, tokens, cost and the share of estimated tokens, grouped by dimensions.
 
     Example: tokentrail report --by key_name --by feature --since 2025-03-01
@@ -311,7 +336,7 @@ def report(warehouse: str | None, by: tuple[str, ...], since: Any, until: Any, f
     if html is not None:
         from .html_report import write_html_report
 
-        write_html_report(root, html, _day(since), _day(until), rules)
+        write_html_report(root, html, _day(since), _day(until), rules, _day(at))
         click.echo(f"wrote {html}", err=True)
         if not by:
             return

@@ -181,8 +181,9 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
 
     signal.signal(signal.SIGTERM, stop)  # before start-up work, so an early SIGTERM is clean too
     signal.signal(signal.SIGINT, stop)
-    from .cli import _paths_and_sources
+    from .cli import _paths_and_sources, check_log_format
 
+    check_log_format(log_format)
     path_list, sources = _paths_and_sources(paths, sources_file)
     ingest_options = IngestOptions(format=log_format, sources=sources, glob=pattern, max_line=max_line_bytes,
                                    store_system_prompt=not no_system_prompt)

@@ -162,7 +162,7 @@ def _moves(dt_u: DeltaTable | None, day: str, new: pa.Table, engine: Engine,
                 WHERE o.cost_usd IS DISTINCT FROM n.cost_usd
             """).fetchall()
             # prices changed: old and new totals of the calls whose cost moves
-            rows = [("cost_usd", str(r[1]), str(r[2]), r[3], r[4], r[5]) for r in rows if r[3]]
+            rows = [("cost_usd", r[1], r[2], r[3], r[4], r[5]) for r in rows if r[3]]
         else:
             quoted = '"' + dim.replace('"', '""') + '"'
             old_expr = f"o.{quoted}" if dim in old_cols else "'(none)'"
@@ -184,10 +184,23 @@ def _moves(dt_u: DeltaTable | None, day: str, new: pa.Table, engine: Engine,
 def _aggregate_moves(moves: list[dict[str, Any]]) -> list[dict[str, Any]]:
     acc: dict[tuple[str, str, str], dict[str, Any]] = {}
     for m in moves:
+        if m["dimension"] == "cost_usd":  # prices changed: old and new totals of the calls whose cost moves
+            a = acc.setdefault(("cost_usd", "", ""), {"dimension": "cost_usd", "old_value": 0, "new_value": 0,
+                                                      "calls": 0, "tokens": 0, "cost_usd": 0})
+            a["old_value"] += m["old_value"] or 0
+            a["new_value"] += m["new_value"] or 0
+            a["calls"] += m["calls"]
+            a["tokens"] += m["tokens"] or 0
+            a["cost_usd"] += m["cost_usd"] or 0
+            continue
         key = (m["dimension"], str(m["old_value"]), str(m["new_value"]))
         a = acc.setdefault(key, {"dimension": key[0], "old_value": key[1], "new_value": key[2],
                                  "calls": 0, "tokens": 0, "cost_usd": 0})
         a["calls"] += m["calls"]
         a["tokens"] += m["tokens"] or 0
         a["cost_usd"] += m["cost_usd"] or 0
-    return sorted(acc.values(), key=lambda a: (a["dimension"], -a["calls"], a["old_value"], a["new_value"]))
+    out = sorted(acc.values(), key=lambda a: (a["dimension"], -a["calls"], str(a["old_value"]), str(a["new_value"])))
+    for a in out:
+        if a["dimension"] == "cost_usd":
+            a["old_value"], a["new_value"] = str(a["old_value"]), str(a["new_value"])
+    return out

@@ -69,3 +69,32 @@ def test_warehouse_from_environment(cli, tmp_path: Path, monkeypatch: pytest.Mon
     monkeypatch.setenv("TOKENTRAIL_WAREHOUSE", str(tmp_path / "env-wh"))
     assert cli("ingest", FIXTURES / "openai" / "app_calls.jsonl").exit_code == 0
     assert (tmp_path / "env-wh" / "calls").is_dir()
+
+
+def test_an_unknown_log_format_is_a_bad_flag(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from conftest import FIXTURES
+
+    for cmd in ("ingest", "watch"):
+        r = cli(cmd, FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", tmp_path / "wh", "--format", "nosuch")
+        assert r.exit_code == 2 and "unknown format 'nosuch'" in r.output, r.output
+    assert not (tmp_path / "wh").exists()
+
+
+def test_sources_file_sets_format_and_tags_and_is_remembered(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+
+    from conftest import FIXTURES, tt_sql
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(FIXTURES / "openai" / "app_calls.jsonl", logs / "app.log")
+    sources = tmp_path / "sources.yaml"
+    sources.write_text("version: 1\nsources:\n  - path: logs/*.log\n    format: openai\n    tags: {service: essay-api, env: prod}\n")
+    r = cli("ingest", "--sources", sources, "--warehouse", tmp_path / "wh")
+    assert r.exit_code == 0, r.output
+    tags = tt_sql(tmp_path / "wh", "SELECT DISTINCT metadata['service'], metadata['env'] FROM calls").fetchall()
+    assert tags == [("essay-api", "prod")]
+    with (logs / "app.log").open("a") as fh, (FIXTURES / "openai" / "app_calls.jsonl").open() as src:
+        fh.write(src.readline().replace("chatcmpl-", "chatcmpl-more-"))
+    r = cli("ingest", logs, "--warehouse", tmp_path / "wh", "--format", "litellm")
+    assert "was read as 'openai' before, now as 'litellm'" in r.output

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import tt_sql
 
 RULES_A = "version: 1\nrules:\n  feature:\n    - {id: all, when: {route: {prefix: /}}, value: alpha}\n"
@@ -133,3 +134,19 @@ def test_ingest_without_rules_uses_the_remembered_rules(tmp_path: Path, wh_path:
     cli("ingest", more, "--warehouse", wh_path)
     rows = tt_sql(wh_path, "SELECT feature FROM usage_all WHERE call_id = 'chatcmpl-new'").fetchall()
     assert rows == [("beta",)]
+
+
+def test_dry_run_with_new_prices_reports_the_cost_change_and_the_real_run_applies_it(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    a, _ = _setup(tmp_path, cli, wh_path)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices:\n  - {model: gpt-4o-mini, input: 10.0, output: 20.0}\n")  # USD per 1M tokens
+    before = tt_sql(wh_path, "SELECT sum(cost_usd) FROM usage").fetchall()[0][0]
+    r = cli("reattribute", "--rules", a, "--prices", prices, "--warehouse", wh_path, "--dry-run", "--format", "json")
+    assert r.exit_code == 0, r.output
+    moves = json.loads(r.output[r.output.index("["):])
+    (cost,) = [m for m in moves if m["dimension"] == "cost_usd"]
+    # 20 calls x (100 input x $10 + 10 output x $20) / 1M = $0.024 after; the change is what moves
+    assert cost["calls"] == 20 and float(cost["new_value"]) == pytest.approx(0.024)
+    assert tt_sql(wh_path, "SELECT sum(cost_usd) FROM usage").fetchall()[0][0] == before  # nothing written
+    assert cli("reattribute", "--rules", a, "--prices", prices, "--warehouse", wh_path).exit_code == 0
+    assert float(tt_sql(wh_path, "SELECT sum(cost_usd) FROM usage").fetchall()[0][0]) == pytest.approx(0.024)
