@@ -23,6 +23,7 @@ from .openai_bodies import (
     is_stream,
     parse_sse,
     response_output_texts,
+    response_tool_calls,
 )
 
 
@@ -47,6 +48,7 @@ def call_from_bodies(
         fill_from_request(call, request, ctx.store_system_prompt)
     body_usage: Usage | None = None
     output_texts: list[str] | None = None
+    output_tool_calls = 0
     created: Any = None  # raw; parsed only if the log line has no timestamp of its own
     if response is not None and is_stream(response):
         events = parse_sse(response) if isinstance(response, str) else [e for e in response if isinstance(e, dict)]
@@ -85,6 +87,7 @@ def call_from_bodies(
         created = response.get("created", response.get("created_at"))
         if body_usage is None and call.error_type is None:
             output_texts = response_output_texts(response)
+            output_tool_calls = response_tool_calls(response)
     elif response is None and request is not None:
         flags.append("no_response")
 
@@ -113,7 +116,7 @@ def call_from_bodies(
     endpoint_name = call.endpoint or "chat.completions"
     if endpoint_name == "embeddings" and output_texts is None:
         output_texts = []
-    call._estimate = EstimateRequest(endpoint_name, call.model, request, output_texts, flags)
+    call._estimate = EstimateRequest(endpoint_name, call.model, request, output_texts, flags, output_tool_calls)
     call.token_source = "mixed" if usage is not None else "estimated"
     return _finish(call, flags)
 

@@ -351,28 +351,18 @@ def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:
 
 
 def response_output_texts(resp: dict[str, Any]) -> list[str]:
-    """The generated text of a non-streamed response (for estimating output when usage is missing)."""
-    out: list[str] = []
-    for ch in resp.get("choices") or ():
-        if not isinstance(ch, dict):
-            continue
-        msg = ch.get("message") or {}
-        if isinstance(msg.get("content"), str):
-            out.append(msg["content"])
-        for tc in msg.get("tool_calls") or ():
-            fn = tc.get("function") or {} if isinstance(tc, dict) else {}
-            out.append(str(fn.get("name", "")) + str(fn.get("arguments", "")))
-        if isinstance(ch.get("text"), str):
-            out.append(ch["text"])
-    for item in resp.get("output") or ():
-        if not isinstance(item, dict):
-            continue
-        for part in item.get("content") or ():
-            if isinstance(part, dict) and isinstance(part.get("text"), str):
-                out.append(part["text"])
-        if item.get("type") == "function_call":
-            out.append(str(item.get("name", "")) + str(item.get("arguments", "")))
-    return out
+    """The generated text of a non-streamed response (for estimating output when usage is missing):
+    content, refusals, tool calls, legacy `function_call`, Responses output items."""
+    from ..tokens import response_output_texts as texts
+
+    return texts(resp)
+
+
+def response_tool_calls(resp: dict[str, Any]) -> int:
+    """How many tool calls the response made (each costs a few framing tokens)."""
+    from ..tokens import response_tool_calls as count
+
+    return count(resp)
 
 
 @dataclass(slots=True)
@@ -384,3 +374,4 @@ class EstimateRequest:
     request: dict[str, Any] | None  # the request body, for input tokens
     output_texts: list[str] | None  # generated text, for output tokens (None: unknown)
     flags: list[str] = field(default_factory=list)
+    output_tool_calls: int = 0  # tool calls among the outputs (framing tokens each)
