@@ -17,6 +17,7 @@ Lessons taken from the log shippers (Vector, Fluent Bit, Filebeat):
 from __future__ import annotations
 
 import contextlib
+import errno
 import gzip
 import logging
 import os
@@ -48,6 +49,17 @@ class WatchOptions:
     once: bool = False
     compact_every_seconds: float = 3600.0
     final_after_seconds: float = 5.0  # a rotated file unchanged this long is finished: flush its partial line
+    max_open: int | None = None  # descriptors held for draining; None: the process limit less a margin
+
+
+def default_max_open() -> int:
+    """Held descriptors stay well under the process limit (DuckDB, Arrow and delta-rs need some too)."""
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 4096
+    return max(8, min(4096, soft - 96))
 
 
 @dataclass
@@ -63,6 +75,7 @@ class Tracked:
     finalized: bool = False
     gz_done_stat: tuple[int, float] | None = None  # a .gz read to its end at this (size, mtime)
     source_id: str | None = None
+    plain: bool = True  # not compressed; a plain file without a held `handle` is read by path (over the fd cap)
 
 
 @dataclass
@@ -102,7 +115,9 @@ class Watcher:
         ingest_options.chunk_lines = options.flush_rows
         self.run = IngestRun(store, ingest_options, batch_rows=1 << 62, batch_bytes=1 << 62)
         # files still in the watched set (not rotated away) are the ones another file must not impersonate
-        self.run.live_files = lambda: [t.path for t in self.tracked.values() if not t.gone and t.handle is not None]
+        self.run.live_files = lambda: [t.path for t in self.tracked.values() if not t.gone and t.plain]
+        self.max_open = options.max_open or default_max_open()
+        self._fd_warned = False
         self.tracked: dict[tuple[int, int], Tracked] = {}
         self.stop = threading.Event()
         self.stats = WatchStats()
@@ -199,18 +214,36 @@ class Watcher:
         self.stats.files = len(self.tracked)
 
     def _track(self, path: Path, key: tuple[int, int], first_scan: bool) -> Tracked | None:
+        plain = not is_gzip(path)
         handle = None
-        if not is_gzip(path):
+        if plain:
             try:
-                handle = open_binary(path)  # held for the file's life, closed when finalized; refuses a FIFO
+                handle = self._open_held(path)
             except OSError as exc:
                 log.warning("cannot open %s: %s", path, exc)
                 return None
-        t = Tracked(path, handle, key, path)
+        t = Tracked(path, handle, key, path, plain=plain)
         self.tracked[key] = t
         if first_scan and self.options.read_from == "end" and handle is not None:
             self._skip_existing(t)
         return t
+
+    def _open_held(self, path: Path) -> BinaryIO | None:
+        """A descriptor held for the file's life (so a rotated-away file can be drained), or None once
+        `max_open` are held or the process is out of descriptors: such files are read by path."""
+        held = sum(1 for t in self.tracked.values() if t.handle is not None)
+        if held < self.max_open:
+            try:
+                return open_binary(path)  # refuses a FIFO; closed when the file is finalized
+            except OSError as exc:
+                if exc.errno not in (errno.EMFILE, errno.ENFILE):
+                    raise
+        if not self._fd_warned:
+            self._fd_warned = True
+            log.warning("watching more files than descriptors allow (%d held): the others are read by path, so one "
+                        "of them rotated away is not drained to its end; raise the limit (`ulimit -n`, systemd "
+                        "LimitNOFILE=) or narrow the paths/--glob", held)
+        return None
 
     def _skip_existing(self, t: Tracked) -> None:
         """--read-from end: a file never seen before starts at its last complete line (an empty commit)."""
@@ -229,6 +262,9 @@ class Watcher:
             self.run.add(ChunkRows(resolved.source_id, ident, str(t.path), 0, end, tail_hash_open(t.handle, end)))
 
     def _service(self, t: Tracked, force_flush: bool) -> Generator[CommitResult, None, None]:
+        if t.handle is None and t.plain:
+            yield from self._service_by_path(t, force_flush)
+            return
         if t.handle is None:  # .gz: read once it is complete and unchanged
             st = t.path.stat()
             if t.gz_done_stat == (st.st_size, st.st_mtime):
@@ -253,6 +289,26 @@ class Watcher:
             t.last_size = size
             t.last_flush = now
             t.finalized = final
+
+    def _service_by_path(self, t: Tracked, force_flush: bool) -> Generator[CommitResult, None, None]:
+        """A plain file beyond the descriptor cap: opened only while it is read (and held again once a slot frees)."""
+        if not t.gone:
+            with contextlib.suppress(OSError):
+                t.handle = self._open_held(t.path)
+            if t.handle is not None:
+                yield from self._service(t, force_flush)
+                return
+        try:
+            size = t.path.stat().st_size
+        except OSError:
+            return
+        now = time.monotonic()
+        if size == t.last_size and not force_flush:
+            return
+        if not (force_flush or now - t.last_flush >= self.options.flush_seconds):
+            return
+        if (yield from self._ingest(t, final=False)):
+            t.last_size, t.last_flush = size, now
 
     def _ingest(self, t: Tracked, final: bool) -> Generator[CommitResult, None, bool]:
         """Read what is new in one file; commits happen as batches fill. Returns True when read to the end."""
@@ -287,7 +343,7 @@ class Watcher:
     def drain_all(self) -> Iterator[CommitResult]:
         """Shutdown: commit everything complete that is waiting (partial lines stay held)."""
         for t in list(self.tracked.values()):
-            if t.handle is not None:
+            if t.handle is not None or t.plain:
                 yield from self._ingest(t, final=False)
             elif t.gz_done_stat is None:
                 yield from self._ingest(t, final=True)

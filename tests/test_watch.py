@@ -302,3 +302,27 @@ def test_inotify_failure_falls_back_to_polling(monkeypatch: pytest.MonkeyPatch, 
     finally:
         r.stop()
 
+
+
+def test_more_files_than_descriptors_are_all_read_with_a_clear_message(tmp_path: Path, wh_path: Path) -> None:
+    """A watcher under a low `ulimit -n`: files beyond the descriptor cap are read by path, none is stuck."""
+    import resource
+
+    logs = tmp_path / "many"
+    logs.mkdir()
+    for f in range(150):
+        (logs / f"f{f:03d}.log").write_text(line(f))
+
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (160, 160))
+
+    r = subprocess.run([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh_path), "--once"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
+    assert r.returncode == 0, r.stderr
+    assert "watching more files than descriptors allow" in r.stderr and "ulimit -n" in r.stderr
+    assert ids(wh_path) == [f"chatcmpl-{i:06d}" for i in range(150)]
+    with (logs / "f149.log").open("a") as fh:  # an over-the-cap file keeps being read as it grows
+        fh.write(line(150))
+    r = subprocess.run([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh_path), "--once"],
+                       capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
+    assert r.returncode == 0 and ids(wh_path) == [f"chatcmpl-{i:06d}" for i in range(151)]
