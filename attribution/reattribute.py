@@ -2,8 +2,10 @@
 
 The whole date range is recomputed day by day (streamed, so memory holds one day) and written
 as one predicate overwrite: readers see the old numbers or the new ones, never a mix, and a
-crash leaves the old ones. The commit also carries every source's version, so a watcher whose
-`usage` commit races with it conflicts, re-checks by content and adds only what is missing.
+crash leaves the old ones. It rewrites only the rows `usage` already accounts for (below each
+source's usage version; rows past it are in flight and added by their own usage commit or the
+next repair) and carries those versions unchanged, so a watcher whose `usage` commit races with
+it conflicts, re-checks by content and adds only what is missing.
 """
 
 from __future__ import annotations
