@@ -2,8 +2,10 @@
 
 The whole date range is recomputed day by day (streamed, so memory holds one day) and written
 as one predicate overwrite: readers see the old numbers or the new ones, never a mix, and a
-crash leaves the old ones. The commit also carries every source's version, so a watcher whose
-`usage` commit races with it conflicts, re-checks by content and adds only what is missing.
+crash leaves the old ones. It rewrites only the rows `usage` already accounts for (below each
+source's usage version; rows past it are in flight and added by their own usage commit or the
+next repair) and carries those versions unchanged, so a watcher whose `usage` commit races with
+it conflicts, re-checks by content and adds only what is missing.
 """
 
 from __future__ import annotations
@@ -107,6 +109,17 @@ def reattribute(
             return res
         if not days:
             return res
+        # Usage claims each source up to its version: rows at or past it are in flight (their writer's
+        # usage commit, or the next repair, adds them, whatever their day). So the overwrite holds only
+        # claimed rows and carries the versions unchanged: a racing usage commit for the same source
+        # conflicts with it (same application id) and re-checks; none is told "already done" for rows
+        # this overwrite did not write (with --since/--until it rewrites only some days).
+        claimed = {}
+        for sid in store.source_index(refresh=True).by_id:
+            cv = dt_c.transaction_version(sid) or 0
+            uv = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
+            if max(cv, uv):
+                claimed[sid] = uv
         # Day by day into a local spool (memory holds one day), then one streamed commit. delta-rs
         # cannot be called back while it consumes the stream, so the stream only reads the spool.
         spool = tempfile.TemporaryDirectory(prefix="tokentrail-reattribute-")
@@ -114,7 +127,7 @@ def reattribute(
         schema: pa.Schema | None = None
         files = []
         for day in days:
-            table = with_date(engine.apply(_read_day(dt_c, day), con))
+            table = with_date(engine.apply(_claimed_rows(_read_day(dt_c, day), claimed), con))
             schema = schema or table.schema
             res.rows += table.num_rows
             path = f"{spool.name}/{day}.parquet"
@@ -124,19 +137,22 @@ def reattribute(
                 progress(day, table.num_rows)
         assert schema is not None
         reader = ds.dataset(files, schema=schema, format="parquet").scanner().to_reader()
-        txns = {}
-        for sid in store.source_index(refresh=True).by_id:
-            cv = dt_c.transaction_version(sid) or 0
-            uv = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
-            if max(cv, uv):
-                txns[sid] = max(cv, uv)
-        store.usage._write(reader, "overwrite", txns, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
+        store.usage._write(reader, "overwrite", claimed, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
         res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
         return res
 
     result = retry_on_conflict(attempt, f"re-attributing {store.usage.uri}")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _claimed_rows(calls: pa.Table, claimed: dict[str, int]) -> pa.Table:
+    """The calls rows below their source's `usage` version."""
+    if calls.num_rows == 0:
+        return calls
+    idx = pc.index_in(calls["source_id"], value_set=pa.array(list(claimed), pa.string()))
+    limit = pc.take(pa.array(list(claimed.values()), pa.int64()), idx)
+    return calls.filter(pc.fill_null(pc.less(calls["source_offset"], limit), False))
 
 
 def _moves(dt_u: DeltaTable | None, day: str, new: pa.Table, engine: Engine,

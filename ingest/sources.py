@@ -21,7 +21,10 @@ from typing import BinaryIO
 
 FINGERPRINT_BYTES = 1024
 PREFIX_BYTES = 256  # short heads are also indexed by this much, to be found again once the file grew
-TAIL_BYTES = 32
+# Bytes before a checkpoint whose hash must still match on resume. Fluent Bit uses 32; JSON log lines of
+# equal length end alike in 32 bytes (`"total_tokens": 17}}}`), so a different file with the same head
+# would pass for the old one. 1 KiB reaches back into the last line's ids and timestamps.
+TAIL_BYTES = 1024
 READ_BLOCK = 1 << 20
 DEFAULT_MAX_LINE = 16 << 20  # 16 MiB; longer lines are quarantined by reference
 

@@ -252,8 +252,10 @@ class Watcher:
         if ident.fp_len == 0:
             return
         resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))  # type: ignore[arg-type]
+        # a source committed before (any record with an end offset) resumes; `resolve` also leaves a
+        # provisional record (end 0) for a new source, which must not count as "seen before"
         if resolved.offset or any(r.end_offset for r in self.store.source_index().by_id.get(resolved.source_id, ())):
-            return  # a file read before: it resumes where it was
+            return
         size = ident.size
         tail = os.pread(t.handle.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
         nl = tail.rfind(b"\n")

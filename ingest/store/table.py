@@ -47,6 +47,17 @@ class Table:
             self._dt.update_incremental()
         return self._dt
 
+    def snapshot_or_create(self, empty: pa.Table) -> DeltaTable:
+        """The latest snapshot, creating the table (with `empty`'s schema, no rows) if it does not exist
+        yet: a commit must be made against the snapshot its caller checked, also the table's first one,
+        or two writers racing on a new table would both append. A lost creation race is a conflict."""
+        dt = self.snapshot(refresh=True)
+        if dt is None:
+            self._write(empty, "append", {}, None)
+            dt = self.snapshot(refresh=True)
+            assert dt is not None
+        return dt
+
     def exists(self) -> bool:
         return self.snapshot(refresh=False) is not None
 

@@ -193,11 +193,11 @@ class Store:
         qdate = quarantine_date or datetime.now(UTC).strftime("%Y-%m-%d")
 
         def attempt() -> CommitResult:
-            dt_calls = self.calls.snapshot(refresh=True)
+            dt_calls = self.calls.snapshot(refresh=True) or self.calls.snapshot_or_create(self._empty_calls(chunks))
             todo: list[ChunkRows] = []
             ends: dict[str, int] = {}  # a source twice in one batch: the later chunk starts where the first ended
             for c in chunks:
-                v = (dt_calls.transaction_version(c.source_id) if dt_calls is not None else None) or 0
+                v = dt_calls.transaction_version(c.source_id) or 0
                 v = max(v, ends.get(c.source_id, 0))
                 if v >= c.end:
                     continue  # already committed (by us before a crash, or by another writer)
@@ -246,19 +246,24 @@ class Store:
         with_rows = [c for c in todo if c.quarantine is not None and c.quarantine.num_rows]
         if not with_rows:
             return
-        dt_q = self.quarantine.snapshot(refresh=True)
+        dt_q = self.quarantine.snapshot(refresh=True) or self.quarantine.snapshot_or_create(
+            self._quarantine_part(with_rows[0], with_rows[0].quarantine.slice(0, 0), qdate))  # type: ignore[union-attr]
         parts, txns = [], {}
         for c in with_rows:
-            v = (dt_q.transaction_version(c.source_id) if dt_q is not None else None) or 0
+            v = dt_q.transaction_version(c.source_id) or 0
             if v >= c.end:
                 continue
             q = _filter_from(c.quarantine, v)
             assert q is not None
-            q = q.append_column("source_id", pa.array([c.source_id] * q.num_rows, pa.string()))
-            parts.append(with_date(q, fixed=qdate))
+            parts.append(self._quarantine_part(c, q, qdate))
             txns[c.source_id] = c.end
         if parts:
             self.quarantine.append(pa.concat_tables(parts, promote_options="default"), txns, dt_q)
+
+    @staticmethod
+    def _quarantine_part(c: ChunkRows, q: pa.Table, qdate: str) -> pa.Table:
+        q = q.append_column("source_id", pa.array([c.source_id] * q.num_rows, pa.string()))
+        return with_date(q, fixed=qdate)
 
     # -- usage ----------------------------------------------------------------------------
     def commit_usage(self, ranges: dict[str, tuple[int, int]], usage: pa.Table) -> int:
@@ -272,11 +277,11 @@ class Store:
         first = [True]
 
         def attempt() -> int:
-            dt_u = self.usage.snapshot(refresh=True)
+            dt_u = self.usage.snapshot(refresh=True) or self.usage.snapshot_or_create(with_date(usage.slice(0, 0)))
             txns: dict[str, int] = {}
             check: list[str] = []
             for sid, (start, end) in ranges.items():
-                v = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
+                v = dt_u.transaction_version(sid) or 0
                 if v >= end:
                     continue
                 txns[sid] = end
@@ -286,7 +291,7 @@ class Store:
             if not txns:
                 return 0
             rows = usage.filter(pc.is_in(usage["source_id"], pa.array(list(txns), pa.string())))
-            if check and dt_u is not None:
+            if check:
                 rows = self._drop_present(rows, check, dt_u)
             rows = with_date(rows)
             self.usage.append(rows, txns, dt_u)
