@@ -495,7 +495,7 @@ class IngestRun:
     """
 
     def __init__(self, store: Store, options: IngestOptions, extras: dict[str, Any] | None = None,
-                 batch_rows: int = 200_000, batch_bytes: int = 128 << 20) -> None:
+                 batch_rows: int = 40_000, batch_bytes: int = 16 << 20) -> None:
         self.store = store
         self.options = options
         self.ingester = FileIngester(store.hasher, options, extras=extras)
