@@ -214,6 +214,8 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
     assert stats is not None
     click.echo(f"stopped: {stats.calls:,} calls from {stats.lines:,} lines committed, "
                f"{stats.quarantined:,} quarantined", err=True)
+    if stats.calls:
+        click.echo(f"coverage: calls with {stats.coverage()}", err=True)
 
 
 @main.command()

@@ -86,10 +86,21 @@ class WatchStats:
     quarantined: int = 0
     lag_bytes: int = 0
     started: float = field(default_factory=time.monotonic)
+    with_key: int = 0
+    with_user: int = 0
+    with_route: int = 0
+    with_ts: int = 0
+
+    def coverage(self) -> str:
+        """Share of calls with a key, user, route and their own timestamp (what attribution needs)."""
+        if not self.calls:
+            return "no calls yet"
+        return " ".join(f"{name} {n * 100 // self.calls}%" for name, n in (
+            ("key", self.with_key), ("user", self.with_user), ("route", self.with_route), ("timestamp", self.with_ts)))
 
     def line(self, lines_per_s: float) -> str:
         return (f"files {self.files} | {lines_per_s:,.0f} lines/s | calls {self.calls:,} | "
-                f"lag {self.lag_bytes:,} B | quarantined {self.quarantined:,}")
+                f"lag {self.lag_bytes:,} B | quarantined {self.quarantined:,} | with {self.coverage()}")
 
 
 @dataclass
@@ -339,6 +350,10 @@ class Watcher:
         if res.lines:
             self._results.append(res)
         self.stats.lines += res.lines
+        self.stats.with_key += res.with_key
+        self.stats.with_user += res.with_user
+        self.stats.with_route += res.with_route
+        self.stats.with_ts += res.with_ts
         self.stats.calls += res.calls
         self.stats.quarantined += res.quarantined
 

@@ -136,9 +136,11 @@ def test_client_errors_are_not_retried(hook: Hook) -> None:
     assert hook.attempts == 1  # a 404 will not get better by retrying
 
 
-def _watch(wh: Path, logs: Path, rules: Path, url: str, state: Path, seconds: str) -> subprocess.Popen[str]:
+def _watch(wh: Path, logs: Path, rules: Path, url: str, state: Path | None, seconds: str) -> subprocess.Popen[str]:
+    """`state` None: delivery marks in the warehouse's `_meta` table (the default, shared by hosts)."""
+    extra = ["--alert-state", str(state)] if state is not None else []
     return subprocess.Popen([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh),
-                             "--rules", str(rules), "--webhook", url, "--alert-state", str(state),
+                             "--rules", str(rules), "--webhook", url, *extra,
                              "--alert-seconds", seconds, "--flush-seconds", "0.2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -157,7 +159,7 @@ def test_watch_alerts_after_traffic_stops_and_at_sigterm_once_across_restart(tmp
                                                                              hook: Hook) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
-    state = tmp_path / "state.json"
+    state = None  # the warehouse keeps the delivery marks
     (logs / "app.log").write_text(call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 4 * M))  # crosses 50%
     proc = _watch(wh_path, logs, rules, hook.url, state, "0.5")
     try:
@@ -183,3 +185,22 @@ def test_watch_alerts_after_traffic_stops_and_at_sigterm_once_across_restart(tmp
         out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert len(hook.bodies) == 2 and "exceeded its limit" in hook.texts()[1]
+
+
+def test_two_hosts_sharing_the_warehouse_announce_a_crossing_once(cli, tmp_path: Path, wh_path: Path, rules: Path,
+                                                                 hook: Hook) -> None:  # type: ignore[no-untyped-def]
+    """Without --alert-state the marks live in the warehouse: a second host's watcher sends nothing again."""
+    from attribution.alerts import WarehouseStateStore
+    from ingest.store import Store
+
+    ingest(cli, tmp_path, wh_path, rules, [call_line(datetime(2025, 3, 10, tzinfo=UTC), "alpha", 8 * M)])  # $1.20
+    rs = read_only_ruleset(wh_path, rules)
+
+    def host() -> AlertEvaluator:  # each host opens the shared warehouse itself
+        store = Store(wh_path)
+        return AlertEvaluator(store, rs, [WebhookSink(hook.url, retries=1, sleep=lambda s: None)],
+                              WarehouseStateStore(store))
+
+    first, second = host(), host()
+    assert sorted(a["threshold"] for _, a in first.tick().delivered) == [0.5, 1.0]
+    assert second.tick().delivered == [] and len(hook.bodies) == 2

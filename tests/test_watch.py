@@ -326,3 +326,9 @@ def test_more_files_than_descriptors_are_all_read_with_a_clear_message(tmp_path:
     r = subprocess.run([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh_path), "--once"],
                        capture_output=True, text=True, timeout=300, preexec_fn=low_limit)
     assert r.returncode == 0 and ids(wh_path) == [f"chatcmpl-{i:06d}" for i in range(151)]
+
+
+def test_watch_says_what_share_of_calls_has_key_user_route_timestamp(logs: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    (logs / "a.log").write_text(line(0) + line(1))
+    r = cli("watch", logs, "--warehouse", wh_path, "--once")
+    assert r.exit_code == 0 and "coverage: calls with key 0% user 0% route 100% timestamp 100%" in r.output
