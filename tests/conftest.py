@@ -102,3 +102,21 @@ def tt_sql(wh: Path | str, sql: str):  # type: ignore[no-untyped-def]
     from attribution.query import connect
 
     return connect(wh).sql(sql)
+
+
+def tree_digest(root: Path) -> str:
+    """Every file's path and bytes under `root`: equal digests mean nothing was written."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.fixture
+def loaded(wh_path: Path) -> Path:
+    """A warehouse holding the OpenAI app-log fixture (13 calls)."""
+    assert run("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", wh_path).exit_code == 0
+    return wh_path

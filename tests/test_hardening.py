@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import resource
@@ -14,25 +13,15 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, tt_sql
+from conftest import FIXTURES, tree_digest, tt_sql
 
 from attribution.query import QueryError, run_sql
 
 PY = [sys.executable, "-m", "attribution"]
 
 
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file() and "_state" not in p.parts:
-            h.update(str(p).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
-@pytest.fixture
-def loaded(wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
-    assert cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", wh_path).exit_code == 0
-    return wh_path
 
 
 @pytest.mark.parametrize("sql", [
@@ -48,10 +37,10 @@ def loaded(wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
 ])
 def test_sql_cannot_write_or_escape(loaded: Path, sql: str) -> None:
     target = next((loaded / "calls").glob("date=*/*.parquet"))
-    before = _digest(loaded)
+    before = tree_digest(loaded)
     with pytest.raises(QueryError, match="only reads the warehouse"):
         run_sql(loaded, sql.format(wh=loaded, target=target))
-    assert _digest(loaded) == before
+    assert tree_digest(loaded) == before
 
 
 def test_sql_reads_only_the_warehouse(loaded: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
 import signal
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import tt_sql
+from conftest import tree_digest, tt_sql
 
 RULES_A = "version: 1\nrules:\n  feature:\n    - {id: all, when: {route: {prefix: /}}, value: alpha}\n"
 RULES_B = "version: 1\nrules:\n  feature:\n    - {id: all, when: {route: {prefix: /}}, value: beta}\n"
@@ -49,12 +48,6 @@ def _features_by_day(wh: Path) -> dict[str, set[str]]:
     return out
 
 
-def _tree_digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-    return h.hexdigest()
 
 
 def test_reattribute_rebuilds_every_partition(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -76,14 +69,14 @@ def test_since_until_limit_the_partitions(tmp_path: Path, wh_path: Path, cli) ->
 
 def test_dry_run_changes_nothing_and_reports_the_moves(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _, b = _setup(tmp_path, cli, wh_path)
-    before = _tree_digest(wh_path)
+    before = tree_digest(wh_path)
     r = cli("reattribute", "--rules", b, "--warehouse", wh_path, "--dry-run", "--format", "json")
     assert r.exit_code == 0
     moves = json.loads(r.output[r.output.index("["):])
     assert moves == [{"dimension": "feature", "old_value": "alpha", "new_value": "beta", "calls": 20, "tokens": 2200,
                       "cost_usd": moves[0]["cost_usd"]}]
     assert moves[0]["cost_usd"] > 0
-    assert _tree_digest(wh_path) == before
+    assert tree_digest(wh_path) == before
 
 
 def test_sigkill_at_any_moment_leaves_all_old_or_all_new(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

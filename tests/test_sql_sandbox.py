@@ -2,28 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, tree_digest
 
 from attribution.query import QueryError, run_sql
-
-
-def _digest(root: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(root.rglob("*")):
-        if p.is_file():
-            h.update(str(p.relative_to(root)).encode() + p.read_bytes())
-    return h.hexdigest()
-
-
-@pytest.fixture
-def loaded(wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
-    assert cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", wh_path).exit_code == 0
-    return wh_path
 
 
 @pytest.mark.parametrize("sql", [
@@ -32,10 +17,10 @@ def loaded(wh_path: Path, cli) -> Path:  # type: ignore[no-untyped-def]
     "EXPLAIN ANALYZE CREATE TABLE t AS SELECT 1",
 ])
 def test_explain_of_anything_but_a_read_is_refused(loaded: Path, sql: str) -> None:
-    before = _digest(loaded)
+    before = tree_digest(loaded)
     with pytest.raises(QueryError, match="only reads the warehouse"):
         run_sql(loaded, sql.format(wh=loaded))
-    assert _digest(loaded) == before
+    assert tree_digest(loaded) == before
 
 
 def test_explain_analyze_of_a_read_works(loaded: Path) -> None:

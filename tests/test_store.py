@@ -7,7 +7,6 @@ the branch is removed (see the mutation list in the issue note).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ingest_files, tt_sql
+from helpers.procs import alive, children
 
 from ingest.pipeline import FileIngester, FileResult, IngestOptions
 from ingest.sources import identify, read_head, tail_hash
@@ -265,20 +265,6 @@ def test_polars_reads_the_same_totals_as_tokentrail_sql(tmp_path: Path, wh_path:
 # -- parallel ingest under SIGKILL --------------------------------------------------------------
 
 
-def _children(pid: int) -> list[int]:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True).stdout
-    return [int(x) for x in out.split()]
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 @pytest.mark.slow
 def test_a_killed_parallel_ingest_leaves_no_worker_and_resumes_exactly_once(tmp_path: Path, wh_path: Path) -> None:
     logs = tmp_path / "logs"
@@ -290,14 +276,14 @@ def test_a_killed_parallel_ingest_leaves_no_worker_and_resumes_exactly_once(tmp_
     workers: list[int] = []
     deadline = time.monotonic() + 60
     while len(workers) < 2 and time.monotonic() < deadline:
-        workers = [c for c in _children(proc.pid) if "python" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
+        workers = [c for c in children(proc.pid) if "python" in Path(f"/proc/{c}/cmdline").read_text(errors="replace")]
         time.sleep(0.2)
     assert workers, "the run started no worker"
     time.sleep(2.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     time.sleep(5.0)
-    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+    assert not [w for w in workers if alive(w)], "workers outlived their parent"
     r = subprocess.run([*PY, "ingest", str(logs), "--warehouse", str(wh_path), "-j", "2"], capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ingest_files, tt_sql
+from helpers.procs import alive
 from test_store import call_line, chunks_of, ids
 
 from ingest.store import Store
@@ -337,7 +338,7 @@ def test_watch_commits_what_is_waiting_when_stopped(tmp_path: Path, wh_path: Pat
     assert len(ticks) >= 3 and not Store(wh_path).calls.exists()
     watcher.stop.set()
     thread.join(20)
-    assert not thread.is_alive()
+    assert not thread.isalive()
     assert ids(wh_path) == [f"chatcmpl-c{i}" for i in range(3)]
     assert Counter(ids(wh_path, "usage_all")) == Counter(f"chatcmpl-c{i}" for i in range(3))
     (n,), = tt_sql(wh_path, "SELECT count(*) FROM quarantine").fetchall()
@@ -458,15 +459,6 @@ _POOL = textwrap.dedent("""
 """)
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    stat = Path(f"/proc/{pid}/stat")
-    return not (stat.exists() and stat.read_text().split()[2] == "Z")
-
-
 def test_busy_ingest_workers_die_with_their_parent(tmp_path: Path) -> None:
     """Kills: `_worker_init` without `die_with_parent()`. A worker in the middle of a task would
     otherwise run on after its parent was SIGKILLed (until the task ends)."""
@@ -479,13 +471,13 @@ def test_busy_ingest_workers_die_with_their_parent(tmp_path: Path) -> None:
     try:
         assert proc.stdout is not None
         workers = [int(p) for p in proc.stdout.readline().split()]
-        assert len(workers) == 2 and all(_alive(w) for w in workers)
+        assert len(workers) == 2 and all(alive(w) for w in workers)
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
         deadline = time.monotonic() + 10
-        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        while any(alive(w) for w in workers) and time.monotonic() < deadline:
             time.sleep(0.1)
-        left = [w for w in workers if _alive(w)]
+        left = [w for w in workers if alive(w)]
         for w in left:
             os.kill(w, signal.SIGKILL)
         assert not left, "workers outlived their parent"

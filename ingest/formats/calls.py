@@ -27,6 +27,16 @@ from .openai_bodies import (
 )
 
 
+def _set_ts(call: Call, ts: int | None, created: Any, ctx: ParseContext, flags: list[str]) -> None:
+    """The record's time, else the response's `created`, else the file's mtime (flagged)."""
+    call.ts = ts or (parse_ts(created, "response created", unit="s") if created is not None else 0) or 0
+    if not call.ts:
+        if ctx.fallback_ts is None:
+            raise RecordError("no timestamp in the record or its response body")
+        call.ts = ctx.fallback_ts
+        flags.append("ts_from_file_mtime")
+
+
 def call_from_bodies(
     ctx: ParseContext,
     fmt: str,
@@ -71,12 +81,7 @@ def call_from_bodies(
         # finished response under the same id (reported usage) supersedes it in `calls`.
         fill_from_response(call, response)
         created = response.get("created_at")
-        call.ts = ts or (parse_ts(created, "response created", unit="s") if created is not None else 0) or 0
-        if not call.ts:
-            if ctx.fallback_ts is None:
-                raise RecordError("no timestamp in the record or its response body")
-            call.ts = ctx.fallback_ts
-            flags.append("ts_from_file_mtime")
+        _set_ts(call, ts, created, ctx, flags)
         call.model = call.model or call.model_requested
         apply_usage(call, Usage(input=0, output=0, total=0))
         call.token_source = "estimated"
@@ -91,12 +96,7 @@ def call_from_bodies(
     elif response is None and request is not None:
         flags.append("no_response")
 
-    call.ts = ts or (parse_ts(created, "response created", unit="s") if created is not None else 0) or 0
-    if not call.ts:
-        if ctx.fallback_ts is None:
-            raise RecordError("no timestamp in the record or its response body")
-        call.ts = ctx.fallback_ts
-        flags.append("ts_from_file_mtime")
+    _set_ts(call, ts, created, ctx, flags)
     if call.model is None:
         call.model = call.model_requested
 
