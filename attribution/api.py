@@ -15,7 +15,8 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from ingest.pipeline import IngestOptions, IngestSummary, ingest_batches
+from ingest.pipeline import IngestOptions, IngestSummary
+from ingest.run import ingest_batches
 from ingest.store import CommitResult, Location, Store
 from ingest.watch import Tick, Watcher, WatchOptions
 

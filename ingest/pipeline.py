@@ -1,10 +1,8 @@
-"""Reading log files into committed chunks: lines -> calls and quarantine rows -> the store.
+"""Reading one log file into chunks: lines -> calls and quarantine rows, ready to commit.
 
-`FileIngester` turns one file's lines (from a verified offset) into chunks; `IngestRun` resolves
-each file's source, batches chunks and commits them through `ingest.store`; `ingest_batches`
-is the batch command's loop (optionally parsing in worker processes). The watcher uses
-`IngestRun` per changed file. Bad lines never stop a run: each becomes a quarantine row naming
-file, offset and reason. Nothing here knows about rules or prices.
+`FileIngester` turns one file's lines (from a verified offset) into `ChunkRows`; the multi-file
+run that resolves sources and commits batches is `ingest.run`. Bad lines never stop a run: each
+becomes a quarantine row naming file, offset and reason. Nothing here knows about rules or prices.
 """
 
 from __future__ import annotations
@@ -12,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -23,25 +21,21 @@ import pyarrow as pa
 from .coverage import add_coverage
 from .errors import FormatError, RecordError
 from .formats import Detection, Format, ParseContext, decode_record, detect_record, detect_sample, get_format
-from .formats.openai_batch import BATCH_INPUTS, is_batch_input
+from .formats.openai_batch import is_batch_input
 from .keys import KeyHasher, scrub_prefix, scrub_text
 from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import (
     DEFAULT_MAX_LINE,
     FileIdentity,
     LineReader,
-    discover,
     fingerprint,
-    identify,
-    identify_open,
     open_binary,
     read_head,
     sample_lines,
-    tail_hash,
     tail_hash_open,
 )
 from .sources_file import SourcesFile, apply_tags
-from .store import ChunkRows, CommitResult, Store
+from .store import ChunkRows
 from .tokens import TokenCounter, fill_estimates
 from .wrappers import Inner, Unwrapper, apply_envelope, unwrap_sample
 
@@ -485,244 +479,3 @@ def index_batch_inputs(paths: list[Path]) -> dict[str, Any]:
         except OSError:
             continue  # reported when the file itself is ingested
     return index
-
-
-class IngestRun:
-    """Reads files into chunks and commits them to the store in coalesced batches.
-
-    Many small files make one commit (per table, split by date), not one per file; a batch is
-    committed when it holds `batch_rows` calls or `batch_bytes` of input, and at `flush()`.
-    """
-
-    def __init__(self, store: Store, options: IngestOptions, extras: dict[str, Any] | None = None,
-                 batch_rows: int = 40_000, batch_bytes: int = 16 << 20) -> None:
-        self.store = store
-        self.options = options
-        self.ingester = FileIngester(store.hasher, options, extras=extras)
-        self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
-        self.pending: list[ChunkRows] = []
-        self._pending_end: dict[str, int] = {}
-        self._rows = self._bytes = 0
-        self.live_files: Callable[[], list[Path]] = lambda: []  # the files being read now (for identity)
-        self._live: set[tuple[int, int, str]] | None = None
-
-    def live(self) -> set[tuple[int, int, str]]:
-        """(dev, inode, head fingerprint) of every file being read now; computed once per pass."""
-        if self._live is None:
-            self._live = set()
-            for p in self.live_files():
-                with contextlib.suppress(OSError):
-                    ident = identify(p)
-                    self._live.add((ident.dev, ident.inode, ident.fp))
-        return self._live
-
-    def new_pass(self) -> None:
-        self._live = None
-
-    def read_file(self, path: Path, result: FileResult, final: bool | None = None, handle: BinaryIO | None = None,
-                  max_chunks: int | None = None) -> Iterator[CommitResult]:
-        """Resolve the file's source and offset, read it, and yield every batch committed meanwhile."""
-        if handle is not None:
-            ident, head = identify_open(handle)
-
-            def tail_at(off: int) -> str | None:
-                return tail_hash_open(handle, off)
-        else:
-            ident, head = identify(path), read_head(path)
-
-            def tail_at(off: int) -> str | None:
-                return tail_hash(path, off)
-        if ident.fp_len == 0:
-            if ident.compressed and ident.size > 0:  # not empty: damaged before its first bytes
-                try:
-                    with open_binary(path) as fh:
-                        fh.read(1)
-                except OSError as exc:
-                    result.note = f"{exc.strerror or exc}: nothing could be read"
-            return  # an empty file: nothing to read, and all empty files look alike
-        resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
-        offset = max(resolved.offset, self._pending_end.get(resolved.source_id, 0))
-        result.source_id = resolved.source_id
-        if resolved.note:
-            result.note = resolved.note
-        if resolved.duplicate_of:
-            result.note = f"same first {ident.fp_len} bytes as {resolved.duplicate_of}; read as a separate source"
-        try:
-            for chunk in self.ingester.chunks(path, resolved.source_id, ident, offset, result, final, handle, max_chunks,
-                                              resolved.format):
-                committed = self.add(chunk)
-                if committed is not None:
-                    yield committed
-        except FileChanged:
-            result.note = "file was truncated or replaced while being read; it is re-read from its new identity"
-            result.more = True
-
-    def add(self, chunk: ChunkRows) -> CommitResult | None:
-        self.pending.append(chunk)
-        self._pending_end[chunk.source_id] = chunk.end
-        self._rows += chunk.calls.num_rows if chunk.calls is not None else 0
-        self._bytes += chunk.end - chunk.start
-        if self._rows >= self.batch_rows or self._bytes >= self.batch_bytes:
-            return self.flush()
-        return None
-
-    def flush(self) -> CommitResult | None:
-        if not self.pending:
-            return None
-        batch, self.pending = self.pending, []
-        self._pending_end.clear()
-        self._rows = self._bytes = 0
-        return self.store.commit_chunks(batch)
-
-
-def ingest_batches(
-    store: Store,
-    paths: list[str | Path],
-    options: IngestOptions | None = None,
-    summary: IngestSummary | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[CommitResult]:
-    """Ingest files and directories (recursively, `.gz` included); yield each committed batch.
-
-    Re-running over the same files adds nothing; appended lines are picked up from each file's
-    offset in the `calls` table. `summary` (if given) is filled in as files finish.
-    """
-    options = options or IngestOptions()
-    summary = summary if summary is not None else IngestSummary()
-    skipped: list[tuple[Path, str]] = []
-    files = discover(paths, options.glob, skipped)
-    t0 = time.perf_counter()
-    for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
-        summary.files.append(FileResult(str(path), None, note=why))
-    extras = {BATCH_INPUTS: index_batch_inputs(files)}
-    if options.jobs > 1 and len(files) > 1:
-        yield from _ingest_parallel(store, files, options, extras, summary, progress)
-    else:
-        run = IngestRun(store, options, extras)
-        run.live_files = lambda: files
-        for path in files:
-            res = FileResult(str(path), None)
-            try:
-                yield from run.read_file(path, res)
-            except OSError as exc:
-                res.note = f"could not read: {exc.strerror or exc}"
-            summary.files.append(res)
-            with contextlib.suppress(OSError):
-                summary.bytes_read += path.stat().st_size
-            if progress:
-                progress(path.stat().st_size if path.exists() else 0)
-        committed = run.flush()
-        if committed is not None:
-            yield committed
-    summary.seconds = time.perf_counter() - t0
-
-
-def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, extras: dict[str, Any],
-                     summary: IngestSummary, progress: Callable[[int], None] | None) -> Iterator[CommitResult]:
-    """Workers parse; only this process commits. A worker reads a few chunks of one file from the
-    offset this process resolved and returns them; this process commits them in file order and sends
-    the file back for more. Workers die with this process (parent-death signal), so a SIGKILLed run
-    leaves no orphan writing anything."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-
-    worker_options = IngestOptions(**{**options.__dict__, "jobs": 1})
-    run = IngestRun(store, options, extras)
-    run.live_files = lambda: files
-    ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
-    results = {str(p): FileResult(str(p), None) for p in files}
-    ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
-    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(store.hasher, worker_options, extras)) as pool:
-        running: dict[Future[tuple[list[ChunkRows], FileResult]], Path] = {}
-
-        def submit(path: Path) -> None:
-            res = results[str(path)]
-            try:
-                ident, head = identify(path), read_head(path)
-            except OSError as exc:
-                res.note = f"could not read: {exc.strerror or exc}"
-                return
-            if ident.fp_len == 0:
-                return
-            resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off), str(path))
-            res.source_id = resolved.source_id
-            res.note = res.note or resolved.note
-            offset = max(resolved.offset, run._pending_end.get(resolved.source_id, 0))
-            running[pool.submit(_worker_chunks, str(path), resolved.source_id, ident, offset, resolved.format)] = path
-
-        for p in ordered:
-            submit(p)
-        while running:
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                path = running.pop(fut)
-                chunks, part = fut.result()
-                _merge_result(results[str(path)], part)
-                for chunk in chunks:
-                    committed = run.add(chunk)
-                    if committed is not None:
-                        yield committed
-                if part.more:
-                    submit(path)
-                elif progress:
-                    progress(path.stat().st_size if path.exists() else 0)
-        committed = run.flush()
-        if committed is not None:
-            yield committed
-    for p in files:
-        summary.files.append(results[str(p)])
-        with contextlib.suppress(OSError):
-            summary.bytes_read += p.stat().st_size
-
-
-def _merge_result(into: FileResult, part: FileResult) -> None:
-    for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens",
-                 "repaired", "with_key", "with_user", "with_route", "with_ts"):
-        setattr(into, name, getattr(into, name) + getattr(part, name))
-    into.format = part.format or into.format
-    into.not_a_log = into.not_a_log or part.not_a_log
-    into.note = part.note or into.note
-    into.held_bytes, into.offset = part.held_bytes, part.offset
-
-
-_WORKER: FileIngester | None = None
-WORKER_MAX_CHUNKS = 4
-
-
-def _worker_init(hasher: KeyHasher, options: IngestOptions, extras: dict[str, Any]) -> None:
-    global _WORKER
-    die_with_parent()
-    _WORKER = FileIngester(hasher, options, extras=extras)
-
-
-def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int,
-                   remembered_format: str | None) -> tuple[list[ChunkRows], FileResult]:
-    assert _WORKER is not None
-    res = FileResult(path, None)
-    try:
-        chunks = list(_WORKER.chunks(Path(path), source_id, ident, offset, res, max_chunks=WORKER_MAX_CHUNKS,
-                                     remembered_format=remembered_format))
-    except FileChanged:
-        res.note = "file was truncated or replaced while being read; run ingest again to read its new content"
-        return [], res
-    except OSError as exc:
-        res.note = f"could not read: {exc.strerror or exc}"
-        return [], res
-    return chunks, res
-
-
-def die_with_parent() -> None:
-    """Linux: ask the kernel to SIGKILL this process when its parent dies (no orphaned workers)."""
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent died before the call: nothing will deliver the signal
-            os._exit(1)

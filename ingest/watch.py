@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .formats.openai_batch import BATCH_INPUTS
-from .pipeline import FileResult, IngestOptions, IngestRun, index_batch_inputs
+from .pipeline import FileResult, IngestOptions, index_batch_inputs
+from .run import IngestRun
 from .sources import discover, identify_open, is_gzip, open_binary, tail_hash_open
 from .store import ChunkRows, CommitResult, Store
 

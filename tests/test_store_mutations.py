@@ -286,7 +286,8 @@ def test_a_file_named_twice_in_one_run_is_read_once(tmp_path: Path, wh_path: Pat
 def test_a_file_replaced_while_being_read_does_not_stop_the_run(tmp_path: Path, wh_path: Path) -> None:
     """Kills: `IngestRun.read_file` not catching `FileChanged`: the rest of the run goes on, the file is
     marked for another pass, and what was committed before the change stays."""
-    from ingest.pipeline import FileResult, IngestOptions, IngestRun
+    from ingest.pipeline import FileResult, IngestOptions
+    from ingest.run import IngestRun
 
     log = tmp_path / "a.log"
     log.write_text("".join(call_line(i) for i in range(20)))
@@ -338,7 +339,7 @@ def test_watch_commits_what_is_waiting_when_stopped(tmp_path: Path, wh_path: Pat
     assert len(ticks) >= 3 and not Store(wh_path).calls.exists()
     watcher.stop.set()
     thread.join(20)
-    assert not thread.isalive()
+    assert not thread.is_alive()
     assert ids(wh_path) == [f"chatcmpl-c{i}" for i in range(3)]
     assert Counter(ids(wh_path, "usage_all")) == Counter(f"chatcmpl-c{i}" for i in range(3))
     (n,), = tt_sql(wh_path, "SELECT count(*) FROM quarantine").fetchall()
@@ -444,7 +445,8 @@ _POOL = textwrap.dedent("""
     import multiprocessing, os, sys, time
     from concurrent.futures import ProcessPoolExecutor
     from ingest.keys import KeyHasher
-    from ingest.pipeline import IngestOptions, _worker_init
+    from ingest.pipeline import IngestOptions
+    from ingest.run import _worker_init
 
     if __name__ == "__main__":
         ctx = multiprocessing.get_context("spawn")
