@@ -118,7 +118,12 @@ class Unwrapper:
         if self._partial is not None and not is_docker:
             # a split line's continuation never came: the pieces are given up as one line of their own
             return self.flush(decode) + (self.feed(data, offset, decode) or [])
-        wrapped, out = self._unwrap_record(record, data, offset, decode)
+        try:
+            wrapped, out = self._unwrap_record(record, data, offset, decode)
+        except (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, RecordError) as exc:
+            # a wrapper's own fields with the wrong shape: this line's problem (quarantined), never the run's
+            self._partial = None
+            return [Inner(offset, data, error=f"malformed log wrapper ({type(exc).__name__}: {exc})")]
         if not wrapped:
             return [Inner(offset, data, record, decoded=True, repaired=repaired)] if decode else [Inner(offset, data)]
         return out

@@ -185,3 +185,13 @@ def test_rule_loader_on_arbitrary_structures(tmp_path_factory: pytest.TempPathFa
     p.write_text(yaml.safe_dump({"version": 1, "rules": {"feature": [{"id": "a", "when": value, "value": "v"}]}}))
     with contextlib.suppress(ConfigError):  # the property: nothing else escapes
         load_rules(p)
+
+
+@pytest.mark.parametrize("value", [[None], None, "x", 7, {"arrayValue": None}, {"kvlistValue": [1]}])
+def test_a_malformed_otlp_wrapper_is_quarantined_not_raised(ingester: FileIngester, value: Any) -> None:
+    """Found by the fuzzer in CI: wrong types inside OTLP log-record attributes escaped the unwrapper."""
+    line = json.dumps({"resourceLogs": [{"resource": {"attributes": [{"key": "service.name", "value": value}]},
+                                         "scopeLogs": [{"logRecords": [{"body": {"stringValue": "{}"},
+                                                                        "attributes": [{"key": "k", "value": value}]}]}]}]})
+    chunk = account(ingester, [line.encode()])
+    assert_accounted(chunk, 1)
