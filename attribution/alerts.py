@@ -12,7 +12,6 @@ exponential backoff. `AlertLoop` runs ticks on a thread for `watch`.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -224,7 +223,9 @@ class AlertEvaluator:
 
 
 class AlertLoop:
-    """Ticks every `interval` seconds on a daemon thread; `stop()` ticks once more (shutdown)."""
+    """Ticks every `interval` seconds, on a daemon thread (`start()`) or driven by the caller's own loop
+    (`poll()`, as `watch` does on every pass: no second thread touching the tables); `stop()` ticks once
+    more (shutdown)."""
 
     def __init__(self, evaluator: AlertEvaluator, interval: float,
                  on_result: Callable[[TickResult], None] | None = None) -> None:
@@ -232,6 +233,13 @@ class AlertLoop:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tokentrail-alerts", daemon=True)
         self.errors: list[str] = []
+        self._last = time.monotonic()
+
+    def poll(self) -> None:
+        """Tick if `interval` has passed since the last tick (for a caller that loops anyway)."""
+        if time.monotonic() - self._last >= self.interval:
+            self._last = time.monotonic()
+            self._once()
 
     def _once(self) -> None:
         try:
@@ -252,14 +260,14 @@ class AlertLoop:
 
     def stop(self) -> None:
         self._stop.set()
-        with contextlib.suppress(RuntimeError):
+        if self._thread.is_alive():
             self._thread.join(timeout=max(self.interval, 1.0) + 30)
         self._once()
 
 
 def alert_loop_for_watch(root: WarehouseRef, ruleset: RuleSet, alerts_file: Path | None, webhooks: Sequence[str],
                          webhook_body: str, interval: float, state_path: Path | None,
-                         report: Callable[[str], None]) -> AlertLoop | None:
+                         report: Callable[[str], None], start: bool = True) -> AlertLoop | None:
     """What `watch` starts: None when no sink is configured; `report` gets one line per failure."""
     sinks: list[Sink] = [JsonLinesSink(alerts_file)] if alerts_file is not None else []
     sinks += [WebhookSink(url, webhook_body) for url in webhooks]
@@ -278,4 +286,5 @@ def alert_loop_for_watch(root: WarehouseRef, ruleset: RuleSet, alerts_file: Path
         for sink, key, reason in result.failed:
             report(f"alert {key} not delivered to {sink.split(':')[0]} yet (retried next tick): {reason}")
 
-    return AlertLoop(evaluator, interval, on_result).start()
+    loop = AlertLoop(evaluator, interval, on_result)
+    return loop.start() if start else loop

@@ -194,8 +194,9 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
     from .alerts import alert_loop_for_watch
     from .metrics import metrics_for_watch
 
+    # polled on every watcher pass (about once a second, traffic or not): no second thread reads the tables
     loop = alert_loop_for_watch(store, engine.ruleset, alerts, webhooks, webhook_body, alert_seconds, alert_state,
-                                lambda m: click.echo(m, err=True))
+                                lambda m: click.echo(m, err=True), start=False)
     metrics = metrics_for_watch(metrics_addr, store)
     stats = None
     try:
@@ -206,6 +207,8 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
                     metrics.observe(res)
             if tick.status_line and sys.stderr.isatty():
                 click.echo("\r" + tick.status_line, err=True)
+            if loop is not None and not tick.final:
+                loop.poll()
     finally:
         if loop is not None:
             loop.stop()

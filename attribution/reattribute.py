@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from ingest.store import Store, with_date
-from ingest.store.table import retry_on_conflict
+from ingest.store.table import literal, retry_on_conflict, scan
 
 from .derive import repair_usage
 from .engine import Engine
@@ -55,7 +55,7 @@ def _days(dt: DeltaTable, since: date | None, until: date | None) -> list[str]:
 
 
 def _read_day(dt: DeltaTable, day: str) -> pa.Table:
-    t = dt.to_pyarrow_dataset().to_table(filter=pc.field("date") == pa.scalar(date.fromisoformat(day)))
+    t = scan(dt, None, f"date = {literal(date.fromisoformat(day))}")
     return t.drop_columns(["date"]) if "date" in t.column_names else t
 
 

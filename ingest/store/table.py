@@ -65,20 +65,10 @@ class Table:
         dt = self.snapshot(refresh=refresh)
         return dt.transaction_version(app_id) if dt is not None else None
 
-    def read(self, columns: list[str] | None = None, filters: list[tuple[str, str, object]] | None = None) -> pa.Table:
+    def read(self, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+        """Rows of the latest snapshot (an empty table if it does not exist yet)."""
         dt = self.snapshot()
-        if dt is None:
-            return pa.table({})
-        ds = dt.to_pyarrow_dataset()
-        expr = None
-        if filters:
-            import pyarrow.compute as pc
-
-            for col, op, value in filters:
-                f = pc.field(col)
-                term = {"=": f == value, ">=": f >= value, "<": f < value, "<=": f <= value, ">": f > value}[op]
-                expr = term if expr is None else expr & term
-        return ds.to_table(columns=columns, filter=expr)
+        return scan(dt, columns, where) if dt is not None else pa.table({})
 
     # -- writing --------------------------------------------------------------------------
     def append(self, data: pa.Table, txns: dict[str, int], dt: DeltaTable | None = None) -> None:
@@ -116,6 +106,40 @@ class Table:
                 f"it resumes where it stopped."
             ) from exc
         self._dt = None  # the next read loads the new version
+
+
+def literal(value: object) -> str:
+    """A SQL literal for our own values (source ids, offsets, days): never a user's text."""
+    import datetime as _dt
+
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, _dt.date):
+        return f"DATE '{value.isoformat()}'"
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def scan(dt: DeltaTable, columns: list[str] | None = None, where: str | None = None) -> pa.Table:
+    """Read a snapshot with delta-rs's own engine. (Reading through `to_pyarrow_dataset()` routes file
+    access through a Python filesystem handler; after a write in the same process that made the
+    interpreter abort at exit, "terminate called without an active exception".)"""
+    from deltalake import QueryBuilder
+
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in columns) if columns else "*"
+    sql = f"SELECT {cols} FROM t" + (f" WHERE {where}" if where else "")
+    table = pa.table(QueryBuilder().register("t", dt).execute(sql).read_all())
+    return table.cast(pa.schema([_plain(f) for f in table.schema]))
+
+
+def _plain(f: pa.Field) -> pa.Field:
+    """The engine answers with view types (string_view); the rest of the code and the tables use plain ones."""
+    if f.type == pa.string_view():
+        return f.with_type(pa.string())
+    if f.type == pa.binary_view():
+        return f.with_type(pa.binary())
+    return f
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from ..sources import FileIdentity
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
-from .table import Table, retry_on_conflict
+from .table import Table, literal, retry_on_conflict, scan
 
 
 class WarehouseNotFound(WarehouseError):
@@ -303,11 +303,11 @@ class Store:
         import duckdb
 
         dates = pc.unique(pc.cast(pc.cast(rows["ts"], pa.timestamp("us", tz="UTC")), pa.date32())).to_pylist()
-        ds = dt_u.to_pyarrow_dataset()
-        present = ds.to_table(
-            columns=["source_id", "source_offset", "call_id"],
-            filter=pc.field("source_id").isin(source_ids) & pc.field("date").isin(dates),
-        )
+        if not dates or not source_ids:
+            return rows
+        where = (f"source_id IN ({', '.join(literal(x) for x in source_ids)}) "
+                 f"AND date IN ({', '.join(literal(d) for d in dates)})")
+        present = scan(dt_u, ["source_id", "source_offset", "call_id"], where)
         con = duckdb.connect()
         con.register("new_rows", rows)
         con.register("present", present)
@@ -333,12 +333,9 @@ class Store:
         dt = self.calls.snapshot()
         if dt is None:
             return pa.table({})
-        ds = dt.to_pyarrow_dataset()
-        expr = None
-        for sid, uv, cv in lag:
-            term = (pc.field("source_id") == sid) & (pc.field("source_offset") >= uv) & (pc.field("source_offset") < cv)
-            expr = term if expr is None else expr | term
-        return ds.to_table(filter=expr) if expr is not None else pa.table({})
+        terms = [f"(source_id = {literal(sid)} AND source_offset >= {int(uv)} AND source_offset < {int(cv)})"
+                 for sid, uv, cv in lag]
+        return scan(dt, None, " OR ".join(terms)) if terms else pa.table({})
 
     # -- files for readers ----------------------------------------------------------------
     def open_snapshot(self, name: str, as_of: int | datetime | None = None) -> DeltaTable | None:
