@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from .errors import TokentrailError
 from .formats.openai_batch import BATCH_INPUTS
 from .pipeline import FileResult, IngestOptions, index_batch_inputs
 from .run import IngestRun
@@ -403,4 +404,7 @@ class Watcher:
         if time.monotonic() - self._last_compact < self.options.compact_every_seconds:
             return
         self._last_compact = time.monotonic()
-        self.store.optimize()
+        try:
+            self.store.optimize()
+        except (TokentrailError, OSError) as exc:  # maintenance only: the next hour tries again
+            log.warning("compaction skipped: %s", exc)

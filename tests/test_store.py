@@ -309,3 +309,18 @@ def test_ten_thousand_small_files_make_a_bounded_number_of_data_files(tmp_path: 
     assert time.perf_counter() - t0 < 10  # generous bound for a loaded CI machine; typically under 2 s
     again = cli("ingest", logs, "--warehouse", wh_path, "-j", "1")
     assert again.exit_code == 0 and "0 calls" in again.output
+
+
+def test_compact_prunes_source_records_and_resume_still_works(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    log = tmp_path / "a.log"
+    log.write_text("".join(call_line(i) for i in range(40)))
+    ingest_files(wh_path, log, chunk_lines=4)  # ten chunks: ten source records
+    store = Store(wh_path)
+    assert len(store.sources.read()) >= 10
+    assert cli("compact", "--warehouse", wh_path, "--vacuum-hours", "0").exit_code == 0
+    assert len(Store(wh_path).sources.read()) == 3
+    with log.open("a") as fh:  # truncation and tail checks still find the record at the committed offset
+        fh.write("".join(call_line(i) for i in range(40, 45)))
+    s = ingest_files(wh_path, log)
+    assert s.total("calls") == 5 and not s.files[0].note
+    assert Counter(ids(wh_path)) == Counter(f"chatcmpl-c{i}" for i in range(45))

@@ -351,8 +351,37 @@ class Store:
         return dt
 
     # -- maintenance ----------------------------------------------------------------------
+    def prune_sources(self, keep: int = 3) -> int:
+        """Keep the newest `keep` records per source in `_sources` (one is appended per chunk, so a watcher
+        flushing every 2 s would add 43,000 a day per file). Resume needs only the record at the source's
+        committed offset, which is among the newest. One overwrite; a concurrent append makes it retry."""
+        def attempt() -> int:
+            dt = self.sources.snapshot(refresh=True)
+            if dt is None:
+                return 0
+            rows = scan(dt)
+            if rows.num_rows == 0:
+                return 0
+            import duckdb
+
+            con = duckdb.connect()
+            con.register("s", rows)
+            kept = con.sql(f"""
+                SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (
+                    PARTITION BY source_id ORDER BY end_offset DESC, committed_at DESC) AS rn FROM s)
+                WHERE rn <= {int(keep)}""").to_arrow_table()
+            con.close()
+            if kept.num_rows == rows.num_rows:
+                return 0
+            self.sources.overwrite(kept.cast(rows.schema), None, {}, dt)
+            self._index = None
+            return rows.num_rows - kept.num_rows
+
+        return retry_on_conflict(attempt, f"pruning {self.sources.uri}")
+
     def optimize(self, target_size: int = 256 << 20) -> dict[str, dict[str, int]]:
         """Compact small files (Delta optimize) in every table; safe while others append."""
+        self.prune_sources()
         out: dict[str, dict[str, int]] = {}
         for t in (self.calls, self.usage, self.quarantine, self.sources, self.meta.table):
             dt = t.snapshot()
