@@ -228,7 +228,9 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
 @click.option("--no-vacuum", is_flag=True, help="Only compact; delete nothing.")
 @_fail_cleanly
 def compact(warehouse: str | None, vacuum_hours: int, no_vacuum: bool) -> None:
-    """Merge small files (Delta optimize) and delete unreferenced old ones (vacuum). Safe while others write.
+    """Merge small files (Delta optimize), prune old source records, delete unreferenced old files (vacuum).
+
+    Safe while others write; `watch` also compacts hourly.
 
     Example: tokentrail compact --vacuum-hours 168
     """
