@@ -71,7 +71,7 @@ class _Compiler:
         if op == "glob":
             return f"{text} GLOB {sql_str(v)}"
         if op == "regex":
-            return f"regexp_matches({text}, {sql_str(v[0])})"
+            return f"regexp_matches({text}, {sql_str(self.regex(v[0]))})"
         if op == "prefix":
             return f"starts_with({text}, {sql_str(v)})"
         if op == "suffix":
@@ -87,6 +87,10 @@ class _Compiler:
             return f"{fn}({text})"
         raise ValueError(f"unknown operator {op}")
 
+    def regex(self, pattern: str) -> str:
+        """A rule's RE2 pattern as the target engine needs it (DuckDB takes it as written)."""
+        return pattern
+
     def template(self, rule: CompiledRule) -> str:
         parts = []
         for kind, val in rule.template:
@@ -96,7 +100,7 @@ class _Compiler:
                 parts.append(f"CAST({field_sql(val)} AS VARCHAR)")
             else:
                 fld, pattern, idx = rule.captures[val]
-                parts.append(f"regexp_extract(CAST({field_sql(fld)} AS VARCHAR), {sql_str(pattern)}, {idx})")
+                parts.append(f"regexp_extract(CAST({field_sql(fld)} AS VARCHAR), {sql_str(self.regex(pattern))}, {idx})")
         return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
 
 

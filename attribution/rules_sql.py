@@ -28,7 +28,7 @@ from ingest.schema import CALL_SCHEMA
 from .engine import DEFAULT_RULE, DEFAULT_VALUE, _Compiler, field_sql, sql_str
 from .pricing import COST_COLUMNS, Pricer, cost_select, regional_sql
 from .query import WarehouseRef, connect
-from .rules import CompiledRule, Leaf, RuleSet
+from .rules import Leaf, RuleSet
 
 DIALECTS = ("duckdb", "spark", "trino", "bigquery", "snowflake")
 _NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
@@ -67,8 +67,6 @@ class PortableCompiler(_Compiler):
         text = f"CAST({field_sql(c.field)} AS VARCHAR)"
         if c.op == "glob":
             return f"regexp_matches({text}, {sql_str(glob_regex(c.value))})"
-        if c.op == "regex":
-            return f"regexp_matches({text}, {sql_str(portable_regex(c.value[0]))})"
         if c.op == "cidr":
             return "(" + " OR ".join(self._cidr(text, n) for n in c.value) + ")"
         return super().leaf(c)
@@ -83,17 +81,8 @@ class PortableCompiler(_Compiler):
         lo, hi = int(net.network_address), int(net.broadcast_address)
         return f"(regexp_matches({text}, '^[0-9]{{1,3}}(\\.[0-9]{{1,3}}){{3}}$') AND {number} BETWEEN {lo} AND {hi})"
 
-    def template(self, rule: CompiledRule) -> str:
-        parts = []
-        for kind, val in rule.template:
-            if kind == "lit":
-                parts.append(sql_str(val))
-            elif kind == "field":
-                parts.append(f"CAST({field_sql(val)} AS VARCHAR)")
-            else:
-                fld, pattern, idx = rule.captures[val]
-                parts.append(f"regexp_extract(CAST({field_sql(fld)} AS VARCHAR), {sql_str(portable_regex(pattern))}, {idx})")
-        return parts[0] if len(parts) == 1 else "(" + " || ".join(parts) + ")"
+    def regex(self, pattern: str) -> str:
+        return portable_regex(pattern)
 
 
 def _layers(ruleset: RuleSet) -> list[str]:
