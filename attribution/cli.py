@@ -372,9 +372,6 @@ def reattribute(warehouse: str | None, rules: Path, prices: Path | None, since: 
     from .reattribute import reattribute as run
 
     store = _store(warehouse)
-    first, last = _day(since), _day(until)
-    if first is not None and last is not None and first > last:
-        raise click.BadParameter("--since is after --until", param_hint="--since/--until")
     if dry_run:
         engine = build_engine(store, rules, prices)
         result = run(store, engine, _day(since), _day(until), dry_run=True)

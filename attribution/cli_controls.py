@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from .cli import DAY, _day, _fail_cleanly, check_range, main, rules, warehouse_option
+from .cli import DAY, _day, _fail_cleanly, date_range_options, main, rules, warehouse_option
 from .output import FORMATS
 
 FORMAT = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
@@ -80,8 +80,7 @@ def audit() -> None:
 @audit.command("ips")
 @warehouse_option
 @click.option("--rules", type=RULES_FILE, required=True, help="Rule file with `allowlists:`.")
-@click.option("--since", type=DAY, default=None, help="First day included (UTC), YYYY-MM-DD.")
-@click.option("--until", type=DAY, default=None, help="Last day included (UTC), YYYY-MM-DD.")
+@date_range_options
 @FORMAT
 @_fail_cleanly
 def audit_ips(warehouse: str | None, rules: Path, since: Any, until: Any, fmt: str) -> None:
@@ -94,7 +93,6 @@ def audit_ips(warehouse: str | None, rules: Path, since: Any, until: Any, fmt: s
     from .audit import audit_ips as run
     from .output import render
 
-    check_range(since, until)
     root = _root(warehouse)
     rs = load_rules_read_only(root, rules)
     result = run(root, rs, _day(since), _day(until))
@@ -181,8 +179,7 @@ def export() -> None:
 
 @export.command("focus")
 @warehouse_option
-@click.option("--since", type=DAY, default=None, help="First day included (UTC), YYYY-MM-DD.")
-@click.option("--until", type=DAY, default=None, help="Last day included (UTC), YYYY-MM-DD.")
+@date_range_options
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="File to write: .csv or .parquet.")
 @click.option("--file-format", type=click.Choice(["csv", "parquet"]), default=None,
@@ -195,7 +192,6 @@ def export_focus(warehouse: str | None, since: Any, until: Any, output: Path, fi
     """
     from .export import export_focus as run
 
-    check_range(since, until)
     fmt = file_format or ("parquet" if output.suffix.lower() == ".parquet" else "csv" if output.suffix.lower() == ".csv"
                           else None)
     if fmt is None:
