@@ -14,6 +14,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from helpers.controls_data import call_line
 
 from attribution.alerts import AlertEvaluator, JsonFileStateStore, JsonLinesSink
 from attribution.anomalies import find_anomalies
@@ -22,7 +23,6 @@ from attribution.reconcile import reconcile
 from attribution.rules import load_rules
 from ingest.store import Store
 
-KEYS = {"alpha": "sk-proj-" + "A" * 40 + "ALFA", "beta": "sk-proj-" + "B" * 40 + "BETA"}
 RULES = """
 version: 1
 rules:
@@ -38,16 +38,6 @@ budgets:
 allowlists:
   - {id: alpha-net, scope: {key_name: alpha}, cidrs: ["203.0.113.0/24", "2001:db8:10::/48"]}
 """
-
-
-def call_line(ts: datetime, key: str, tokens_in: int, tokens_out: int = 0, ip: str = "203.0.113.1", route: str = "/r",
-              model: str = "gpt-4o-mini", i: int = 0) -> str:
-    return json.dumps({
-        "timestamp": ts.isoformat(), "route": route, "client_ip": ip, "headers": {"authorization": f"Bearer {KEYS[key]}"},
-        "response": {"id": f"chatcmpl-{key}-{ts.timestamp():.0f}-{i}", "object": "chat.completion", "created": int(ts.timestamp()),
-                     "model": model, "choices": [],
-                     "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out, "total_tokens": tokens_in + tokens_out}},
-    }) + "\n"
 
 
 @pytest.fixture
