@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -63,19 +63,11 @@ def ingest(paths: list[str | Path], warehouse: str | Path | None = None, rules: 
     return report
 
 
-def watch(paths: list[Path], warehouse: str | Path | None = None, rules: str | Path | None = None,
-          prices: str | Path | None = None, ingest_options: IngestOptions | None = None,
-          options: WatchOptions | None = None) -> Iterator[Tick]:
-    """Tail `paths`, committing calls and usage; yields a `Tick` after every pass (for status lines,
-    alerts and metrics). Stop it by calling `.close()` on the generator or setting `watcher.stop`
-    (the watcher is the generator's `watcher` attribute via `make_watcher`)."""
-    watcher, engine, store = make_watcher(paths, warehouse, rules, prices, ingest_options, options)
-    yield from run_watcher(watcher, engine, store)
-
-
 def make_watcher(paths: list[Path], warehouse: str | Path | None = None, rules: str | Path | None = None,
                  prices: str | Path | None = None, ingest_options: IngestOptions | None = None,
                  options: WatchOptions | None = None) -> tuple[Watcher, Engine, Store]:
+    """What `watch` runs: a watcher over `paths` and the engine that attributes what it commits.
+    Drive it with `run_watcher` (a `Tick` per pass); stop it with `watcher.stop.set()`."""
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         from ingest.errors import TokentrailError
@@ -119,6 +111,3 @@ def parse_as_of(value: str | None) -> int | datetime | None:
         ts = ts.replace(tzinfo=UTC)
     return ts
 
-
-def day_range_ok(since: date | None, until: date | None) -> bool:
-    return since is None or until is None or since <= until

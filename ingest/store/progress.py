@@ -105,10 +105,6 @@ class SourceIndex:
         elif r.fp_len < FINGERPRINT_BYTES:
             self.short_by_prefix[r.prefix or ""].append(r)
 
-    def latest(self, source_id: str) -> SourceRecord | None:
-        rows = self.by_id.get(source_id)
-        return max(rows, key=lambda r: (r.committed_at, r.end_offset)) if rows else None
-
     def tail_at(self, source_id: str, offset: int) -> str | None:
         for r in self.by_id.get(source_id, ()):
             if r.end_offset == offset:

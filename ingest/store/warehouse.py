@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import DeltaTable
-from deltalake.exceptions import CommitFailedError, DeltaError
+from deltalake.exceptions import DeltaError
 
 from ..errors import WarehouseError
 from ..keys import KeyHasher
@@ -60,7 +60,7 @@ def _now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
-def with_date(table: pa.Table, source_id_col: pa.Array | None = None, fixed: str | None = None) -> pa.Table:
+def with_date(table: pa.Table, fixed: str | None = None) -> pa.Table:
     """Add the partition column `date` (from `ts`, or the fixed quarantine date)."""
     if "date" in table.column_names:
         return table
@@ -408,6 +408,3 @@ class Store:
             out[t.name] = len(removed)
         return out
 
-
-def is_conflict(exc: BaseException) -> bool:
-    return isinstance(exc, CommitFailedError)
