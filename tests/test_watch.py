@@ -332,3 +332,19 @@ def test_watch_says_what_share_of_calls_has_key_user_route_timestamp(logs: Path,
     (logs / "a.log").write_text(line(0) + line(1))
     r = cli("watch", logs, "--warehouse", wh_path, "--once")
     assert r.exit_code == 0 and "coverage: calls with key 0% user 0% route 100% timestamp 100%" in r.output
+
+
+def test_a_failed_hourly_compaction_does_not_stop_the_watcher(logs: Path, wh_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from attribution.api import make_watcher, run_watcher
+    from ingest.store import ConflictError, Store
+
+    def failing(self: Store, target_size: int = 0) -> dict[str, dict[str, int]]:
+        raise ConflictError("other writers kept committing")
+
+    monkeypatch.setattr(Store, "optimize", failing)
+    (logs / "a.log").write_text(line(0))
+    options = WatchOptions(once=True, compact_every_seconds=0.0)
+    watcher, engine, store = make_watcher([logs], wh_path, None, None, IngestOptions(), options)
+    ticks = list(run_watcher(watcher, engine, store))
+    assert ticks[-1].final and ids(wh_path) == ["chatcmpl-000000"]
