@@ -21,8 +21,8 @@ from .sources import (
     discover,
     identify,
     identify_open,
+    identify_with_head,
     open_binary,
-    read_head,
     tail_hash,
     tail_hash_open,
 )
@@ -70,7 +70,7 @@ class IngestRun:
             def tail_at(off: int) -> str | None:
                 return tail_hash_open(handle, off)
         else:
-            ident, head = identify(path), read_head(path)
+            ident, head = identify_with_head(path)
 
             def tail_at(off: int) -> str | None:
                 return tail_hash(path, off)
@@ -181,7 +181,7 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
         def submit(path: Path) -> None:
             res = results[str(path)]
             try:
-                ident, head = identify(path), read_head(path)
+                ident, head = identify_with_head(path)
             except OSError as exc:
                 res.note = f"could not read: {exc.strerror or exc}"
                 return

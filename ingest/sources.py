@@ -219,6 +219,11 @@ def read_head(path: Path, n: int = FINGERPRINT_BYTES) -> bytes:
 
 
 def identify(path: Path) -> FileIdentity:
+    return identify_with_head(path)[0]
+
+
+def identify_with_head(path: Path) -> tuple[FileIdentity, bytes]:
+    """Identity and the head it was computed from (one read of the file's first bytes)."""
     st = path.stat()
     head = read_head(path)
     return FileIdentity(
@@ -229,7 +234,7 @@ def identify(path: Path) -> FileIdentity:
         size=st.st_size,
         compressed=is_gzip(path),
         prefix=_prefix(head),
-    )
+    ), head
 
 
 def _prefix(head: bytes) -> str | None:

@@ -19,7 +19,7 @@ from conftest import ingest_files, tt_sql
 from helpers.procs import alive, children
 
 from ingest.pipeline import FileIngester, FileResult, IngestOptions
-from ingest.sources import identify, read_head, tail_hash
+from ingest.sources import identify, identify_with_head, tail_hash
 from ingest.store import ChunkRows, Store
 
 PY = [sys.executable, "-m", "attribution"]
@@ -39,7 +39,7 @@ def ids(wh: Path, view: str = "calls_all") -> list[str]:
 
 def chunks_of(store: Store, path: Path, offset: int | None = None, chunk_lines: int = 8000) -> list[ChunkRows]:
     """Parse a file into chunks the way ingest does, without committing."""
-    ident, head = identify(path), read_head(path)
+    ident, head = identify_with_head(path)
     resolved = store.resolve(ident, head, None, lambda off: tail_hash(path, off))
     ing = FileIngester(store.hasher, IngestOptions(chunk_lines=chunk_lines))
     return list(ing.chunks(path, resolved.source_id, ident, resolved.offset if offset is None else offset,
