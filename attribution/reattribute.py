@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -120,30 +120,58 @@ def reattribute(
             uv = (dt_u.transaction_version(sid) if dt_u is not None else None) or 0
             if max(cv, uv):
                 claimed[sid] = uv
-        # Day by day into a local spool (memory holds one day), then one streamed commit. delta-rs
-        # cannot be called back while it consumes the stream, so the stream only reads the spool.
+        # Days are read in groups of about BATCH_ROWS rows and attributed once per group (memory holds
+        # one group), spooled locally, then committed as one stream. delta-rs cannot be called back
+        # while it consumes the stream, so the stream only reads the spool.
         spool = tempfile.TemporaryDirectory(prefix="tokentrail-reattribute-")
         stack.callback(spool.cleanup)
         schema: pa.Schema | None = None
-        files = []
-        for day in days:
-            table = with_date(engine.apply(_claimed_rows(_read_day(dt_c, day), claimed), con))
+        files: list[str] = []
+        first: pa.Table | None = None  # one group (the common case) is committed from memory, unspooled
+        for group_days, calls in _day_groups(dt_c, days, claimed):
+            table = with_date(engine.apply(calls, con))
             schema = schema or table.schema
             res.rows += table.num_rows
-            path = f"{spool.name}/{day}.parquet"
-            pq.write_table(table.cast(schema), path)
-            files.append(path)
+            if first is None and not files:
+                first = table
+            else:
+                for t in ([first] if first is not None else []) + [table]:
+                    path = f"{spool.name}/{len(files)}.parquet"
+                    pq.write_table(t.cast(schema), path)
+                    files.append(path)
+                first = None
             if progress:
-                progress(day, table.num_rows)
+                progress(group_days[-1], table.num_rows)
         assert schema is not None
-        reader = ds.dataset(files, schema=schema, format="parquet").scanner().to_reader()
-        store.usage._write(reader, "overwrite", claimed, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
+        data: pa.Table | pa.RecordBatchReader = (
+            first if first is not None else ds.dataset(files, schema=schema, format="parquet").scanner().to_reader())
+        store.usage._write(data, "overwrite", claimed, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
         res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
         return res
 
     result = retry_on_conflict(attempt, f"re-attributing {store.usage.uri}")
     result.seconds = time.perf_counter() - t0
     return result
+
+
+BATCH_ROWS = 200_000  # rows attributed in one pass: fewer engine passes, memory still bounded
+
+
+def _day_groups(dt: DeltaTable, days: list[str], claimed: dict[str, int]) -> Iterator[tuple[list[str], pa.Table]]:
+    """Consecutive days' claimed calls, grouped until a group holds about BATCH_ROWS rows."""
+    group: list[str] = []
+    tables: list[pa.Table] = []
+    rows = 0
+    for day in days:
+        t = _claimed_rows(_read_day(dt, day), claimed)
+        group.append(day)
+        tables.append(t)
+        rows += t.num_rows
+        if rows >= BATCH_ROWS:
+            yield group, pa.concat_tables(tables, promote_options="default")
+            group, tables, rows = [], [], 0
+    if group:
+        yield group, pa.concat_tables(tables, promote_options="default")
 
 
 def _claimed_rows(calls: pa.Table, claimed: dict[str, int]) -> pa.Table:

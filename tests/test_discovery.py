@@ -281,3 +281,19 @@ def test_generic_names_deep_in_unrelated_objects_are_ignored() -> None:
     ok = discover({"ctx": {"user": "u1", "status": 429}, "request": REQ})
     assert (ok.values["user"], ok.values["status_code"]) == ("u1", 429)
     assert discover({"a": {"b": {"c": {"user": {"id": "u2"}}}}}).values["user"] == "u2"  # `user.id` is specific enough
+
+
+def test_bodies_and_transcripts_after_leading_whitespace_are_found() -> None:
+    """Loggers pretty-print or pad embedded bodies: `"\\n  {...}"` is still a body, `"\\n data: ..."` a stream."""
+    sse = "\n  data: " + json.dumps({"id": "chatcmpl-ws", "object": "chat.completion.chunk", "created": 1,
+                                    "model": "gpt-4o-mini", "choices": [{"index": 0, "delta": {"content": "hi"}}]})
+    found = discover({"ctx": {"req_text": "\n   " + json.dumps(REQ), "transcript": sse}})
+    assert found.request == REQ and found.paths["request"] == "ctx.req_text"
+    assert found.response == sse and found.paths["response"] == "ctx.transcript"
+
+
+def test_go_header_lists_are_read_like_plain_strings() -> None:
+    found = discover({"http": {"headers": {"Authorization": [f"Bearer {FIXTURE_KEY}"], "X-Request-Id": ["req_1"]}},
+                      "route": "/chat"})
+    assert found.key == f"Bearer {FIXTURE_KEY}" and found.values["request_id"] == "req_1"
+    assert found.values["route"] == "/chat"

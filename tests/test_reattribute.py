@@ -50,6 +50,21 @@ def _features_by_day(wh: Path) -> dict[str, set[str]]:
 
 
 
+@pytest.mark.parametrize("batch_rows", [1, 7, 10_000])
+def test_reattribute_gives_the_same_rows_whatever_the_grouping(tmp_path: Path, wh_path: Path, cli, monkeypatch,
+                                                               batch_rows: int) -> None:  # type: ignore[no-untyped-def]
+    """One group (kept in memory) and many groups (spooled) commit the same rows."""
+    import attribution.reattribute as reattribute_module
+
+    monkeypatch.setattr(reattribute_module, "BATCH_ROWS", batch_rows)
+    _, b = _setup(tmp_path, cli, wh_path)
+    r = cli("reattribute", "--rules", b, "--warehouse", wh_path)
+    assert r.exit_code == 0 and "re-attributed 20 calls over 4 days in one commit" in r.output, r.output
+    assert _features_by_day(wh_path) == {f"2025-03-0{d}": {"beta"} for d in range(1, 5)}
+    rows = tt_sql(wh_path, "SELECT count(*), count(DISTINCT call_id), sum(input_tokens) FROM usage_all").fetchall()
+    assert rows == [(20, 20, 2000)]
+
+
 def test_reattribute_rebuilds_every_partition(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     _, b = _setup(tmp_path, cli, wh_path)
     assert set().union(*_features_by_day(wh_path).values()) == {"alpha"}

@@ -59,6 +59,7 @@ _AZURE_KEY = re.compile(r"[A-Za-z0-9]{32,100}")
 _GENERIC = {"user": 2, "ip": 2, "path": 2, "status": 2, "time": 2, "ts": 2, "timestamp": 3, "url": 2, "uri": 2,
             "route": 3, "t": 0, "uid": 1}
 _BY_NAME: dict[str, str] = {n: f for f, names in FIELD_NAMES.items() for n in names}  # one lookup per leaf
+_QUALIFIED_PARENTS = frozenset(n.rsplit(".", 1)[0] for n in _BY_NAME if "." in n)  # `parent.key` names' parents
 
 
 @lru_cache(maxsize=4096)
@@ -128,18 +129,29 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                         continue
                     child = _path(path, k)
                     nk = norm(k)
-                    if isinstance(v, list) and len(v) == 1 and isinstance(v[0], str) and not v[0].startswith(("{", "[")):
-                        v, child = v[0], child + ".0"  # Go's http.Header: every header value is a list of strings
-                    if found.response is None and is_stream(v):  # chunk list or SSE transcript string
-                        found.response, found.paths["response"] = v, child
-                    elif isinstance(v, dict | list):
+                    kind = type(v)
+                    if kind is list and len(v) == 1 and type(v[0]) is str and not v[0].startswith(("{", "[")):
+                        v, child, kind = v[0], child + ".0", str  # Go's http.Header: every header value is a list of strings
+                    # Cheap type tests first: most values are plain scalars (this runs for every key of a line).
+                    if kind is str:
+                        head = v[:1]
+                        if head.isspace():
+                            head = v.lstrip()[:1]
+                        if head in ("d", "e") and found.response is None and is_stream(v):  # SSE transcript
+                            found.response, found.paths["response"] = v, child
+                        elif head in ("{", "[") and (decoded := _maybe_json(v, strings)) is not None:
+                            strings += 1
+                            nxt.append((decoded, child, nk))
+                        else:
+                            _leaf(found, nk, parent, v, child)
+                    elif kind is dict or kind is list or isinstance(v, dict | list):
+                        if found.response is None and is_stream(v):  # a list of chunks or events
+                            found.response, found.paths["response"] = v, child
+                            continue
                         if nk in HEADER_CONTAINERS:
                             found.headers.append(_har_to_dict(v) if isinstance(v, list) else v)
                         nxt.append((v, child, nk))
-                    elif isinstance(v, str) and (decoded := _maybe_json(v, strings)) is not None:
-                        strings += 1
-                        nxt.append((decoded, child, nk))
-                    else:
+                    elif v is not None:  # numbers, booleans (decoders make no str/dict/list subclasses)
                         _leaf(found, nk, parent, v, child)
             elif isinstance(obj, list):
                 if found.response is None and is_stream(obj):
@@ -203,7 +215,7 @@ def _leaf(found: Found, nk: str, parent: str, value: Any, path: str) -> None:
         return
     if not isinstance(value, str | int | float):
         return
-    qualified = _BY_NAME.get(f"{parent}.{nk}") if parent else None
+    qualified = _BY_NAME.get(f"{parent}.{nk}") if parent in _QUALIFIED_PARENTS else None
     bare = _BY_NAME.get(nk)
     if bare is not None and nk in _GENERIC and path.count(".") > _GENERIC[nk]:
         bare = None  # `status`, `user`, `path` deep inside some unrelated object say nothing about the call

@@ -196,7 +196,7 @@ class OpenAIAppFormat(Format):
             user = pick("user")
             call.user = as_str(user) if not isinstance(user, dict) else None
         reduce_key(call, _first(record, p["api_key"]), ctx.hasher)
-        self._apply_headers(call, record, ctx, [])
+        self._apply_headers(call, record, ctx)
         if call.api_key_fp is None or lazy:
             found = found_()
             if call.api_key_fp is None and found.key is not None:
@@ -206,8 +206,13 @@ class OpenAIAppFormat(Format):
         return [call]
 
     def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext,
-                       discovered: list[dict[str, Any]]) -> None:
-        for headers in [_first(record, [path]) for path in self._paths["headers"]] + list(discovered):
+                       discovered: list[dict[str, Any]] | None = None) -> None:
+        """The known header objects; or, with `discovered`, the ones found at depth that are not those."""
+        known = [_first(record, [path]) for path in self._paths["headers"]]
+        if discovered is not None:  # the known ones were applied already: applying them again changes nothing
+            known_ids = {id(h) for h in known}
+            known = [h for h in discovered if id(h) not in known_ids]
+        for headers in known:
             if isinstance(headers, list):  # HAR-style [{name, value}]
                 headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
             if not isinstance(headers, dict):
