@@ -21,10 +21,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from ingest.errors import TokentrailError
-from ingest.schema import CALL_SCHEMA, QUARANTINE_SCHEMA
 from ingest.store import Store
-
-from .pricing import COST_COLUMNS
 
 WarehouseRef = str | Path | Store  # a location, or an opened store
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}  # PRAGMA is vetted below
@@ -47,6 +44,10 @@ DEDUP = """
 
 
 def _usage_empty_schema() -> pa.Schema:
+    from ingest.schema import CALL_SCHEMA
+
+    from .pricing import COST_COLUMNS  # prices load only when a table is missing, not on every query
+
     fields = list(CALL_SCHEMA)
     for dim in ("key_name", "team", "feature", "end_user"):
         fields += [pa.field(dim, pa.string()), pa.field(f"{dim}_rule", pa.string())]
@@ -56,7 +57,11 @@ def _usage_empty_schema() -> pa.Schema:
     return pa.schema(fields)
 
 
-_FALLBACK_SCHEMAS = {"calls": CALL_SCHEMA, "usage": _usage_empty_schema(), "quarantine": QUARANTINE_SCHEMA}
+def _fallback_schema(table: str) -> pa.Schema:
+    """The schema of a table that does not exist (yet): views over it still bind."""
+    from ingest.schema import CALL_SCHEMA, QUARANTINE_SCHEMA
+
+    return {"calls": CALL_SCHEMA, "quarantine": QUARANTINE_SCHEMA}.get(table) or _usage_empty_schema()
 
 
 @dataclass
@@ -120,7 +125,7 @@ def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | 
         elif dt is not None and files:
             con.register(name, dt.to_pyarrow_dataset())
         else:
-            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else _FALLBACK_SCHEMAS[table]  # type: ignore[arg-type]
+            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else _fallback_schema(table)  # type: ignore[arg-type]
             empty = schema.empty_table()
             if "date" not in empty.column_names:
                 empty = empty.append_column("date", pa.array([], pa.date32()))
