@@ -59,6 +59,7 @@ _AZURE_KEY = re.compile(r"[A-Za-z0-9]{32,100}")
 _GENERIC = {"user": 2, "ip": 2, "path": 2, "status": 2, "time": 2, "ts": 2, "timestamp": 3, "url": 2, "uri": 2,
             "route": 3, "t": 0, "uid": 1}
 _BY_NAME: dict[str, str] = {n: f for f, names in FIELD_NAMES.items() for n in names}  # one lookup per leaf
+_LEAF_NAMES = frozenset(_BY_NAME) | KEY_NAMES  # a leaf under any other name (and parent) says nothing
 _QUALIFIED_PARENTS = frozenset(n.rsplit(".", 1)[0] for n in _BY_NAME if "." in n)  # `parent.key` names' parents
 
 
@@ -142,7 +143,7 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                         elif head in ("{", "[") and (decoded := _maybe_json(v, strings)) is not None:
                             strings += 1
                             nxt.append((decoded, child, nk))
-                        else:
+                        elif nk in _LEAF_NAMES or parent in _QUALIFIED_PARENTS:
                             _leaf(found, nk, parent, v, child)
                     elif kind is dict or kind is list or isinstance(v, dict | list):
                         if found.response is None and is_stream(v):  # a list of chunks or events
@@ -151,8 +152,8 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                         if nk in HEADER_CONTAINERS:
                             found.headers.append(_har_to_dict(v) if isinstance(v, list) else v)
                         nxt.append((v, child, nk))
-                    elif v is not None:  # numbers, booleans (decoders make no str/dict/list subclasses)
-                        _leaf(found, nk, parent, v, child)
+                    elif v is not None and (nk in _LEAF_NAMES or parent in _QUALIFIED_PARENTS):
+                        _leaf(found, nk, parent, v, child)  # numbers (decoders make no str/dict/list subclasses)
             elif isinstance(obj, list):
                 if found.response is None and is_stream(obj):
                     found.response, found.paths["response"] = obj, path
