@@ -16,11 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attribution.rules import load_rules
-from ingest.errors import ConfigError
-from ingest.formats import all_formats, get_format
-from ingest.keys import KeyHasher
 from ingest.dispatch import Chunk, FileState, LineDispatcher
-from ingest.formats import ParseContext
+from ingest.errors import ConfigError
+from ingest.formats import ParseContext, all_formats, get_format
+from ingest.keys import KeyHasher
 from ingest.pipeline import FileIngester, IngestOptions
 from ingest.sources import Line
 
