@@ -67,6 +67,8 @@ def test_litellm_standard_payload(wh_path: Path) -> None:
     assert str(naive["ts"]).startswith("2025-03-05 10:05:00.123456") and naive["cached_input_tokens"] == 1024
     failed = r["7b1e4c9a-failure"]
     assert (failed["error_type"], failed["status_code"], failed["input_tokens"]) == ("RateLimitError", 429, 0)
+    # billed as rejected: zero, reported, nothing flagged (its messages are no reason to say "no_response")
+    assert (failed["output_tokens"], failed["token_source"], failed["estimate_flags"]) == (0, "reported", None)
     emb = r["litellm-emb-0001"]
     assert (emb["endpoint"], emb["input_tokens"], emb["output_tokens"]) == ("embeddings", 7, 0)
 
@@ -100,6 +102,7 @@ def test_otel_genai_spans(wh_path: Path) -> None:
     assert est["stream"] is True and est["user"] == "stu-0007"
     err = r["otel-7d8efff798038103d269b633813fc60e-ddd19b7ec3c1b178"]
     assert (err["error_type"], err["input_tokens"]) == ("NotFoundError", 0)
+    assert (err["output_tokens"], err["token_source"], err["estimate_flags"]) == (0, "reported", None)
 
 
 def test_kong_ai_proxy(wh_path: Path) -> None:

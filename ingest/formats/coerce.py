@@ -244,7 +244,7 @@ def merge_metadata(call: Call, items: Iterable[tuple[Any, Any]], *, overwrite: b
     An empty result leaves metadata None."""
     md = call.metadata if call.metadata is not None else {}
     for k, v in items:
-        sv = as_str(v)
+        sv = (v or None) if type(v) is str else as_str(v)  # most values are strings already: no call
         if sv is None or sv in drop:
             continue
         if overwrite:

@@ -196,6 +196,7 @@ class OpenAIAppFormat(Format):
 
     def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext,
                        discovered: list[dict[str, Any]]) -> None:
+        kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
         for headers in [first_non_empty(record, [path], dotted=True) for path in self._paths["headers"]] + list(discovered):
             if isinstance(headers, list):  # HAR-style [{name, value}]
                 headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
@@ -216,7 +217,9 @@ class OpenAIAppFormat(Format):
                 if column and getattr(call, column) is None:
                     setattr(call, column, sval)
                 elif low.startswith(_KEEP_HEADER_PREFIXES):
-                    merge_metadata(call, [(low, sval)], overwrite=False)
+                    kept.append((low, sval))
+        if kept:
+            merge_metadata(call, kept, overwrite=False)
 
     def _apply_metadata(self, call: Call, record: dict[str, Any]) -> None:
         f = self.profile.fields
@@ -224,4 +227,5 @@ class OpenAIAppFormat(Format):
             obj = first_non_empty(record, [path], dotted=True)
             if isinstance(obj, dict):
                 merge_metadata(call, obj.items(), overwrite=False)
-        merge_metadata(call, [(name, get_path(record, dotted)) for name, dotted in f.metadata.items()])
+        if f.metadata:
+            merge_metadata(call, [(name, get_path(record, dotted)) for name, dotted in f.metadata.items()])
