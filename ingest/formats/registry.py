@@ -34,6 +34,8 @@ class SpecPrefix:
 
 
 class FormatRegistry:
+    """Formats by name and in detection order, plus `prefix:ARG` families; plugins load on first use."""
+
     def __init__(self, load_entry_points: bool = True) -> None:
         self._formats: list[Format] = []
         self._prefixes: dict[str, SpecPrefix] = {}
