@@ -16,7 +16,7 @@ from ..errors import RecordError
 from ..schema import Call
 from .base import Format, ParseContext
 from .calls import call_from_bodies
-from .coerce import as_float, as_int, as_str, maybe_json, merge_metadata, parse_ts, reduce_key
+from .coerce import as_float, as_int, as_str, first_non_empty, maybe_json, merge_metadata, parse_ts, reduce_key
 from .openai_bodies import endpoint_from_path, is_request
 
 _NGINX_TIME = ("time_iso8601", "time", "timestamp", "@timestamp", "msec", "time_local")
@@ -47,7 +47,7 @@ class NginxJsonFormat(Format):
         flags = []
         if body == "-" or (body is not None and request is None and body != ""):
             flags.append("request_body_not_logged")
-        raw_ts = next((record[k] for k in _NGINX_TIME if record.get(k) not in (None, "")), None)
+        raw_ts = first_non_empty(record, _NGINX_TIME)
         if raw_ts is None:
             raise RecordError("no time field ($time_iso8601 or $msec) in the access log line")
         numeric = isinstance(raw_ts, int | float) or str(raw_ts).replace(".", "").isdigit()
