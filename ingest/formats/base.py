@@ -14,7 +14,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from ..keys import KeyHasher
 from ..schema import Call
@@ -64,7 +64,7 @@ class Format:
     description: str
     detection: str
     # "json": one JSON object per line. "text": the format reads raw lines (SSE, CSV).
-    kind: ClassVar[str] = "json"
+    kind: ClassVar[Literal["json", "text"]] = "json"
     priority: int = 500
 
     def detect(self, record: Any) -> bool:
