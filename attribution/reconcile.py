@@ -22,7 +22,7 @@ from typing import Any
 import msgspec
 
 from ingest.errors import ConfigError, TokentrailError
-from ingest.formats.base import as_float, as_int, parse_ts
+from ingest.formats.coerce import as_float, as_int, parse_ts
 
 from .query import WarehouseRef, connect
 

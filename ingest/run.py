@@ -11,11 +11,11 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from .formats.openai_batch import BATCH_INPUTS
+from .formats import RunInputs, scan_run
 from .keys import KeyHasher
-from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions, IngestSummary, index_batch_inputs
+from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions, IngestSummary
 from .sources import (
     FileIdentity,
     discover,
@@ -36,11 +36,11 @@ class IngestRun:
     committed when it holds `batch_rows` calls or `batch_bytes` of input, and at `flush()`.
     """
 
-    def __init__(self, store: Store, options: IngestOptions, extras: dict[str, Any] | None = None,
+    def __init__(self, store: Store, options: IngestOptions, run_inputs: RunInputs | None = None,
                  batch_rows: int = 40_000, batch_bytes: int = 16 << 20) -> None:
         self.store = store
         self.options = options
-        self.ingester = FileIngester(store.hasher, options, extras=extras)
+        self.ingester = FileIngester(store.hasher, options, run_inputs=run_inputs)
         self.batch_rows, self.batch_bytes = batch_rows, batch_bytes
         self.pending: list[ChunkRows] = []
         self._pending_end: dict[str, int] = {}
@@ -136,11 +136,11 @@ def ingest_batches(
     t0 = time.perf_counter()
     for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
         summary.files.append(FileResult(str(path), None, note=why))
-    extras = {BATCH_INPUTS: index_batch_inputs(files)}
+    run_inputs = scan_run(files)  # what formats need from all files first (Batch API inputs to join)
     if options.jobs > 1 and len(files) > 1:
-        yield from _ingest_parallel(store, files, options, extras, summary, progress)
+        yield from _ingest_parallel(store, files, options, run_inputs, summary, progress)
     else:
-        run = IngestRun(store, options, extras)
+        run = IngestRun(store, options, run_inputs)
         run.live_files = lambda: files
         for path in files:
             res = FileResult(str(path), None)
@@ -159,7 +159,7 @@ def ingest_batches(
     summary.seconds = time.perf_counter() - t0
 
 
-def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, extras: dict[str, Any],
+def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run_inputs: RunInputs,
                      summary: IngestSummary, progress: Callable[[int], None] | None) -> Iterator[CommitResult]:
     """Workers parse; only this process commits. A worker reads a few chunks of one file from the
     offset this process resolved and returns them; this process commits them in file order and sends
@@ -169,13 +169,13 @@ def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, ex
     from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 
     worker_options = IngestOptions(**{**options.__dict__, "jobs": 1})
-    run = IngestRun(store, options, extras)
+    run = IngestRun(store, options, run_inputs)
     run.live_files = lambda: files
     ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
     results = {str(p): FileResult(str(p), None) for p in files}
     ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
     with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(store.hasher, worker_options, extras)) as pool:
+                             initargs=(store.hasher, worker_options, run_inputs)) as pool:
         running: dict[Future[tuple[list[ChunkRows], FileResult]], Path] = {}
 
         def submit(path: Path) -> None:
@@ -232,10 +232,10 @@ _WORKER: FileIngester | None = None
 WORKER_MAX_CHUNKS = 4
 
 
-def _worker_init(hasher: KeyHasher, options: IngestOptions, extras: dict[str, Any]) -> None:
+def _worker_init(hasher: KeyHasher, options: IngestOptions, run_inputs: RunInputs) -> None:
     global _WORKER
     die_with_parent()
-    _WORKER = FileIngester(hasher, options, extras=extras)
+    _WORKER = FileIngester(hasher, options, run_inputs=run_inputs)
 
 
 def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int,

@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import os
 import stat
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 FINGERPRINT_BYTES = 1024
 PREFIX_BYTES = 256  # short heads are also indexed by this much, to be found again once the file grew
@@ -158,8 +159,8 @@ def open_binary(path: Path) -> BinaryIO:
     if not is_gzip(path):
         return raw
     gz = _CheckedGzip(filename=str(path), fileobj=raw, mode="rb")
-    gz.myfileobj = raw  # type: ignore[assignment]  # closed with the GzipFile, as gzip.open does
-    return gz  # type: ignore[return-value]
+    gz.myfileobj = cast(io.FileIO, raw)  # closed with the GzipFile, as gzip.open does
+    return cast(BinaryIO, gz)
 
 
 def sample_lines(path: Path, n: int = 50, max_line: int = 1 << 20, max_scan: int = 16 << 20) -> list[bytes]:

@@ -25,6 +25,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .errors import ConfigError
+from .formats.coerce import merge_metadata
 from .schema import Call
 
 
@@ -111,10 +112,7 @@ def apply_tags(calls: Iterable[Call], tags: dict[str, str]) -> None:
     if not tags:
         return
     for call in calls:
-        md = call.metadata if call.metadata is not None else {}
-        for k, v in tags.items():
-            md.setdefault(k, v)
-        call.metadata = md
+        merge_metadata(call, tags.items(), overwrite=False)
 
 
 def format_change(remembered: str | None, now: str | None) -> str | None:

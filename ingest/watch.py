@@ -30,8 +30,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .errors import TokentrailError
-from .formats.openai_batch import BATCH_INPUTS
-from .pipeline import FileResult, IngestOptions, index_batch_inputs
+from .formats import scan_run
+from .pipeline import FileResult, IngestOptions
 from .run import IngestRun
 from .sources import discover, identify_open, is_gzip, open_binary, tail_hash_open
 from .store import ChunkRows, CommitResult, Store
@@ -142,7 +142,7 @@ class Watcher:
 
     # -- the loop ---------------------------------------------------------------------------
     def events(self) -> Iterator[CommitResult | Tick]:
-        self.run.ingester.extras[BATCH_INPUTS] = index_batch_inputs(self._discover())
+        self.run.ingester.run_inputs = scan_run(self._discover())
         yield from self._pass(force_flush=self.options.once)
         if self.options.once:
             yield from self.drain_all()
@@ -260,21 +260,22 @@ class Watcher:
 
     def _skip_existing(self, t: Tracked) -> None:
         """--read-from end: a file never seen before starts at its last complete line (an empty commit)."""
-        assert t.handle is not None
-        ident, head = identify_open(t.handle)
+        handle = t.handle
+        assert handle is not None
+        ident, head = identify_open(handle)
         if ident.fp_len == 0:
             return
-        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))  # type: ignore[arg-type]
+        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(handle, off))
         # a source committed before (any record with an end offset) resumes; `resolve` also leaves a
         # provisional record (end 0) for a new source, which must not count as "seen before"
         if resolved.offset or any(r.end_offset for r in self.store.source_index().by_id.get(resolved.source_id, ())):
             return
         size = ident.size
-        tail = os.pread(t.handle.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
+        tail = os.pread(handle.fileno(), min(size, 1 << 20), max(0, size - (1 << 20)))
         nl = tail.rfind(b"\n")
         end = max(0, size - len(tail) + nl + 1) if nl >= 0 else 0
         if end:
-            self.run.add(ChunkRows(resolved.source_id, ident, str(t.path), 0, end, tail_hash_open(t.handle, end)))
+            self.run.add(ChunkRows(resolved.source_id, ident, str(t.path), 0, end, tail_hash_open(handle, end)))
 
     def _service(self, t: Tracked, force_flush: bool) -> Generator[CommitResult, None, None]:
         if t.handle is None and t.plain:

@@ -26,9 +26,9 @@ from typing import Any
 import msgspec
 
 from .errors import RecordError
-from .formats import decode_line
-from .formats.base import as_float, as_int, as_str, parse_ts
+from .formats.coerce import as_float, as_int, as_str, decode_line, merge_metadata, parse_ts
 from .formats.discover import discover
+from .formats.openai_bodies import EstimateRequest
 from .formats.otel import RESOURCE_KEYS, attr_value, attributes
 from .keys import scrub_text
 from .schema import Call
@@ -280,9 +280,10 @@ def _gcp_duration_ms(value: Any) -> float | None:
     if not s or not s.endswith("s"):
         return None
     try:
-        return as_float(s[:-1], "latency") * 1000  # type: ignore[operator]
-    except (RecordError, TypeError):
+        seconds = as_float(s[:-1], "latency")
+    except RecordError:
         return None
+    return seconds * 1000 if seconds is not None else None
 
 
 def _context_fields(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -304,13 +305,13 @@ def apply_envelope(calls: list[Call], env: Envelope | None) -> None:
             flags = [f for f in call.estimate_flags.split(",") if f != "ts_from_file_mtime"]
             call.estimate_flags = ",".join(flags) or None
             est = call._estimate
-            if est is not None and "ts_from_file_mtime" in getattr(est, "flags", ()):
-                est.flags.remove("ts_from_file_mtime")  # type: ignore[attr-defined]
+            if isinstance(est, EstimateRequest) and "ts_from_file_mtime" in est.flags:
+                est.flags.remove("ts_from_file_mtime")
         f = env.fields
         if call.route is None and f.get("url"):
-            from .formats.openai_app import _route_of
+            from .formats.openai_app import route_of
 
-            call.route = _route_of(str(f["url"]))
+            call.route = route_of(str(f["url"]))
         for name in _FIELD_COLUMNS:
             if getattr(call, name) is None and f.get(name) is not None:
                 value = f[name]
@@ -322,10 +323,7 @@ def apply_envelope(calls: list[Call], env: Envelope | None) -> None:
                     value = as_str(value)
                 setattr(call, name, value)
         if env.metadata:
-            md = call.metadata if call.metadata is not None else {}
-            for k, v in env.metadata.items():
-                md.setdefault(k, v)
-            call.metadata = md
+            merge_metadata(call, env.metadata.items(), overwrite=False)
 
 
 def unwrap_sample(lines: list[bytes]) -> list[Any]:

@@ -101,8 +101,9 @@ def test_shallower_wins_and_implausible_times_are_not_timestamps() -> None:
 def test_middleware_layout_keys_found_for_every_call(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     """The issue's case: the key at http.headers.authorization was found 0 of 4 times."""
     log = tmp_path / "mw.log"
-    rec = lambda i: {"ts": "2025-03-10T09:00:00Z", "http": {"route": f"/r{i}", "headers": {"authorization": "Bearer " + FIXTURE_KEY}},  # noqa: E731
-                     "user": {"id": f"u{i}"}, "llm": {"request": REQ, "response": resp(i)}}
+    def rec(i: int) -> dict[str, Any]:
+        return {"ts": "2025-03-10T09:00:00Z", "http": {"route": f"/r{i}", "headers": {"authorization": "Bearer " + FIXTURE_KEY}},
+                "user": {"id": f"u{i}"}, "llm": {"request": REQ, "response": resp(i)}}
     log.write_text("".join(json.dumps(rec(i)) + "\n" for i in range(4)))
     r = cli("ingest", log, "--warehouse", tmp_path / "wh", "--json")
     per_file = json.loads(r.output)["per_file"][0]
@@ -228,9 +229,10 @@ def test_azure_sse_transcript_is_one_stream(tmp_path: Path, cli) -> None:  # typ
     """Azure's content-filter chunk (empty id) opens the stream; it must not be cut off as a stream of its own."""
     filt = {"choices": [], "created": 0, "id": "", "model": "", "object": "", "prompt_filter_results": [
         {"prompt_index": 0, "content_filter_results": {"hate": {"filtered": False, "severity": "safe"}}}]}
-    chunk = lambda text, fin: {"choices": [{"delta": {"content": text}, "finish_reason": fin, "index": 0, "logprobs": None,  # noqa: E731
-                                            "content_filter_results": {}}], "created": 1741597200, "id": "chatcmpl-AZsse",
-                               "model": "gpt-4o-2024-08-06", "object": "chat.completion.chunk"}
+    def chunk(text: str, fin: str | None) -> dict[str, Any]:
+        return {"choices": [{"delta": {"content": text}, "finish_reason": fin, "index": 0, "logprobs": None,
+                             "content_filter_results": {}}], "created": 1741597200, "id": "chatcmpl-AZsse",
+                "model": "gpt-4o-2024-08-06", "object": "chat.completion.chunk"}
     log = tmp_path / "azure.sse"
     log.write_text("".join(f"data: {json.dumps(e)}\n\n" for e in [filt, chunk("Hi", None), chunk("", "stop")]) + "data: [DONE]\n\n")
     r = cli("ingest", log, "--warehouse", tmp_path / "wh", "--json")

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from conftest import FIXTURE_KEY, FIXTURES, ingest_files, tt_sql
 
-from ingest.formats import detect_lines
-from ingest.sources import discover, open_binary
+from ingest.formats import REGISTRY, all_formats, detect_lines
+from ingest.sources import open_binary
 
 
 def ingest(wh_path: Path, *paths: Path, fmt: str | None = None) -> Any:
@@ -67,6 +67,8 @@ def test_litellm_standard_payload(wh_path: Path) -> None:
     assert str(naive["ts"]).startswith("2025-03-05 10:05:00.123456") and naive["cached_input_tokens"] == 1024
     failed = r["7b1e4c9a-failure"]
     assert (failed["error_type"], failed["status_code"], failed["input_tokens"]) == ("RateLimitError", 429, 0)
+    # billed as rejected: zero, reported, nothing flagged (its messages are no reason to say "no_response")
+    assert (failed["output_tokens"], failed["token_source"], failed["estimate_flags"]) == (0, "reported", None)
     emb = r["litellm-emb-0001"]
     assert (emb["endpoint"], emb["input_tokens"], emb["output_tokens"]) == ("embeddings", 7, 0)
 
@@ -100,6 +102,7 @@ def test_otel_genai_spans(wh_path: Path) -> None:
     assert est["stream"] is True and est["user"] == "stu-0007"
     err = r["otel-7d8efff798038103d269b633813fc60e-ddd19b7ec3c1b178"]
     assert (err["error_type"], err["input_tokens"]) == ("NotFoundError", 0)
+    assert (err["output_tokens"], err["token_source"], err["estimate_flags"]) == (0, "reported", None)
 
 
 def test_kong_ai_proxy(wh_path: Path) -> None:
@@ -219,6 +222,8 @@ def test_mapping_profile_and_formats_test_command(tmp_path: Path, wh_path: Path,
 
 def test_formats_list_names_every_registered_format(cli) -> None:  # type: ignore[no-untyped-def]
     out = cli("formats", "list").output
-    for name in ("openai", "openai-batch", "litellm", "litellm-spend-csv", "otel", "kong", "nginx", "sse", "profile:FILE"):
-        assert name in out
-    assert all(f.exists() for f in discover([FIXTURES]))
+    first_cells = {line.split("│")[1].strip() for line in out.splitlines() if line.count("│") >= 3}
+    expected = {f.name for f in all_formats()} | {f"{p.prefix}:FILE" for p in REGISTRY.prefixes()}
+    assert expected >= {"openai", "openai-batch", "litellm", "litellm-spend-csv", "otel", "kong", "nginx", "sse",
+                        "profile:FILE"}
+    assert expected <= first_cells  # each name is a row of its own, not a substring of another (openai-batch)

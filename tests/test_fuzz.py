@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from attribution.rules import load_rules
+from ingest.dispatch import Chunk, FileState, LineDispatcher
 from ingest.errors import ConfigError
-from ingest.formats import all_formats, get_format
+from ingest.formats import ParseContext, all_formats, get_format
 from ingest.keys import KeyHasher
-from ingest.pipeline import FileIngester, IngestOptions, _Chunk
+from ingest.pipeline import FileIngester, IngestOptions
 from ingest.sources import Line
 
 FIXTURE_LINES = [line for p in sorted(FIXTURES.rglob("*")) if p.is_file() and p.suffix in (".jsonl", ".sse", ".csv")
@@ -37,22 +38,20 @@ def ingester(tmp_path_factory: pytest.TempPathFactory) -> FileIngester:
     return FileIngester(KeyHasher(b"fuzz-secret" * 3), IngestOptions(max_line=1 << 20))
 
 
-def account(ingester: FileIngester, lines: list[bytes], fmt_name: str | None = None) -> _Chunk:
+def account(ingester: FileIngester, lines: list[bytes], fmt_name: str | None = None) -> Chunk:
     """Feed lines through the real per-line path (detection, parsing, quarantine) without writing."""
-    from ingest.formats import ParseContext
-
     fmt = get_format(fmt_name) if fmt_name else None
-    ingester._forced = fmt  # noqa: SLF001 - the property is about the ingester's own line handling
-    ctx = ParseContext("fuzz.log", "f" * 64, ingester.hasher, extras={})
-    chunk = _Chunk(0)
+    ctx = ParseContext("fuzz.log", "f" * 64, ingester.hasher)
+    dispatch = LineDispatcher(FileState(ctx, fmt, forced=fmt is not None, max_line=ingester.options.max_line))
+    chunk = Chunk(0)
     offset = 0
     for data in lines:
-        ingester._handle_line(Line(offset, len(data) + 1, data), fmt, ctx, chunk)
+        dispatch.handle_line(Line(offset, len(data) + 1, data), chunk)
         offset += len(data) + 1
     return chunk
 
 
-def assert_accounted(chunk: _Chunk, n_lines: int) -> None:
+def assert_accounted(chunk: Chunk, n_lines: int) -> None:
     assert chunk.lines == n_lines
     assert chunk.call_lines + len(chunk.bad) + chunk.skipped == n_lines, (chunk.call_lines, len(chunk.bad), chunk.skipped)
 

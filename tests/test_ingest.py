@@ -6,20 +6,23 @@ import gzip
 import json
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FIXTURE_KEY, REPO, ingest_files, tt_sql
 
 from ingest.keys import display_id, scrub_bytes, scrub_text
+from ingest.pipeline import IngestSummary
 from ingest.tokens import count_request_input
 
 
-def ingest(wh_path: Path, *paths: Path, **opts: object):  # type: ignore[no-untyped-def]
-    return ingest_files(wh_path, *paths, **opts)
+def ingest(wh_path: Path, *paths: Path, **opts: Any) -> IngestSummary:
+    summary: IngestSummary = ingest_files(wh_path, *paths, **opts)
+    return summary
 
 
 def count_calls(wh_path: Path) -> int:
-    return tt_sql(wh_path, "SELECT count(*) FROM calls_all").fetchall()[0][0]
+    return int(tt_sql(wh_path, "SELECT count(*) FROM calls_all").fetchall()[0][0])
 
 
 def app_line(i: int, ts: str = "2025-03-03T10:00:00Z", **extra: object) -> str:
@@ -131,7 +134,7 @@ def test_sql_counts_match_an_independent_count_of_the_input(wh_path: Path, cli) 
     expected_input: Counter[str] = Counter()
     for path in sorted((logs / "app").iterdir()):
         opener = gzip.open if path.suffix == ".gz" else open
-        with opener(path, "rt", errors="replace") as fh:  # type: ignore[operator]
+        with opener(path, "rt", errors="replace") as fh:
             for raw in fh:
                 try:
                     rec = json.loads(raw)

@@ -1,8 +1,9 @@
 """Build one Call from an OpenAI request and/or response as any format found them.
 
-The billing rules live here, once: a rejected call (4xx/5xx or an error body) keeps its row
-with `error_type` and zero tokens, never estimated; a call with usage is `reported`; a call
-without usage (or with part of it) is handed to `ingest.tokens` for estimation.
+The billing rules live here, once: a rejected call (4xx/5xx, an error body, or an error the
+format read from the log and passed in as `error_type`) keeps its row with `error_type` and
+zero tokens, never estimated; a call with usage is `reported`; a call without usage (or with
+part of it) is handed to `ingest.tokens` for estimation.
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ from typing import Any
 
 from ..errors import RecordError
 from ..schema import Call
-from .base import ParseContext, clean_model, parse_ts
+from .base import ParseContext
+from .coerce import clean_model, parse_ts
 from .openai_bodies import (
     EstimateRequest,
     Usage,
@@ -21,10 +23,10 @@ from .openai_bodies import (
     fill_from_response,
     is_pending_response,
     is_stream,
-    parse_sse,
     response_output_texts,
     response_tool_calls,
 )
+from .sse_decode import parse_sse
 
 
 def _set_ts(call: Call, ts: int | None, created: Any, ctx: ParseContext, flags: list[str]) -> None:
@@ -48,8 +50,13 @@ def call_from_bodies(
     endpoint: str | None = None,
     usage: Usage | None = None,
     index: int = 0,
+    error_type: str | None = None,
 ) -> Call:
-    """`usage` given by the caller (a proxy's own counts) wins over the response body's."""
+    """`usage` given by the caller (a proxy's own counts) wins over the response body's.
+
+    `error_type`: the log itself says the call failed (a proxy's failure status, a span's error
+    status). It wins over what the bodies say, and the call is billed as rejected; such a call
+    carries no estimate flags (nothing about it was estimated or guessed from its bodies)."""
     call = ctx.new_call(None, 0, fmt, index)
     call.endpoint = endpoint
     call.status_code = status_code
@@ -99,6 +106,9 @@ def call_from_bodies(
     _set_ts(call, ts, created, ctx, flags)
     if call.model is None:
         call.model = call.model_requested
+    if error_type is not None:
+        call.error_type = error_type
+        flags.clear()
 
     if (status_code is not None and status_code >= 400) or call.error_type:
         # The API rejected it: billed nothing, never estimated.

@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import RecordError
 from ..keys import looks_like_key, strip_scheme
-from .base import embedded_json, parse_ts
+from .coerce import embedded_json, parse_ts
 from .openai_bodies import is_response, is_stream
 
 MAX_DEPTH = 10  # levels of objects, lists and JSON strings below the line

@@ -14,14 +14,18 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from ..errors import RecordError
 from ..schema import Call
-from .base import Format, ParseContext, as_float, as_int, as_str, clean_model, parse_ts
+from ..sources import open_binary
+from .base import FileParser, Format, ParseContext
 from .calls import call_from_bodies
+from .coerce import as_float, as_int, as_str, as_token_count, clean_model, merge_metadata, parse_ts
 from .openai_bodies import Usage, usage_from_dict
 
 CALL_TYPES = {
@@ -48,6 +52,7 @@ def _ts(value: Any, name: str) -> int | None:
 
 class LiteLLMFormat(Format):
     name = "litellm"
+    priority = 20
     description = "LiteLLM proxy: StandardLoggingPayload (JSON/file loggers, callbacks) and spend-log rows (JSON lines)"
     detection = "a JSON object with call_type and startTime, plus response_cost (payload) or spend (spend-log row)"
 
@@ -83,14 +88,8 @@ def litellm_call(r: dict[str, Any], ctx: ParseContext, fmt: str) -> Call:
         ctx, fmt, request=request, response=response if not failed else None,
         ts=_ts(r.get("startTime"), "startTime"), endpoint=endpoint,
         status_code=status if failed else None, usage=usage,
+        error_type=(as_str(err.get("error_class")) or as_str(err.get("error_code")) or "failure") if failed else None,
     )
-    if failed:
-        call.error_type = as_str(err.get("error_class")) or as_str(err.get("error_code")) or "failure"
-        call.status_code = status
-        call.input_tokens = call.output_tokens = call.total_tokens = 0
-        call.token_source = "reported"
-        call._estimate = None
-        call.estimate_flags = None
     call.call_id = as_str(r.get("request_id")) or (response or {}).get("id") or as_str(r.get("id")) or call.call_id
     call.model = clean_model((response or {}).get("model")) or model
     call.model_requested = as_str(r.get("model_group")) or model
@@ -108,36 +107,25 @@ def litellm_call(r: dict[str, Any], ctx: ParseContext, fmt: str) -> Call:
         call.api_key_id = "litellm:…" + key_hash[-4:]
     call.org_id = as_str(r.get("organization_id")) or as_str(meta.get("user_api_key_org_id"))
     call.stream = call.stream if call.stream is not None else (r.get("stream") if isinstance(r.get("stream"), bool) else None)
-    md = call.metadata if call.metadata is not None else {}
-    for src, dst in (("user_api_key_team_id", "team_id"), ("user_api_key_team_alias", "team_alias"),
-                     ("user_api_key_user_id", "litellm_user_id"), ("user_api_key_user_email", "user_email"),
-                     ("user_api_key_request_route", "litellm_route")):
-        v = as_str(meta.get(src))
-        if v:
-            md[dst] = v
-    if as_str(r.get("team_id")):
-        md["team_id"] = str(r["team_id"])
+    merge_metadata(call, [(dst, meta.get(src)) for src, dst in (
+        ("user_api_key_team_id", "team_id"), ("user_api_key_team_alias", "team_alias"),
+        ("user_api_key_user_id", "litellm_user_id"), ("user_api_key_user_email", "user_email"),
+        ("user_api_key_request_route", "litellm_route"))] + [("team_id", r.get("team_id"))])
     tags = _json_field(r.get("request_tags"))
     if isinstance(tags, list) and tags:
-        md["request_tags"] = ",".join(str(t) for t in tags)
-        for t in tags:
-            if isinstance(t, str) and ":" in t:
-                k, v = t.split(":", 1)
-                md.setdefault(f"tag.{k}", v)
-    for k, v in (meta.get("spend_logs_metadata") or {}).items() if isinstance(meta.get("spend_logs_metadata"), dict) else ():
-        sv = as_str(v)
-        if sv is not None:
-            md[f"spend_logs_metadata.{k}"] = sv
+        merge_metadata(call, [("request_tags", ",".join(str(t) for t in tags))])
+        merge_metadata(call, [(f"tag.{t.partition(':')[0]}", t.partition(":")[2]) for t in tags
+                              if isinstance(t, str) and ":" in t], overwrite=False)
+    spend_md = meta.get("spend_logs_metadata")
+    if isinstance(spend_md, dict):
+        merge_metadata(call, [(f"spend_logs_metadata.{k}", v) for k, v in spend_md.items()])
     cost = as_float(r.get("spend") if spend_row else r.get("response_cost"), "cost")
-    if cost is not None:
-        md["litellm_cost_usd"] = repr(cost)
-    if as_str(r.get("custom_llm_provider")):
-        md["provider"] = str(r["custom_llm_provider"])
-    headers = ((r.get("hidden_params") or {}).get("additional_headers") or {}) if isinstance(r.get("hidden_params"), dict) else {}
-    for k, v in headers.items() if isinstance(headers, dict) else ():
-        if k.startswith("x_ratelimit") and as_str(v):
-            md[k.replace("_", "-")] = str(v)
-    call.metadata = md or None
+    hidden = r.get("hidden_params")
+    headers = (hidden.get("additional_headers") or {}) if isinstance(hidden, dict) else {}
+    merge_metadata(call, [("litellm_cost_usd", repr(cost) if cost is not None else None),
+                          ("provider", r.get("custom_llm_provider"))]
+                   + [(k.replace("_", "-"), v) for k, v in (headers.items() if isinstance(headers, dict) else ())
+                      if k.startswith("x_ratelimit")])
     return call
 
 
@@ -147,8 +135,6 @@ def _usage(r: dict[str, Any], meta: dict[str, Any], response: dict[str, Any] | N
     completion = r.get("completion_tokens")
     if prompt in (None, "") and completion in (None, ""):
         return detailed
-    from .base import as_token_count
-
     u = Usage(input=as_token_count(prompt, "prompt_tokens"), output=as_token_count(completion, "completion_tokens"),
               total=as_token_count(r.get("total_tokens"), "total_tokens"))
     if detailed is not None:
@@ -160,37 +146,54 @@ def _usage(r: dict[str, Any], meta: dict[str, Any], response: dict[str, Any] | N
     return u
 
 
+@dataclass(slots=True)
+class CsvHeader:
+    """The column names of the file's header row (None until it is read)."""
+
+    columns: list[str] | None = None
+
+
 class LiteLLMSpendCsvFormat(Format):
     """LiteLLM_SpendLogs exported as CSV (header row first)."""
 
     name = "litellm-spend-csv"
     kind = "text"
+    priority = 70
     description = "LiteLLM spend-log rows exported as CSV"
     detection = "a CSV header line with request_id, call_type, spend and startTime"
-    _HEADER = "csv_header"
 
-    def detect(self, line: Any) -> bool:
-        if not isinstance(line, bytes | str):
+    def detect(self, record: Any) -> bool:
+        if not isinstance(record, bytes | str):
             return False
-        text = line.decode(errors="replace") if isinstance(line, bytes) else line
+        text = record.decode(errors="replace") if isinstance(record, bytes) else record
         cols = {c.strip().strip('"') for c in text.split(",")}
         return {"request_id", "call_type", "spend", "startTime"} <= cols
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
+        return self.open_file(ctx).parse(record)
+
+    def open_file(self, ctx: ParseContext, run_inputs: object | None = None) -> SpendCsvParser:
+        return SpendCsvParser(self, ctx)
+
+
+class SpendCsvParser(FileParser):
+    def __init__(self, fmt: Format, ctx: ParseContext) -> None:
+        super().__init__(fmt, ctx)
+        self.state = CsvHeader()
+
+    def prepare(self, path: Path) -> None:
+        with open_binary(path) as fh:
+            first = fh.readline(1 << 20)  # a header line; never a whole overlong line
+        if self.format.detect(first):
+            self.state.columns = next(csv.reader(io.StringIO(first.decode("utf-8", "replace"))))
+
+    def parse(self, record: Any) -> list[Call]:
         text = record.decode("utf-8", "replace") if isinstance(record, bytes) else str(record)
         row = next(csv.reader(io.StringIO(text)))
-        header = ctx.extras.get(self._HEADER)
-        if header is None or self.detect(text):
-            ctx.extras[self._HEADER] = row
+        header = self.state.columns
+        if header is None or self.format.detect(text):
+            self.state.columns = row
             return []
         if len(row) != len(header):
             raise RecordError(f"CSV row has {len(row)} fields, the header has {len(header)}")
-        return [litellm_call(dict(zip(header, row, strict=True)), ctx, self.name)]
-
-    def prepare_file(self, path: Any, ctx: ParseContext) -> None:
-        from ..sources import open_binary
-
-        with open_binary(path) as fh:
-            first = fh.readline(1 << 20)  # a header line; never a whole overlong line
-        if self.detect(first):
-            ctx.extras[self._HEADER] = next(csv.reader(io.StringIO(first.decode("utf-8", "replace"))))
+        return [litellm_call(dict(zip(header, row, strict=True)), self.ctx, self.format.name)]

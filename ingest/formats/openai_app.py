@@ -13,18 +13,19 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..schema import Call
-from .base import (
-    Format,
-    ParseContext,
+from .base import Format, ParseContext
+from .calls import call_from_bodies
+from .coerce import (
     as_float,
     as_int,
     as_str,
     embedded_json,
+    first_non_empty,
     get_path,
+    merge_metadata,
     parse_ts,
     reduce_key,
 )
-from .calls import call_from_bodies
 from .discover import Found, discover, is_request_like
 from .openai_bodies import endpoint_from_path, is_response, is_stream
 from .profile import DEFAULT_PROFILE, Profile
@@ -38,17 +39,6 @@ _HEADER_COLUMNS = {
 _SECRET_HEADERS = {"authorization", "api-key", "x-api-key", "cookie", "set-cookie", "proxy-authorization"}
 
 
-def _first(record: dict[str, Any], paths: list[str]) -> Any:
-    """First non-empty value among the paths; a plain key is one dict lookup (the hot path)."""
-    for path in paths:
-        v = record.get(path)
-        if v is None and "." in path:
-            v = get_path(record, path)
-        if v is not None and v != "":
-            return v
-    return None
-
-
 _NOTHING = Found()
 _DEPLOYMENT = re.compile(r"/deployments/([^/?#]+)/")
 
@@ -59,7 +49,7 @@ def azure_deployment(url: str | None) -> str | None:
     return m.group(1) if m else None
 
 
-def _route_of(url: str | None) -> str | None:
+def route_of(url: str | None) -> str | None:
     """The path of an app URL (`/essays/grade?x=1` -> `/essays/grade`); an OpenAI API URL is no app route."""
     if not url or endpoint_from_path(url):
         return None
@@ -81,6 +71,7 @@ def _first_ip(value: str | None) -> str | None:
 
 class OpenAIAppFormat(Format):
     name = "openai"
+    priority = 1000  # the generic shape (bodies found anywhere): tried after every specific format
     description = ("Application JSON logs embedding OpenAI request/response bodies "
                    "(chat, responses, embeddings, completions, streams)")
     detection = ("a JSON object holding, at any depth (also inside JSON strings and lists), a request body "
@@ -94,7 +85,7 @@ class OpenAIAppFormat(Format):
             "timestamp", "api_key", "key_alias", "user", "route", "client_ip", "status_code", "latency_ms", "org_id",
             "project_id", "request_id", "url", "request", "response", "headers", "metadata_objects")}
         if profile is not DEFAULT_PROFILE:
-            self.name = f"profile:{profile.name}"  # type: ignore[misc]
+            self.name = f"profile:{profile.name}"
         self._last: tuple[Any, Found] | None = None
 
     def detect(self, record: Any) -> bool:
@@ -115,7 +106,7 @@ class OpenAIAppFormat(Format):
         v = get_path(record, f.field)
         if f.one_of is not None:
             return v in f.one_of
-        return v == f.equals
+        return bool(v == f.equals)
 
     def _discover(self, record: dict[str, Any]) -> Found:
         """One walk per record, shared by detect() and parse() of the same record."""
@@ -125,9 +116,9 @@ class OpenAIAppFormat(Format):
         self._last = (record, found)
         return found
 
-    def _bodies(self, record: dict[str, Any]) -> tuple[dict | None, Any]:
-        req = _first(record, self._paths["request"])
-        resp = _first(record, self._paths["response"])
+    def _bodies(self, record: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        req = first_non_empty(record, self._paths["request"], dotted=True)
+        resp = first_non_empty(record, self._paths["response"], dotted=True)
         if isinstance(req, str):
             req = embedded_json(req)  # a body logged as a JSON string
         if isinstance(resp, str) and not is_stream(resp):
@@ -160,12 +151,12 @@ class OpenAIAppFormat(Format):
             return lazy[0]
 
         def pick(name: str) -> Any:
-            v = _first(record, p[name])
+            v = first_non_empty(record, p[name], dotted=True)
             if isinstance(v, dict | list):  # e.g. ECS/slog `user: {id: …}`: not the value itself
                 v = None
             return v if v is not None else found_().values.get(name)
 
-        raw_ts = _first(record, p["timestamp"])
+        raw_ts = first_non_empty(record, p["timestamp"], dotted=True)
         ts = parse_ts(raw_ts, "timestamp", unit=f.timestamp_unit) if raw_ts is not None else None
         if ts is None and "timestamp" in found_().values:
             ts = parse_ts(found_().values["timestamp"], "timestamp")
@@ -173,7 +164,7 @@ class OpenAIAppFormat(Format):
         if status is not None and not 100 <= status <= 599:
             status = None  # e.g. a `status: 1` that is not an HTTP status
         url = as_str(pick("url"))
-        route = as_str(pick("route")) or _route_of(url)
+        route = as_str(pick("route")) or route_of(url)
         endpoint = endpoint_from_path(url) or endpoint_from_path(route)
         call = call_from_bodies(
             ctx, self.name, request=request, response=response, ts=ts, status_code=status, endpoint=endpoint
@@ -182,20 +173,18 @@ class OpenAIAppFormat(Format):
         if deployment:
             call.model_requested = call.model_requested or deployment
             call.model = call.model or deployment
-            md = call.metadata if call.metadata is not None else {}
-            md["azure_deployment"] = deployment
-            call.metadata = md
+            merge_metadata(call, [("azure_deployment", deployment)])
         call.route = route
         call.client_ip = _first_ip(as_str(pick("client_ip")))
-        call.latency_ms = as_float(_first(record, p["latency_ms"]), "latency_ms")
-        call.key_alias = as_str(_first(record, p["key_alias"]))
-        call.org_id = as_str(_first(record, p["org_id"]))
-        call.project_id = as_str(_first(record, p["project_id"]))
+        call.latency_ms = as_float(first_non_empty(record, p["latency_ms"], dotted=True), "latency_ms")
+        call.key_alias = as_str(first_non_empty(record, p["key_alias"], dotted=True))
+        call.org_id = as_str(first_non_empty(record, p["org_id"], dotted=True))
+        call.project_id = as_str(first_non_empty(record, p["project_id"], dotted=True))
         call.request_id = as_str(pick("request_id"))
         if call.user is None:
             user = pick("user")
             call.user = as_str(user) if not isinstance(user, dict) else None
-        reduce_key(call, _first(record, p["api_key"]), ctx.hasher)
+        reduce_key(call, first_non_empty(record, p["api_key"], dotted=True), ctx.hasher)
         self._apply_headers(call, record, ctx)
         if call.api_key_fp is None or lazy:
             found = found_()
@@ -207,11 +196,13 @@ class OpenAIAppFormat(Format):
 
     def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext,
                        discovered: list[dict[str, Any]] | None = None) -> None:
-        """The known header objects; or, with `discovered`, the ones found at depth that are not those."""
-        known = [_first(record, [path]) for path in self._paths["headers"]]
-        if discovered is not None:  # the known ones were applied already: applying them again changes nothing
+        """The known header objects; or, with `discovered`, the ones found at depth that are not those
+        (the known ones were applied already: applying one twice would file its columns as metadata)."""
+        known = [first_non_empty(record, [path], dotted=True) for path in self._paths["headers"]]
+        if discovered is not None:
             known_ids = {id(h) for h in known}
             known = [h for h in discovered if id(h) not in known_ids]
+        kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
         for headers in known:
             if isinstance(headers, list):  # HAR-style [{name, value}]
                 headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
@@ -232,22 +223,15 @@ class OpenAIAppFormat(Format):
                 if column and getattr(call, column) is None:
                     setattr(call, column, sval)
                 elif low.startswith(_KEEP_HEADER_PREFIXES):
-                    md = call.metadata if call.metadata is not None else {}
-                    md.setdefault(low, sval)
-                    call.metadata = md
+                    kept.append((low, sval))
+        if kept:
+            merge_metadata(call, kept, overwrite=False)
 
     def _apply_metadata(self, call: Call, record: dict[str, Any]) -> None:
         f = self.profile.fields
-        md = call.metadata if call.metadata is not None else {}
         for path in self._paths["metadata_objects"]:
-            obj = _first(record, [path])
+            obj = first_non_empty(record, [path], dotted=True)
             if isinstance(obj, dict):
-                for k, v in obj.items():
-                    sv = as_str(v)
-                    if sv is not None:
-                        md.setdefault(str(k), sv)
-        for name, dotted in f.metadata.items():
-            sv = as_str(get_path(record, dotted))
-            if sv is not None:
-                md[name] = sv
-        call.metadata = md or None
+                merge_metadata(call, obj.items(), overwrite=False)
+        if f.metadata:
+            merge_metadata(call, [(name, get_path(record, dotted)) for name, dotted in f.metadata.items()])

@@ -14,11 +14,9 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from ..errors import RecordError
 from ..schema import Call
-from .base import as_bool, as_int, as_str, as_token_count, clean_model
+from .coerce import as_bool, as_int, as_str, as_token_count, clean_model, merge_metadata
 
 RESPONSE_OBJECTS = {
     "chat.completion": "chat.completions",
@@ -206,12 +204,7 @@ def fill_from_request(call: Call, req: dict[str, Any], store_system_prompt: bool
         call.service_tier = tier
     meta = req.get("metadata")
     if isinstance(meta, dict) and meta:
-        md = call.metadata if call.metadata is not None else {}
-        for k, v in meta.items():
-            sv = as_str(v)
-            if sv is not None:
-                md.setdefault(str(k), sv)
-        call.metadata = md
+        merge_metadata(call, meta.items(), overwrite=False)
     sp = system_prompt(req)
     if sp:
         call.system_prompt_fp = hashlib.sha256(sp.encode()).hexdigest()[:16]
@@ -261,25 +254,6 @@ class StreamSummary:
     finished: bool = False
     error_type: str | None = None
     texts: list[str] = field(default_factory=list)
-
-
-def parse_sse(text: str) -> list[dict[str, Any]]:
-    """`data: {...}` lines of an SSE transcript -> event objects (`[DONE]` ends it)."""
-    events: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        line = line.strip()
-        if not line.startswith("data:"):
-            continue
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            break
-        try:
-            obj = msgspec.json.decode(payload)
-        except (msgspec.DecodeError, RecursionError):
-            raise RecordError(f"SSE data line is not JSON: {payload[:60]!r}") from None
-        if isinstance(obj, dict):
-            events.append(obj)
-    return events
 
 
 def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:

@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 
 from ..schema import Call
-from .base import Format, ParseContext, as_bool, as_int, as_str, as_token_count, clean_model, parse_ts
+from .base import Format, ParseContext
 from .calls import call_from_bodies
+from .coerce import as_bool, as_int, as_str, as_token_count, clean_model, first_non_empty, merge_metadata, parse_ts
 from .openai_bodies import Usage
 
 OPERATIONS = {
@@ -62,13 +63,6 @@ def attributes(items: Any) -> dict[str, Any]:
     return {kv["key"]: attr_value(kv.get("value")) for kv in items if isinstance(kv, dict) and "key" in kv}
 
 
-def _first(a: dict[str, Any], *names: str) -> Any:
-    for n in names:
-        if a.get(n) not in (None, ""):
-            return a[n]
-    return None
-
-
 def _indexed(a: dict[str, Any], prefix: str) -> list[dict[str, Any]]:
     """OpenLLMetry's flattened messages: gen_ai.prompt.0.role, gen_ai.prompt.0.content, …"""
     items: dict[int, dict[str, Any]] = {}
@@ -102,6 +96,7 @@ def _json_messages(value: Any) -> list[dict[str, Any]] | None:
 
 class OtelGenAIFormat(Format):
     name = "otel"
+    priority = 10
     description = "OpenTelemetry GenAI spans from the Collector file exporter (OTLP JSON)"
     detection = "a JSON object with resourceSpans"
 
@@ -129,11 +124,11 @@ class OtelGenAIFormat(Format):
 
     def _span(self, span: dict[str, Any], res: dict[str, Any], ctx: ParseContext, index: int) -> Call | None:
         a = attributes(span.get("attributes"))
-        op = _first(a, "gen_ai.operation.name", "llm.request.type")
-        provider = _first(a, "gen_ai.provider.name", "gen_ai.system")
+        op = first_non_empty(a, ("gen_ai.operation.name", "llm.request.type"))
+        provider = first_non_empty(a, ("gen_ai.provider.name", "gen_ai.system"))
         if op is None and provider is None and not any(k.startswith("gen_ai.usage") for k in a):
             return None  # not a GenAI call
-        request_model = clean_model(_first(a, "gen_ai.request.model"))
+        request_model = clean_model(first_non_empty(a, ("gen_ai.request.model",)))
         messages = _json_messages(a.get("gen_ai.input.messages")) or _indexed(a, "gen_ai.prompt.")
         for ev in span.get("events") or []:  # OpenLIT: events carrying the prompt / completion
             ea = attributes((ev or {}).get("attributes"))
@@ -147,7 +142,7 @@ class OtelGenAIFormat(Format):
         if messages:
             request = {"model": request_model, "messages": messages} if endpoint != "embeddings" else \
                 {"model": request_model, "input": [m.get("content") for m in messages]}
-        usage = Usage(**{field: as_token_count(_first(a, *names), names[0]) for field, names in USAGE_ATTRIBUTES.items()})
+        usage = Usage(**{field: as_token_count(first_non_empty(a, names), names[0]) for field, names in USAGE_ATTRIBUTES.items()})
         if endpoint == "embeddings" and usage.input is not None and usage.output is None:
             usage.output = 0
         has_usage = usage.input is not None or usage.output is not None
@@ -159,12 +154,9 @@ class OtelGenAIFormat(Format):
         response = None
         if outputs and not has_usage:
             response = {"object": "chat.completion", "choices": [{"message": {"content": o.get("content")}} for o in outputs]}
+        error = (as_str(a.get("error.type")) or as_str(status.get("message")) or "error") if failed else None
         call = call_from_bodies(ctx, self.name, request=request, response=response, ts=start, endpoint=endpoint,
-                                usage=usage if has_usage else None, index=index)
-        if failed:
-            call.error_type = as_str(a.get("error.type")) or as_str(status.get("message")) or "error"
-            call.input_tokens = call.output_tokens = call.total_tokens = 0
-            call.token_source, call._estimate, call.estimate_flags = "reported", None, None
+                                usage=usage if has_usage else None, index=index, error_type=error)
         rid = as_str(a.get("gen_ai.response.id"))
         if rid:
             call.call_id = rid
@@ -172,25 +164,19 @@ class OtelGenAIFormat(Format):
             call.call_id = f"otel-{span.get('traceId', '')}-{span['spanId']}"
         call.model = clean_model(a.get("gen_ai.response.model")) or request_model
         call.model_requested = request_model
-        call.service_tier = as_str(_first(a, "openai.response.service_tier", "gen_ai.openai.response.service_tier",
-                                          "openai.request.service_tier", "gen_ai.openai.request.service_tier"))
-        call.user = as_str(_first(a, "gen_ai.user", "llm.user", "gen_ai.request.user", "user.id", "enduser.id")) or call.user
-        stream = as_bool(_first(a, "gen_ai.is_streaming", "llm.is_streaming", "gen_ai.request.stream"))
+        call.service_tier = as_str(first_non_empty(a, (
+            "openai.response.service_tier", "gen_ai.openai.response.service_tier",
+            "openai.request.service_tier", "gen_ai.openai.request.service_tier")))
+        user = first_non_empty(a, ("gen_ai.user", "llm.user", "gen_ai.request.user", "user.id", "enduser.id"))
+        call.user = as_str(user) or call.user
+        stream = as_bool(first_non_empty(a, ("gen_ai.is_streaming", "llm.is_streaming", "gen_ai.request.stream")))
         if stream is not None:
             call.stream = stream
         call.latency_ms = (end - start) / 1000 if end and start and end >= start else None
-        call.route = as_str(_first(a, "http.route", "url.path"))
-        call.client_ip = as_str(_first(a, "client.address", "net.peer.ip"))
-        md = call.metadata if call.metadata is not None else {}
-        for k in RESOURCE_KEYS:
-            if as_str(res.get(k)):
-                md[k] = str(res[k])
-        if provider:
-            md["gen_ai.provider"] = str(provider)
-        md["span.name"] = str(span.get("name", ""))
-        if span.get("traceId"):
-            md["trace_id"] = str(span["traceId"])
-        if isinstance(a.get("gen_ai.usage.cost"), int | float):
-            md["otel_cost_usd"] = repr(float(a["gen_ai.usage.cost"]))
-        call.metadata = md
+        call.route = as_str(first_non_empty(a, ("http.route", "url.path")))
+        call.client_ip = as_str(first_non_empty(a, ("client.address", "net.peer.ip")))
+        cost = a.get("gen_ai.usage.cost")
+        merge_metadata(call, [(k, res.get(k)) for k in RESOURCE_KEYS] + [
+            ("gen_ai.provider", provider), ("span.name", str(span.get("name", ""))), ("trace_id", span.get("traceId")),
+            ("otel_cost_usd", repr(float(cost)) if isinstance(cost, int | float) else None)])
         return call

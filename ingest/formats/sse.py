@@ -9,65 +9,81 @@ Responses streaming events); openai-python `chat_completion_chunk.py`, `response
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
-
-import msgspec
 
 from ..errors import RecordError
 from ..schema import Call
-from .base import Format, ParseContext
+from .base import FileParser, Format, ParseContext
 from .calls import call_from_bodies
+from .sse_decode import DONE, sse_data
 
-_STATE = "sse_events"
 _END_TYPES = ("response.completed", "response.incomplete", "response.failed")
+
+
+@dataclass(slots=True)
+class OpenStream:
+    """The events of the stream being read (empty between streams)."""
+
+    events: list[dict[str, Any]] = field(default_factory=list)
 
 
 class SseTranscriptFormat(Format):
     name = "sse"
     kind = "text"
+    priority = 60
     description = "Raw SSE transcripts of streamed Chat Completions or Responses calls"
     detection = "lines starting with `data: {` / `event: response.` / `data: [DONE]`"
 
-    def detect(self, line: Any) -> bool:
-        if isinstance(line, str):
-            line = line.encode()
-        return isinstance(line, bytes) and line.lstrip().startswith((b"data: {", b"data:{", b"event: response.", b"data: [DONE]"))
-
-    def at_record_boundary(self, ctx: ParseContext) -> bool:
-        return not ctx.extras.get(_STATE)
+    def detect(self, record: Any) -> bool:
+        line = record.encode() if isinstance(record, str) else record
+        return isinstance(line, bytes) and line.lstrip().startswith((b"data: {", b"data:{", b"event: response.",
+                                                                     b"data: [DONE]"))
 
     def parse(self, record: Any, ctx: ParseContext) -> list[Call]:
-        line = record.decode("utf-8", "replace").strip() if isinstance(record, bytes) else str(record).strip()
-        events: list[dict[str, Any]] = ctx.extras.setdefault(_STATE, [])
-        if not line.startswith("data:"):
+        return self.open_file(ctx).parse(record)
+
+    def open_file(self, ctx: ParseContext, run_inputs: object | None = None) -> SseParser:
+        return SseParser(self, ctx)
+
+
+class SseParser(FileParser):
+    """Collects one stream's events until its end marker (or the next stream's first chunk)."""
+
+    def __init__(self, fmt: Format, ctx: ParseContext) -> None:
+        super().__init__(fmt, ctx)
+        self.state = OpenStream()
+
+    def at_record_boundary(self) -> bool:
+        return not self.state.events
+
+    def parse(self, record: Any) -> list[Call]:
+        line = record.decode("utf-8", "replace") if isinstance(record, bytes) else str(record)
+        ev = sse_data(line)
+        if ev is None:
             return []  # event:, id:, retry:, comments and blank lines belong to the stream around them
-        payload = line[5:].strip()
-        if payload == "[DONE]":
-            return self._emit(ctx, interrupted=False)
-        try:
-            ev = msgspec.json.decode(payload)
-        except (msgspec.DecodeError, RecursionError):
-            raise RecordError(f"SSE data line is not JSON: {payload[:60]!r}") from None
+        if ev is DONE:
+            return self._emit(interrupted=False)
         if not isinstance(ev, dict):
             raise RecordError("SSE data line is not a JSON object")
+        events = self.state.events
         out: list[Call] = []
         if ev.get("object") in ("chat.completion.chunk", "text_completion") and events and events[-1].get("id") \
                 and events[-1].get("id") != ev.get("id"):
-            out = self._emit(ctx, interrupted=True)  # a new stream began before the last one finished
-            events = ctx.extras.setdefault(_STATE, [])
-        events.append(ev)
+            out = self._emit(interrupted=True)  # a new stream began before the last one finished
+        self.state.events.append(ev)
         if ev.get("type") in _END_TYPES:
-            out += self._emit(ctx, interrupted=False)
+            out += self._emit(interrupted=False)
         return out
 
-    def finish_file(self, ctx: ParseContext) -> list[Call]:
-        return self._emit(ctx, interrupted=True)
+    def finish_file(self) -> list[Call]:
+        return self._emit(interrupted=True)
 
-    def _emit(self, ctx: ParseContext, interrupted: bool) -> list[Call]:
-        events = ctx.extras.pop(_STATE, [])
+    def _emit(self, interrupted: bool) -> list[Call]:
+        events, self.state.events = self.state.events, []
         if not events:
             return []
-        call = call_from_bodies(ctx, self.name, response=events)
+        call = call_from_bodies(self.ctx, self.format.name, response=events)
         if interrupted and call.estimate_flags is None and call.token_source != "reported":
             call.estimate_flags = "stream_interrupted"
         return [call]

@@ -15,7 +15,7 @@ from ..errors import RecordError
 from ..keys import KeyHasher
 from ..schema import Call
 from . import Detection, ParseContext, detect_sample, get_format
-from .base import get_path
+from .coerce import get_path
 from .profile import load_profile
 
 if TYPE_CHECKING:
