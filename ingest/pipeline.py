@@ -186,12 +186,15 @@ class FileIngester:
 
     def chunks(self, path: Path, source_id: str, ident: FileIdentity, offset: int, result: FileResult,
                final: bool | None = None, handle: BinaryIO | None = None,
-               max_chunks: int | None = None, remembered_format: str | None = None) -> Iterator[ChunkRows]:
+               max_chunks: int | None = None, remembered_format: str | None = None,
+               end: int | None = None) -> Iterator[ChunkRows]:
         """Read `path` (or the open plain-file `handle` for it) from `offset`, yielding chunks.
 
         `final`: the file will not grow again (compressed, or rotated away): a last line without
-        a newline is taken as complete. `max_chunks` bounds the work done in one call. Counts go
-        into `result` as each chunk is yielded (the caller commits it before asking for more).
+        a newline is taken as complete. `max_chunks` bounds the work done in one call. `end` (a line
+        start): stop before the line there; `result.offset == end` afterwards says no multi-line
+        record was open at `end` (else it is the last record boundary before it). Counts go into
+        `result` as each chunk is yielded (the caller commits it before asking for more).
         """
         if not ident.compressed and offset >= ident.size:
             return
@@ -209,6 +212,9 @@ class FileIngester:
             chunk = Chunk(offset)
             n_chunks = 0
             for line in reader:
+                if end is not None and line.offset >= end:
+                    reader.end, reader.pending, is_final = end, 0, False  # the rest is another worker's range
+                    break
                 dispatch.handle_line(line, chunk)
                 chunk.end = line.offset + line.length
                 if state.at_boundary():
