@@ -23,7 +23,7 @@ from .dispatch import QUARANTINE_RAW_BYTES, Chunk, FileState, LineDispatcher
 from .errors import FormatError
 from .formats import Detection, Format, ParseContext, RunInputs, detect_sample, get_format
 from .keys import KeyHasher
-from .schema import QUARANTINE_SCHEMA, calls_to_table
+from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import DEFAULT_MAX_LINE, FileIdentity, LineReader, fingerprint, open_binary, sample_lines, tail_hash_open
 from .sources_file import SourcesFile, apply_tags
 from .store import ChunkRows
@@ -101,6 +101,7 @@ class IngestOptions:
     glob: str | None = None
     quarantine_raw_bytes: int = 4096  # 0: keep no raw bytes of bad lines (they may hold prompt text)
     jobs: int = 1
+    estimate: bool = True  # False: calls without usage keep NULL tokens (token_source "missing"), not re-counted
 
 
 class FileChanged(Exception):
@@ -258,7 +259,7 @@ class FileIngester:
             raise FileChanged(str(path))
         now = _now_us()
         apply_tags(chunk.calls, state.tags)
-        estimated = fill_estimates(chunk.calls, self.counter)
+        estimated = fill_estimates(chunk.calls, self.counter) if self.options.estimate else _leave_unestimated(chunk.calls)
         for c in chunk.calls:
             c.ingested_at = now
         calls_table = calls_to_table(chunk.calls) if chunk.calls else None
@@ -282,6 +283,20 @@ class FileIngester:
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
         return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table, state.spec)
+
+
+def _leave_unestimated(calls: list[Call]) -> int:
+    """`estimate=False`: what the log lacks stays NULL, and the row says so (never a silent zero)."""
+    for call in calls:
+        if call._estimate is None:
+            continue
+        call._estimate = None
+        if call.input_tokens is None or call.output_tokens is None:
+            call.token_source = "missing"
+            flags = set(call.estimate_flags.split(",")) if call.estimate_flags else set()
+            flags.add("not_estimated")
+            call.estimate_flags = ",".join(sorted(flags))
+    return 0
 
 
 QUIET_SECONDS = 2.0  # `ingest` treats a file unchanged this long as complete (its last line needs no newline)
