@@ -23,7 +23,7 @@ from .dispatch import QUARANTINE_RAW_BYTES, Chunk, FileState, LineDispatcher
 from .errors import FormatError
 from .formats import Detection, Format, ParseContext, RunInputs, detect_sample, get_format
 from .keys import KeyHasher
-from .schema import QUARANTINE_SCHEMA, calls_to_table
+from .schema import QUARANTINE_SCHEMA, Call, calls_to_table
 from .sources import DEFAULT_MAX_LINE, FileIdentity, LineReader, fingerprint, open_binary, sample_lines, tail_hash_open
 from .sources_file import SourcesFile, apply_tags
 from .store import ChunkRows
@@ -101,6 +101,7 @@ class IngestOptions:
     glob: str | None = None
     quarantine_raw_bytes: int = 4096  # 0: keep no raw bytes of bad lines (they may hold prompt text)
     jobs: int = 1
+    estimate: bool = True  # False: calls without usage keep NULL tokens (token_source "missing"), not re-counted
 
 
 class FileChanged(Exception):
@@ -186,12 +187,15 @@ class FileIngester:
 
     def chunks(self, path: Path, source_id: str, ident: FileIdentity, offset: int, result: FileResult,
                final: bool | None = None, handle: BinaryIO | None = None,
-               max_chunks: int | None = None, remembered_format: str | None = None) -> Iterator[ChunkRows]:
+               max_chunks: int | None = None, remembered_format: str | None = None,
+               end: int | None = None) -> Iterator[ChunkRows]:
         """Read `path` (or the open plain-file `handle` for it) from `offset`, yielding chunks.
 
         `final`: the file will not grow again (compressed, or rotated away): a last line without
-        a newline is taken as complete. `max_chunks` bounds the work done in one call. Counts go
-        into `result` as each chunk is yielded (the caller commits it before asking for more).
+        a newline is taken as complete. `max_chunks` bounds the work done in one call. `end` (a line
+        start): stop before the line there; `result.offset == end` afterwards says no multi-line
+        record was open at `end` (else it is the last record boundary before it). Counts go into
+        `result` as each chunk is yielded (the caller commits it before asking for more).
         """
         if not ident.compressed and offset >= ident.size:
             return
@@ -209,6 +213,9 @@ class FileIngester:
             chunk = Chunk(offset)
             n_chunks = 0
             for line in reader:
+                if end is not None and line.offset >= end:
+                    reader.end, reader.pending, is_final = end, 0, False  # the rest is another worker's range
+                    break
                 dispatch.handle_line(line, chunk)
                 chunk.end = line.offset + line.length
                 if state.at_boundary():
@@ -252,7 +259,7 @@ class FileIngester:
             raise FileChanged(str(path))
         now = _now_us()
         apply_tags(chunk.calls, state.tags)
-        estimated = fill_estimates(chunk.calls, self.counter)
+        estimated = fill_estimates(chunk.calls, self.counter) if self.options.estimate else _leave_unestimated(chunk.calls)
         for c in chunk.calls:
             c.ingested_at = now
         calls_table = calls_to_table(chunk.calls) if chunk.calls else None
@@ -276,6 +283,20 @@ class FileIngester:
         result.input_tokens += sum(c.input_tokens or 0 for c in chunk.calls)
         result.output_tokens += sum(c.output_tokens or 0 for c in chunk.calls)
         return ChunkRows(source_id, ident, str(path), chunk.start, chunk.end, tail, calls_table, bad_table, state.spec)
+
+
+def _leave_unestimated(calls: list[Call]) -> int:
+    """`estimate=False`: what the log lacks stays NULL, and the row says so (never a silent zero)."""
+    for call in calls:
+        if call._estimate is None:
+            continue
+        call._estimate = None
+        if call.input_tokens is None or call.output_tokens is None:
+            call.token_source = "missing"
+            flags = set(call.estimate_flags.split(",")) if call.estimate_flags else set()
+            flags.add("not_estimated")
+            call.estimate_flags = ",".join(sorted(flags))
+    return 0
 
 
 QUIET_SECONDS = 2.0  # `ingest` treats a file unchanged this long as complete (its last line needs no newline)

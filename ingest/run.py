@@ -7,17 +7,14 @@ worker processes parse and this process commits, in file order; workers die with
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 from .formats import RunInputs, scan_run
-from .keys import KeyHasher
 from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions, IngestSummary
 from .sources import (
-    FileIdentity,
     discover,
     identify,
     identify_open,
@@ -83,7 +80,7 @@ class IngestRun:
                     result.note = f"{exc.strerror or exc}: nothing could be read"
             return  # an empty file: nothing to read, and all empty files look alike
         resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
-        offset = max(resolved.offset, self._pending_end.get(resolved.source_id, 0))
+        offset = max(resolved.offset, self.pending_end(resolved.source_id))
         result.source_id = resolved.source_id
         if resolved.note:
             result.note = resolved.note
@@ -98,6 +95,10 @@ class IngestRun:
         except FileChanged:
             result.note = "file was truncated or replaced while being read; it is re-read from its new identity"
             result.more = True
+
+    def pending_end(self, source_id: str) -> int:
+        """Where the chunks of `source_id` waiting in this batch end (0: none waiting)."""
+        return self._pending_end.get(source_id, 0)
 
     def add(self, chunk: ChunkRows) -> CommitResult | None:
         self.pending.append(chunk)
@@ -137,8 +138,10 @@ def ingest_batches(
     for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
         summary.files.append(FileResult(str(path), None, note=why))
     run_inputs = scan_run(files)  # what formats need from all files first (Batch API inputs to join)
-    if options.jobs > 1 and len(files) > 1:
-        yield from _ingest_parallel(store, files, options, run_inputs, summary, progress)
+    if options.jobs > 1 and (len(files) > 1 or (files and _splittable(files[0]))):
+        from .parallel import ingest_parallel
+
+        yield from ingest_parallel(store, files, options, run_inputs, summary, progress)
     else:
         run = IngestRun(store, options, run_inputs)
         run.live_files = lambda: files
@@ -159,112 +162,11 @@ def ingest_batches(
     summary.seconds = time.perf_counter() - t0
 
 
-def _ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run_inputs: RunInputs,
-                     summary: IngestSummary, progress: Callable[[int], None] | None) -> Iterator[CommitResult]:
-    """Workers parse; only this process commits. A worker reads a few chunks of one file from the
-    offset this process resolved and returns them; this process commits them in file order and sends
-    the file back for more. Workers die with this process (parent-death signal), so a SIGKILLed run
-    leaves no orphan writing anything."""
-    import multiprocessing
-    from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+def _splittable(path: Path) -> bool:
+    """One plain file big enough to be cut into ranges read by several workers at once."""
+    from .parallel import RANGE_BYTES
 
-    worker_options = IngestOptions(**{**options.__dict__, "jobs": 1})
-    run = IngestRun(store, options, run_inputs)
-    run.live_files = lambda: files
-    ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
-    results = {str(p): FileResult(str(p), None) for p in files}
-    ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
-    with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=_worker_init,
-                             initargs=(store.hasher, worker_options, run_inputs)) as pool:
-        running: dict[Future[tuple[list[ChunkRows], FileResult]], Path] = {}
-
-        def submit(path: Path) -> None:
-            res = results[str(path)]
-            try:
-                ident, head = identify_with_head(path)
-            except OSError as exc:
-                res.note = f"could not read: {exc.strerror or exc}"
-                return
-            if ident.fp_len == 0:
-                return
-            resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off), str(path))
-            res.source_id = resolved.source_id
-            res.note = res.note or resolved.note
-            offset = max(resolved.offset, run._pending_end.get(resolved.source_id, 0))
-            running[pool.submit(_worker_chunks, str(path), resolved.source_id, ident, offset, resolved.format)] = path
-
-        for p in ordered:
-            submit(p)
-        while running:
-            done, _ = wait(list(running), return_when=FIRST_COMPLETED)
-            for fut in done:
-                path = running.pop(fut)
-                chunks, part = fut.result()
-                _merge_result(results[str(path)], part)
-                for chunk in chunks:
-                    committed = run.add(chunk)
-                    if committed is not None:
-                        yield committed
-                if part.more:
-                    submit(path)
-                elif progress:
-                    progress(path.stat().st_size if path.exists() else 0)
-        committed = run.flush()
-        if committed is not None:
-            yield committed
-    for p in files:
-        summary.files.append(results[str(p)])
-        with contextlib.suppress(OSError):
-            summary.bytes_read += p.stat().st_size
-
-
-def _merge_result(into: FileResult, part: FileResult) -> None:
-    for name in ("lines", "calls", "quarantined", "skipped", "estimated", "call_lines", "input_tokens", "output_tokens",
-                 "repaired", "with_key", "with_user", "with_route", "with_ts"):
-        setattr(into, name, getattr(into, name) + getattr(part, name))
-    into.format = part.format or into.format
-    into.not_a_log = into.not_a_log or part.not_a_log
-    into.note = part.note or into.note
-    into.held_bytes, into.offset = part.held_bytes, part.offset
-
-
-_WORKER: FileIngester | None = None
-WORKER_MAX_CHUNKS = 4
-
-
-def _worker_init(hasher: KeyHasher, options: IngestOptions, run_inputs: RunInputs) -> None:
-    global _WORKER
-    die_with_parent()
-    _WORKER = FileIngester(hasher, options, run_inputs=run_inputs)
-
-
-def _worker_chunks(path: str, source_id: str, ident: FileIdentity, offset: int,
-                   remembered_format: str | None) -> tuple[list[ChunkRows], FileResult]:
-    assert _WORKER is not None
-    res = FileResult(path, None)
     try:
-        chunks = list(_WORKER.chunks(Path(path), source_id, ident, offset, res, max_chunks=WORKER_MAX_CHUNKS,
-                                     remembered_format=remembered_format))
-    except FileChanged:
-        res.note = "file was truncated or replaced while being read; run ingest again to read its new content"
-        return [], res
-    except OSError as exc:
-        res.note = f"could not read: {exc.strerror or exc}"
-        return [], res
-    return chunks, res
-
-
-def die_with_parent() -> None:
-    """Linux: ask the kernel to SIGKILL this process when its parent dies (no orphaned workers)."""
-    import ctypes
-    import signal
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        pr_set_pdeathsig = 1
-        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
-        if os.getppid() == 1:  # the parent died before the call: nothing will deliver the signal
-            os._exit(1)
+        return path.stat().st_size >= 2 * RANGE_BYTES and not path.name.endswith(".gz")
+    except OSError:
+        return False

@@ -214,3 +214,19 @@ def test_scrubbers() -> None:
     text = f"Authorization: Bearer {FIXTURE_KEY} and sk-svcacct-abcdefghijklmnopqrstuv1234"
     assert FIXTURE_KEY not in scrub_text(text) and "sk-…FZND" in scrub_text(text) and "sk-…1234" in scrub_text(text)
     assert FIXTURE_KEY.encode() not in scrub_bytes(text.encode())
+
+
+def test_without_estimation_missing_usage_stays_null_and_says_so(tmp_path: Path) -> None:
+    """`estimate=False` (`--no-estimate`): no re-count, NULL tokens, token_source 'missing', flagged."""
+    log = tmp_path / "app.log"
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello there"}]}
+    response = {"id": "chatcmpl-noest", "object": "chat.completion", "created": 1741597200, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hi"}, "finish_reason": "stop"}]}
+    log.write_text(json.dumps({"time": "2025-03-10T09:00:00Z", "request": request, "response": response}) + "\n")
+    with_est, without = tmp_path / "wh-est", tmp_path / "wh-none"
+    assert ingest_files(with_est, log).total("estimated") == 1
+    assert ingest_files(without, log, estimate=False).total("estimated") == 0
+    q = "SELECT input_tokens, output_tokens, token_source, estimate_flags FROM calls_all"
+    (inp, out, source, _), = tt_sql(with_est, q).fetchall()
+    assert inp and out and source == "estimated"
+    assert tt_sql(without, q).fetchall() == [(None, None, "missing", "not_estimated")]

@@ -266,11 +266,19 @@ def test_polars_reads_the_same_totals_as_tokentrail_sql(tmp_path: Path, wh_path:
 
 
 @pytest.mark.slow
-def test_a_killed_parallel_ingest_leaves_no_worker_and_resumes_exactly_once(tmp_path: Path, wh_path: Path) -> None:
+@pytest.mark.parametrize("layout", ["many files", "one big file cut into ranges"])
+def test_a_killed_parallel_ingest_leaves_no_worker_and_resumes_exactly_once(tmp_path: Path, wh_path: Path,
+                                                                            layout: str) -> None:
     logs = tmp_path / "logs"
     logs.mkdir()
     for f in range(6):
-        (logs / f"f{f}.log").write_text("".join(call_line(i, prefix=f"f{f}-") for i in range(30_000)))
+        name = f"f{f}.log" if layout == "many files" else "big.log"
+        with open(logs / name, "a") as fh:
+            fh.write("".join(call_line(i, prefix=f"f{f}-") for i in range(30_000)))
+    if layout != "many files":
+        from ingest.parallel import RANGE_BYTES
+
+        assert (logs / "big.log").stat().st_size > 2 * RANGE_BYTES  # cut into ranges read at once
     proc = subprocess.Popen([*PY, "ingest", str(logs), "--warehouse", str(wh_path), "-j", "2"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     workers: list[int] = []

@@ -446,11 +446,11 @@ _POOL = textwrap.dedent("""
     from concurrent.futures import ProcessPoolExecutor
     from ingest.keys import KeyHasher
     from ingest.pipeline import IngestOptions
-    from ingest.run import _worker_init
+    from ingest.parallel import worker_init
 
     if __name__ == "__main__":
         ctx = multiprocessing.get_context("spawn")
-        pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=_worker_init,
+        pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=worker_init,
                                    initargs=(KeyHasher(b"k" * 32), IngestOptions(), {}))
         pool.submit(time.sleep, 0).result()  # workers are up
         for _ in range(2):
@@ -462,7 +462,7 @@ _POOL = textwrap.dedent("""
 
 
 def test_busy_ingest_workers_die_with_their_parent(tmp_path: Path) -> None:
-    """Kills: `_worker_init` without `die_with_parent()`. A worker in the middle of a task would
+    """Kills: `worker_init` without `die_with_parent()`. A worker in the middle of a task would
     otherwise run on after its parent was SIGKILLed (until the task ends)."""
     script = tmp_path / "pool.py"
     script.write_text(_POOL)
@@ -593,7 +593,7 @@ _PARALLEL = textwrap.dedent("""
 
 
 def test_a_parallel_ingest_resumes_each_file_after_its_pending_chunks(tmp_path: Path, wh_path: Path) -> None:
-    """Kills: `_ingest_parallel` sending a file back to a worker from its committed offset instead of the
+    """Kills: `ingest_parallel` sending a file back to a worker from its committed offset instead of the
     end of its chunks pending in the batch: the worker reads the same chunks again and again (a file
     of more than WORKER_MAX_CHUNKS chunks never finishes)."""
     import ingest
