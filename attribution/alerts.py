@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ingest.errors import TokentrailError
+from ingest.errors import DeliveryError, TokentrailError
 
 from .budgets import BudgetStatus, evaluate
 from .output import format_cost
 from .query import WarehouseRef, connect
 from .rules import RuleSet
-
-
-class DeliveryError(TokentrailError):
-    """A sink could not take an alert (after its retries)."""
 
 
 class StateStore(Protocol):

@@ -16,15 +16,11 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
-from ..errors import WarehouseError, WarehouseWriteError
+from ..errors import ConflictError, WarehouseWriteError
 from .location import Location
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 12
-
-
-class ConflictError(WarehouseError):
-    """A concurrent writer kept winning; the command can simply be run again."""
 
 
 class Table:

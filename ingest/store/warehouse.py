@@ -22,17 +22,13 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from ..errors import WarehouseError
+from ..errors import WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
 from ..sources import FileIdentity
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
 from .table import Table, literal, retry_on_conflict, scan
-
-
-class WarehouseNotFound(WarehouseError):
-    """A read command was pointed at a place that holds no warehouse."""
 
 
 @dataclass
