@@ -18,54 +18,47 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeAlias
+from typing import TYPE_CHECKING, Any
 
 from ingest.errors import TokentrailError
+
+from .api_read import (
+    AnomalyReport,
+    AuditReport,
+    PathLike,
+    WarehouseArg,
+    anomalies,
+    audit_ips,
+    budgets,
+    check_rules,
+    explain_call,
+    export_focus,
+    html_report,
+    open_store,
+    parse_as_of,
+    read_only_rules,
+    reattribute,
+    reconcile,
+    report,
+    rules_coverage,
+    rules_sql,
+    sql,
+)
 
 if TYPE_CHECKING:
     import threading
 
     from ingest.formats.trial import Trial
     from ingest.pipeline import IngestOptions, IngestSummary
-    from ingest.store import Location, Store
+    from ingest.store import Store
     from ingest.watch import Tick, Watcher, WatchOptions
 
     from .engine import Engine
 
-PathLike: TypeAlias = str | Path
-WarehouseArg: TypeAlias = "str | Path | Location | Store | None"  # a location, or a store already open
 
 
 # -- the warehouse ----------------------------------------------------------------------------------
-
-
-def open_store(warehouse: WarehouseArg, *, write: bool = False) -> Store:
-    """A store for reading (it must exist: a typo must not read as an empty warehouse) or for
-    writing (validated, created on first use)."""
-    from ingest.store import Store
-
-    store = warehouse if isinstance(warehouse, Store) else Store(warehouse)
-    return store.prepare_for_writing() if write else store.require()
-
-
-def parse_as_of(value: str | None) -> int | datetime | None:
-    """`--as-of`: a table version (integer, of `usage`) or an ISO timestamp (UTC when it names no zone)."""
-    if value is None:
-        return None
-    if value.isdigit():
-        return int(value)
-    try:
-        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        raise TokentrailError(f"--as-of {value!r}: expected a version number or an ISO timestamp "
-                              f"such as 2025-03-01T12:00:00Z") from None
-    if ts.tzinfo is None:
-        from datetime import UTC
-
-        ts = ts.replace(tzinfo=UTC)
-    return ts
 
 
 @dataclass
@@ -311,25 +304,6 @@ def count_tokens(body: dict[str, Any], model: str | None = None) -> TokenCount:
     n, flags = count_request_input(body, model)
     return TokenCount(model, request_endpoint(body), encoding_for_model(model)[0], n, list(flags))
 
-
-from .api_read import (  # noqa: E402  (the read side: queries, reports, rules and controls)
-    AnomalyReport,
-    AuditReport,
-    anomalies,
-    audit_ips,
-    budgets,
-    check_rules,
-    explain_call,
-    export_focus,
-    html_report,
-    read_only_rules,
-    reattribute,
-    reconcile,
-    report,
-    rules_coverage,
-    rules_sql,
-    sql,
-)
 
 __all__ = [
     "AlertSettings", "AnomalyReport", "AuditReport", "Compaction", "Detected", "FormatInfo", "IngestReport",

@@ -1,4 +1,5 @@
-"""The library API, read side: queries, reports, rules, re-attribution and spend controls.
+"""The library API, read side: opening the warehouse, queries, reports, rules, re-attribution
+and spend controls.
 
 Re-exported by `attribution.api` (and `attribution`); one function per command. Read functions
 never create warehouse state: rule files are loaded with the warehouse's existing key secret, or
@@ -9,15 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+from ingest.errors import TokentrailError
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from ingest.store import Location, Store
+
     from .anomalies import Anomaly
-    from .api import PathLike, WarehouseArg
     from .audit import AuditResult
     from .budgets import BudgetStatus
     from .reattribute import ReattributeResult
@@ -26,15 +30,38 @@ if TYPE_CHECKING:
     from .rules import RuleSet
 
 
-def _default() -> Any:
+PathLike: TypeAlias = str | Path
+WarehouseArg: TypeAlias = "str | Path | Location | Store | None"  # a location, or a store already open
+
+
+def open_store(warehouse: WarehouseArg, *, write: bool = False) -> Store:
+    """A store for reading (it must exist: a typo must not read as an empty warehouse) or for
+    writing (validated, created on first use)."""
     from ingest.store import Store
 
-    return Store(None)
+    store = warehouse if isinstance(warehouse, Store) else Store(warehouse)
+    return store.prepare_for_writing() if write else store.require()
 
 
-def _open(warehouse: WarehouseArg) -> Any:
-    from .api import open_store
+def parse_as_of(value: str | None) -> int | datetime | None:
+    """`--as-of`: a table version (integer, of `usage`) or an ISO timestamp (UTC when it names no zone)."""
+    if value is None:
+        return None
+    if value.isdigit():
+        return int(value)
+    try:
+        ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise TokentrailError(f"--as-of {value!r}: expected a version number or an ISO timestamp "
+                              f"such as 2025-03-01T12:00:00Z") from None
+    if ts.tzinfo is None:
+        from datetime import UTC
 
+        ts = ts.replace(tzinfo=UTC)
+    return ts
+
+
+def _open(warehouse: WarehouseArg) -> Store:
     return open_store(warehouse)
 
 
@@ -43,7 +70,6 @@ def _open(warehouse: WarehouseArg) -> Any:
 
 def sql(query: str, warehouse: WarehouseArg = None, as_of: int | str | None = None) -> pa.Table:
     """A read-only SQL query over the views `calls`, `usage`, `quarantine` (and the `*_all` views)."""
-    from .api import parse_as_of
     from .query import run_sql
 
     return run_sql(_open(warehouse), query, parse_as_of(as_of) if isinstance(as_of, str) else as_of)
@@ -52,7 +78,6 @@ def sql(query: str, warehouse: WarehouseArg = None, as_of: int | str | None = No
 def report(by: Sequence[str] = (), warehouse: WarehouseArg = None, since: date | None = None,
            until: date | None = None, as_of: int | str | None = None) -> pa.Table:
     """Requests, tokens, cost and the share of estimated tokens, grouped by `by`."""
-    from .api import parse_as_of
     from .query import connect
     from .reports import report as run
 
@@ -75,9 +100,11 @@ def html_report(output: PathLike, warehouse: WarehouseArg = None, since: date | 
 
 def read_only_rules(rules: PathLike, warehouse: WarehouseArg = None) -> RuleSet:
     """A rule file, loaded with the warehouse's key secret if it has one (else a random one): creates nothing."""
+    from ingest.store import Store
+
     from .budgets import read_only_ruleset
 
-    return read_only_ruleset(warehouse if warehouse is not None else _default(), Path(rules))
+    return read_only_ruleset(warehouse if isinstance(warehouse, Store) else Store(warehouse), Path(rules))
 
 
 def check_rules(rules: PathLike, warehouse: WarehouseArg = None) -> RuleSet:

@@ -264,7 +264,7 @@ class Watcher:
         ident, head = identify_open(t.handle)
         if ident.fp_len == 0:
             return
-        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))  # type: ignore[arg-type]
+        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(t.handle, off))
         # a source committed before (any record with an end offset) resumes; `resolve` also leaves a
         # provisional record (end 0) for a new source, which must not count as "seen before"
         if resolved.offset or any(r.end_offset for r in self.store.source_index().by_id.get(resolved.source_id, ())):

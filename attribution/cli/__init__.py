@@ -18,7 +18,7 @@ import functools
 from collections.abc import Callable
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import click
 
@@ -28,12 +28,12 @@ OUTPUT_FORMATS = ("table", "csv", "json")  # attribution.output.FORMATS (not imp
 FILE = click.Path(exists=True, dir_okay=False, path_type=Path)  # an input file that must exist
 
 
-class CommandError(click.ClickException):
-    """A library error as click shows it: `Error: <message>`, exit code from the error's class."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
+@functools.cache
+def error_with_code(exit_code: int) -> type[click.ClickException]:
+    """The click exception class for an exit code (click keeps the code on the class, as we do)."""
+    if exit_code == click.ClickException.exit_code:
+        return click.ClickException
+    return type(f"CommandError{exit_code}", (click.ClickException,), {"exit_code": exit_code})
 
 
 def as_click_error(exc: BaseException) -> click.ClickException | None:
@@ -42,15 +42,15 @@ def as_click_error(exc: BaseException) -> click.ClickException | None:
     from ingest.keys import scrub_text
 
     if isinstance(exc, TokentrailError):
-        return CommandError(scrub_text(str(exc)), exc.exit_code)
+        return error_with_code(exc.exit_code)(scrub_text(str(exc)))
     if isinstance(exc, FileNotFoundError):
-        return CommandError(scrub_text(str(exc)))
+        return click.ClickException(scrub_text(str(exc)))
     if isinstance(exc, PermissionError):
-        return CommandError(f"permission denied: {exc.filename}")
+        return click.ClickException(f"permission denied: {exc.filename}")
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EFBIG, errno.EDQUOT):
-        return CommandError(f"{exc.strerror or 'no space left on device'} while writing {exc.filename or 'the warehouse'}; "
-                            f"nothing partial was committed. Free space and run the command again: it resumes from its "
-                            f"checkpoints.")
+        where = exc.filename or "the warehouse"
+        return click.ClickException(f"{exc.strerror or 'no space left on device'} while writing {where}; nothing partial "
+                                    f"was committed. Free space and run the command again: it resumes from its checkpoints.")
     return None
 
 
@@ -100,7 +100,13 @@ def output_file_option(fn: F) -> F:
                         help="Write the result to a file.")(fn)
 
 
-class DayType(click.ParamType):
+if TYPE_CHECKING:
+    _DayBase = click.ParamType[datetime, Any]
+else:  # click < 8.2 has no type parameters
+    _DayBase = click.ParamType
+
+
+class DayType(_DayBase):
     """YYYY-MM-DD, a real calendar day (2025-02-30 is refused with the reason); a datetime at midnight."""
 
     name = "YYYY-MM-DD"

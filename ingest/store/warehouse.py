@@ -228,7 +228,7 @@ class Store:
     def _empty_calls(self, todo: list[ChunkRows]) -> pa.Table:
         dt = self.calls.snapshot(refresh=False)
         if dt is not None:
-            return pa.schema(dt.schema().to_arrow()).empty_table()  # type: ignore[arg-type]
+            return pa.schema(dt.schema().to_arrow()).empty_table()
         for c in todo:
             if c.calls is not None:
                 return self._calls_part(ChunkRows(c.source_id, c.ident, c.path, c.start, c.end, c.tail_hash,
@@ -291,7 +291,7 @@ class Store:
                 rows = self._drop_present(rows, check, dt_u)
             rows = with_date(rows)
             self.usage.append(rows, txns, dt_u)
-            return rows.num_rows
+            return int(rows.num_rows)
 
         return retry_on_conflict(attempt, f"committing to {self.usage.uri}")
 
@@ -371,7 +371,7 @@ class Store:
                 return 0
             self.sources.overwrite(kept.cast(rows.schema), None, {}, dt)
             self._index = None
-            return rows.num_rows - kept.num_rows
+            return int(rows.num_rows - kept.num_rows)
 
         return retry_on_conflict(attempt, f"pruning {self.sources.uri}")
 
