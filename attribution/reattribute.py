@@ -137,7 +137,7 @@ def reattribute(
                 progress(day, table.num_rows)
         assert schema is not None
         reader = ds.dataset(files, schema=schema, format="parquet").scanner().to_reader()
-        store.usage._write(reader, "overwrite", claimed, dt_u, _predicate(days, since, until))
+        store.usage.overwrite(reader, _predicate(days, since, until), claimed, dt_u)
         res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
         return res
 

@@ -206,7 +206,7 @@ class Store:
             records = [record_for(c.source_id, c.ident, self.host, c.path, c.end, c.tail_hash, now, c.format)
                        for c in todo]
             self.sources.append(records_table(records), {})
-            self._commit_quarantine(todo, qdate)
+            self.commit_quarantine(todo, qdate)
             parts = [self._calls_part(c) for c in todo if c.calls is not None and c.calls.num_rows]
             calls = pa.concat_tables(parts, promote_options="default") if parts else None
             data = calls if calls is not None else self._empty_calls(todo)
@@ -238,7 +238,9 @@ class Store:
         empty = CALL_SCHEMA.empty_table().append_column("source_id", pa.array([], pa.string()))
         return empty.append_column("date", pa.array([], pa.date32()))
 
-    def _commit_quarantine(self, todo: list[ChunkRows], qdate: str) -> None:
+    def commit_quarantine(self, todo: list[ChunkRows], qdate: str) -> None:
+        """The quarantine half of `commit_chunks` (it runs first): rows below each source's quarantine
+        version are dropped, so a crash between the halves never stores a bad line twice."""
         with_rows = [c for c in todo if c.quarantine is not None and c.quarantine.num_rows]
         if not with_rows:
             return
