@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Detected,
         FormatInfo,
         IngestReport,
+        Progress,
         SuggestedProfile,
         TokenCount,
         anomalies,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
         export_focus,
         html_report,
         ingest,
-        input_bytes,
         list_formats,
         make_watcher,
         open_store,
@@ -64,9 +64,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     # the library API (attribution.api), one function per command and the results they return
-    "AlertSettings", "AnomalyReport", "AuditReport", "Compaction", "Detected", "FormatInfo", "IngestReport",
+    "AlertSettings", "AnomalyReport", "AuditReport", "Compaction", "Detected", "FormatInfo", "IngestReport", "Progress",
     "SuggestedProfile", "TokenCount", "anomalies", "audit_ips", "budgets", "check_rules", "compact", "count_tokens",
-    "detect_formats", "explain_call", "export_focus", "html_report", "ingest", "input_bytes", "list_formats",
+    "detect_formats", "explain_call", "export_focus", "html_report", "ingest", "list_formats",
     "make_watcher", "open_store", "parse_as_of", "read_only_rules", "reattribute", "reconcile", "report",
     "rules_coverage", "rules_sql", "run_watcher", "sql", "suggest_profile", "try_profile", "watch",
     # the errors (ingest.errors)

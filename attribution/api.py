@@ -19,7 +19,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ingest.errors import TokentrailError
 
@@ -94,19 +94,21 @@ class IngestReport:
         return data
 
 
-def input_bytes(paths: Sequence[PathLike], pattern: str | None = None) -> int:
-    """Bytes `ingest` would read from these paths (for a progress bar)."""
-    from ingest.sources import discover
+class Progress(Protocol):
+    """What `ingest` reports its progress to (a progress bar): the bytes to read, then bytes as read."""
 
-    return sum(p.stat().st_size for p in discover([Path(p) for p in paths], pattern))
+    def start(self, total_bytes: int) -> None: ...
+
+    def advance(self, n_bytes: int) -> None: ...
 
 
 def ingest(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
            rules: PathLike | None = None, prices: PathLike | None = None, options: IngestOptions | None = None,
-           progress: Callable[[int], None] | None = None) -> IngestReport:
+           progress: Progress | None = None) -> IngestReport:
     """Ingest files and directories; attribute and price what was committed."""
     from ingest.pipeline import IngestOptions, IngestSummary
     from ingest.run import ingest_batches
+    from ingest.sources import discover
 
     from .current import build_engine
     from .derive import attribute_committed, repair_usage
@@ -114,10 +116,14 @@ def ingest(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
     store = open_store(warehouse, write=True)
     engine = build_engine(store, rules, prices, remember=True)
     options = options or IngestOptions(jobs=os.cpu_count() or 1)
+    files = [Path(p) for p in paths]
+    if progress is not None:
+        progress.start(sum(p.stat().st_size for p in discover(files, options.glob)))
     report = IngestReport(IngestSummary())
     report.repaired_rows = repair_usage(store, engine)
     con = engine.connect()
-    for committed in ingest_batches(store, [Path(p) for p in paths], options, report.summary, progress):
+    advance = progress.advance if progress is not None else None
+    for committed in ingest_batches(store, list[str | Path](files), options, report.summary, advance):
         report.usage_rows += attribute_committed(store, engine, committed, con)
     report.unpriced_models = sorted(engine.pricer.unpriced)
     return report
@@ -306,9 +312,9 @@ def count_tokens(body: dict[str, Any], model: str | None = None) -> TokenCount:
 
 
 __all__ = [
-    "AlertSettings", "AnomalyReport", "AuditReport", "Compaction", "Detected", "FormatInfo", "IngestReport",
+    "AlertSettings", "AnomalyReport", "AuditReport", "Compaction", "Detected", "FormatInfo", "IngestReport", "Progress",
     "SuggestedProfile", "TokenCount", "anomalies", "audit_ips", "budgets", "check_rules", "compact", "count_tokens",
-    "detect_formats", "explain_call", "export_focus", "html_report", "ingest", "input_bytes", "list_formats",
+    "detect_formats", "explain_call", "export_focus", "html_report", "ingest", "list_formats",
     "make_watcher", "open_store", "parse_as_of", "read_only_rules", "reattribute", "reconcile", "report",
     "rules_coverage", "rules_sql", "run_watcher", "sql", "suggest_profile", "try_profile", "watch",
 ]

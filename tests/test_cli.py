@@ -112,7 +112,19 @@ def test_the_api_is_the_package_surface(tmp_path: Path) -> None:
     for name in attribution.__all__:
         assert getattr(attribution, name) is not None, name
     assert attribution.sql is api.sql and attribution.TokentrailError.exit_code == 1
-    report = attribution.ingest([FIXTURES / "openai" / "app_calls.jsonl"], tmp_path / "wh")
+    class Recorded:
+        total, done = -1, 0
+
+        def start(self, total_bytes: int) -> None:
+            self.total = total_bytes
+
+        def advance(self, n_bytes: int) -> None:
+            self.done += n_bytes
+
+    log = FIXTURES / "openai" / "app_calls.jsonl"
+    progress = Recorded()
+    report = attribution.ingest([log], tmp_path / "wh", progress=progress)
+    assert progress.total == progress.done == log.stat().st_size
     table = attribution.sql("select count(*) as n from calls", tmp_path / "wh")
     assert table.column("n").to_pylist() == [report.summary.total("calls")] and report.summary.total("calls") > 0
     with pytest.raises(attribution.WarehouseNotFound):

@@ -59,22 +59,29 @@ def paths_and_sources(paths: tuple[Path, ...], sources_file: Path | None) -> tup
 
 
 class ProgressBar:
-    """A rich progress bar on a terminal; silent otherwise."""
+    """A rich progress bar on a terminal, silent otherwise (`attribution.api.Progress`)."""
 
-    def __init__(self, total: int, label: str) -> None:
-        self.total, self.label = total, label
+    def __init__(self, label: str) -> None:
+        self.label = label
         self.bar: Any = None
+        self.task: Any = None
 
-    def __enter__(self) -> Callable[[int], None]:
-        if not sys.stderr.isatty() or self.total == 0:
-            return lambda n: None
+    def start(self, total_bytes: int) -> None:
+        if not sys.stderr.isatty() or total_bytes == 0:
+            return
         from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
         self.bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
                             TransferSpeedColumn(), transient=True)
         self.bar.start()
-        task = self.bar.add_task(self.label, total=self.total)
-        return lambda n: self.bar.advance(task, n)
+        self.task = self.bar.add_task(self.label, total=total_bytes)
+
+    def advance(self, n_bytes: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task, n_bytes)
+
+    def __enter__(self) -> ProgressBar:
+        return self
 
     def __exit__(self, *exc: object) -> None:
         if self.bar is not None:
@@ -121,8 +128,8 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
     path_list, sources = paths_and_sources(paths, sources_file)
     options = IngestOptions(format=log_format, sources=sources, store_system_prompt=not no_system_prompt, glob=pattern,
                             jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes)
-    with ProgressBar(api.input_bytes(path_list, pattern), "ingest") as advance:
-        report = api.ingest(path_list, warehouse, rules, prices, options, progress=advance)
+    with ProgressBar("ingest") as bar:
+        report = api.ingest(path_list, warehouse, rules, prices, options, progress=bar)
     summary = report.summary
     data = report.as_dict()
     cov_line, cov_warnings = coverage_summary(summary.files)
