@@ -71,6 +71,13 @@ def test_the_help_does_not_load_the_heavy_libraries() -> None:
     assert out.strip() == "[]"
 
 
+def test_the_cli_offers_every_output_format() -> None:
+    from attribution.cli import OUTPUT_FORMATS
+    from attribution.output import FORMATS
+
+    assert OUTPUT_FORMATS == FORMATS  # the CLI spells them out so that --help need not load pyarrow
+
+
 def test_library_errors_exit_with_the_code_on_their_class() -> None:
     from click.testing import CliRunner
 
