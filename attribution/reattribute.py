@@ -138,7 +138,9 @@ def reattribute(
         assert schema is not None
         reader = ds.dataset(files, schema=schema, format="parquet").scanner().to_reader()
         store.usage.overwrite(reader, _predicate(days, since, until), claimed, dt_u)
-        res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
+        written = store.usage.snapshot(refresh=True)
+        assert written is not None  # just committed
+        res.version = written.version()
         return res
 
     result = retry_on_conflict(attempt, f"re-attributing {store.usage.uri}")

@@ -244,8 +244,10 @@ class Store:
         with_rows = [c for c in todo if c.quarantine is not None and c.quarantine.num_rows]
         if not with_rows:
             return
+        first = with_rows[0].quarantine
+        assert first is not None  # with_rows holds chunks with quarantine rows only
         dt_q = self.quarantine.snapshot(refresh=True) or self.quarantine.snapshot_or_create(
-            self._quarantine_part(with_rows[0], with_rows[0].quarantine.slice(0, 0), qdate))  # type: ignore[union-attr]
+            self._quarantine_part(with_rows[0], first.slice(0, 0), qdate))
         parts, txns = [], {}
         for c in with_rows:
             v = dt_q.transaction_version(c.source_id) or 0
