@@ -16,7 +16,7 @@ functions, so importing this module (and starting the CLI) stays cheap.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from ingest.watch import Tick, Watcher, WatchOptions
 
     from .engine import Engine
-
 
 
 # -- the warehouse ----------------------------------------------------------------------------------
@@ -183,7 +182,7 @@ def watch(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
           rules: PathLike | None = None, prices: PathLike | None = None,
           ingest_options: IngestOptions | None = None, options: WatchOptions | None = None, *,
           stop: threading.Event | None = None, alerts: AlertSettings | None = None, metrics_addr: str | None = None,
-          on_message: Callable[[str], None] = lambda m: None) -> Iterator[Tick]:
+          on_message: Callable[[str], None] = lambda m: None) -> Generator[Tick, None, None]:
     """Tail `paths` and commit new calls until `stop` is set (or once, with `options.once`): a
     `Tick` per pass (the last has `final`). Budget alerts and the Prometheus endpoint run alongside;
     `on_message` gets a line per alert that could not be delivered yet."""

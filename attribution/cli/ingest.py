@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from collections.abc import Callable
@@ -229,11 +230,13 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
                            poll=poll, once=once, status_seconds=status_seconds)
     alerting = api.AlertSettings(alerts, webhooks, webhook_body, alert_seconds, alert_state)
     stats = None
-    for tick in api.watch(path_list, warehouse, rules, prices, ingest_options, options, stop=stopping,
-                          alerts=alerting, metrics_addr=metrics_addr, on_message=lambda m: click.echo(m, err=True)):
-        stats = tick.stats
-        if tick.status_line and sys.stderr.isatty():
-            click.echo("\r" + tick.status_line, err=True)
+    ticks = api.watch(path_list, warehouse, rules, prices, ingest_options, options, stop=stopping, alerts=alerting,
+                      metrics_addr=metrics_addr, on_message=lambda m: click.echo(m, err=True))
+    with contextlib.closing(ticks):  # alerts and the metrics endpoint stop now, even if rendering fails
+        for tick in ticks:
+            stats = tick.stats
+            if tick.status_line and sys.stderr.isatty():
+                click.echo("\r" + tick.status_line, err=True)
     assert stats is not None  # the watcher always ends with a final tick
     click.echo(f"stopped: {stats.calls:,} calls from {stats.lines:,} lines committed, "
                f"{stats.quarantined:,} quarantined", err=True)
