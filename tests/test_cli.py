@@ -116,6 +116,7 @@ def test_the_api_is_the_package_surface(tmp_path: Path) -> None:
     import attribution
     from attribution import api
 
+    assert set(api.__all__) <= set(attribution.__all__)  # every API name is on the package
     for name in attribution.__all__:
         assert getattr(attribution, name) is not None, name
     assert attribution.sql is api.sql and attribution.TokentrailError.exit_code == 1
