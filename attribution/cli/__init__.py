@@ -6,9 +6,9 @@ become click errors: `TokentrailGroup` maps an `ingest.errors.TokentrailError` t
 the exit code its class carries; bad flags exit 2 (click's own). Only click is imported at start
 (the commands import the library when they run), so `tokentrail --help` stays fast.
 
-Commands live by subject: `ingest.py` (ingest, watch, compact, formats, tokens), `query.py` (sql,
-report), `rules.py` (rules, reattribute), `controls.py` (budgets, audit, anomalies, reconcile,
-export).
+Commands live by subject: `ingest.py` (ingest, watch, compact), `formats.py` (formats, tokens),
+`query.py` (sql, report), `rules.py` (rules, reattribute), `controls.py` (budgets, audit,
+anomalies, reconcile, export).
 """
 
 from __future__ import annotations
@@ -173,4 +173,4 @@ def main() -> None:
     """
 
 
-from . import controls, ingest, query, rules  # noqa: E402,F401  (each registers its commands on `main`)
+from . import controls, formats, ingest, query, rules  # noqa: E402,F401  (each registers its commands on `main`)
