@@ -49,6 +49,7 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check ingest attribution tests bench sample_logs
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py

@@ -27,16 +27,12 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ingest.errors import TokentrailError
+from ingest.errors import DeliveryError, TokentrailError
 
 from .budgets import BudgetStatus, evaluate
 from .output import format_cost
 from .query import WarehouseRef, connect
 from .rules import RuleSet
-
-
-class DeliveryError(TokentrailError):
-    """A sink could not take an alert (after its retries)."""
 
 
 class StateStore(Protocol):
@@ -87,7 +83,8 @@ class WarehouseStateStore:
         self.store = store
 
     def get(self, key: str) -> str | None:
-        return self.store.meta.all(refresh=True).get(self.PREFIX + key)
+        found = self.store.meta.all(refresh=True).get(self.PREFIX + key)
+        return None if found is None else str(found)
 
     def put(self, key: str, value: str) -> None:
         self.store.meta.put(self.PREFIX + key, value)
@@ -105,7 +102,9 @@ def _num(v: Decimal | int | float) -> int | float:
 
 
 def alert_from_status(st: BudgetStatus, threshold: float, now: datetime) -> dict[str, Any]:
-    amount = (lambda v: f"${format_cost(v)}") if st.unit == "usd" else (lambda v: f"{int(v):,} tokens")  # noqa: E731
+    def amount(v: Any) -> str:
+        return f"${format_cost(v)}" if st.unit == "usd" else f"{int(v):,} tokens"
+
     kind = "exceeded" if threshold >= 1.0 else f"reached {threshold:.0%} of"
     text = (f"tokentrail: budget {st.id} ({st.scope}, {st.period} from {st.period_start[:10]}) {kind} its limit: "
             f"{amount(st.spent)} of {amount(st.limit)} ({st.share:.0%}), projected {amount(st.projected)}")

@@ -25,10 +25,10 @@ def attribute_committed(store: Store, engine: Engine, committed: CommitResult, c
 def _empty_usage(store: Store, engine: Engine, con: Any) -> pa.Table:
     dt = store.usage.snapshot(refresh=False)
     if dt is not None:
-        return pa.schema(dt.schema().to_arrow()).empty_table()  # type: ignore[arg-type]
+        return pa.schema(dt.schema().to_arrow()).empty_table()
     calls_dt = store.calls.snapshot(refresh=False)
     assert calls_dt is not None
-    empty_calls = pa.schema(calls_dt.schema().to_arrow()).empty_table()  # type: ignore[arg-type]
+    empty_calls = pa.schema(calls_dt.schema().to_arrow()).empty_table()
     return engine.apply(empty_calls.drop_columns(["date"]), con)
 
 

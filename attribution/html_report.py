@@ -158,7 +158,8 @@ def last_day(con: Any, since: date | None, until: date | None) -> date | None:
     (newest,), = con.sql(f"SELECT max(ts) FROM usage WHERE {where}", params=params).fetchall()
     if newest is None:
         return until
-    return (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).astimezone(UTC).date()
+    day: date = (newest if newest.tzinfo else newest.replace(tzinfo=UTC)).astimezone(UTC).date()
+    return day
 
 
 def render_html(root: WarehouseRef, since: date | None = None, until: date | None = None,

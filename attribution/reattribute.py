@@ -145,8 +145,10 @@ def reattribute(
         assert schema is not None
         data: pa.Table | pa.RecordBatchReader = (
             first if first is not None else ds.dataset(files, schema=schema, format="parquet").scanner().to_reader())
-        store.usage._write(data, "overwrite", claimed, dt_u, _predicate(days, since, until))  # type: ignore[arg-type]
-        res.version = store.usage.snapshot(refresh=True).version()  # type: ignore[union-attr]
+        store.usage.overwrite(data, _predicate(days, since, until), claimed, dt_u)
+        written = store.usage.snapshot(refresh=True)
+        assert written is not None  # just committed
+        res.version = written.version()
         return res
 
     result = retry_on_conflict(attempt, f"re-attributing {store.usage.uri}")

@@ -139,7 +139,10 @@ def _read_costs_csv(path: Path) -> dict[Key, float]:
     if not rows:
         raise ConfigError(f"{path}: empty CSV")
     cols = {c.lower().strip(): c for c in rows[0]}
-    pick = lambda *names: next((cols[n] for n in names if n in cols), None)  # noqa: E731
+
+    def pick(*names: str) -> str | None:
+        return next((cols[n] for n in names if n in cols), None)
+
     date_c = pick("date", "day", "start_time", "timestamp", "usage_date")
     cost_c = pick("cost", "amount", "amount_value", "cost_usd", "usd", "amount (usd)")
     if not date_c or not cost_c:

@@ -1,10 +1,16 @@
-"""Typed exceptions. Library code raises these; only the CLI prints and exits."""
+"""Every user-facing error, in the lowest layer so any module can raise it.
+
+Library code raises these and never prints or exits; the CLI turns them into `Error: …` and
+exits with the class's `exit_code` (as click's own exceptions do). `attribution` re-exports them.
+"""
 
 from __future__ import annotations
 
 
 class TokentrailError(Exception):
     """Base class: a failure the user can act on; the message says how."""
+
+    exit_code = 1
 
 
 class ConfigError(TokentrailError):
@@ -19,12 +25,20 @@ class WarehouseError(TokentrailError):
     """The warehouse is unusable: locked, unwritable, or its state is inconsistent."""
 
 
+class WarehouseNotFound(WarehouseError):
+    """A read command was pointed at a place that holds no warehouse."""
+
+
 class WarehouseWriteError(WarehouseError):
     """Writing to the warehouse failed (disk full, quota, permissions); nothing was committed."""
 
 
 class WarehouseLocked(WarehouseError):
     """Another writer holds the warehouse lock."""
+
+
+class ConflictError(WarehouseError):
+    """A concurrent writer kept winning; the command can simply be run again."""
 
 
 class SecretError(WarehouseError):
@@ -35,5 +49,14 @@ class FormatError(TokentrailError):
     """A format name or a profile is unknown or unusable."""
 
 
+class DeliveryError(TokentrailError):
+    """An alert sink could not take an alert (after its retries)."""
+
+
 class RecordError(ValueError):
-    """One log record could not be turned into calls; the reason goes to quarantine."""
+    """One log record could not be turned into calls; the reason goes to quarantine (never shown as an error)."""
+
+
+__all__ = ["ConfigError", "ConflictError", "DeliveryError", "FormatError", "RecordError", "SecretError",
+           "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseLocked", "WarehouseNotFound",
+           "WarehouseWriteError"]

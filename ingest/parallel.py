@@ -55,7 +55,7 @@ class _File:
 
 def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run_inputs: RunInputs,
                     summary: IngestSummary, progress: Callable[[int], None] | None) -> Iterator[CommitResult]:
-    """What `ingest_batches` runs with `jobs` > 1: workers parse, this process commits in file order."""
+    """What `ingest.files.ingest_batches` runs with `jobs` > 1: workers parse, this process commits in file order."""
     import multiprocessing
 
     worker_options = IngestOptions(**{**options.__dict__, "jobs": 1})

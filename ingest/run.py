@@ -1,21 +1,19 @@
 """The multi-file run: resolve each file's source, read it into chunks, commit in coalesced batches.
 
-`IngestRun` is used by `ingest_batches` (the batch command) and by the watcher. With `jobs` > 1,
-worker processes parse and this process commits, in file order; workers die with it.
+`IngestRun` is used by `ingest.files.ingest_batches` (the batch command, sequentially or with the
+workers of `ingest.parallel`) and by the watcher.
 """
 
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .formats import RunInputs, scan_run
-from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions, IngestSummary
+from .formats import RunInputs
+from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions
 from .sources import (
-    discover,
     identify,
     identify_open,
     identify_with_head,
@@ -116,57 +114,3 @@ class IngestRun:
         self._pending_end.clear()
         self._rows = self._bytes = 0
         return self.store.commit_chunks(batch)
-
-
-def ingest_batches(
-    store: Store,
-    paths: list[str | Path],
-    options: IngestOptions | None = None,
-    summary: IngestSummary | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> Iterator[CommitResult]:
-    """Ingest files and directories (recursively, `.gz` included); yield each committed batch.
-
-    Re-running over the same files adds nothing; appended lines are picked up from each file's
-    offset in the `calls` table. `summary` (if given) is filled in as files finish.
-    """
-    options = options or IngestOptions()
-    summary = summary if summary is not None else IngestSummary()
-    skipped: list[tuple[Path, str]] = []
-    files = discover(paths, options.glob, skipped)
-    t0 = time.perf_counter()
-    for path, why in skipped:  # FIFOs, sockets, devices, symlinks out of the roots: named, never opened
-        summary.files.append(FileResult(str(path), None, note=why))
-    run_inputs = scan_run(files)  # what formats need from all files first (Batch API inputs to join)
-    if options.jobs > 1 and (len(files) > 1 or (files and _splittable(files[0]))):
-        from .parallel import ingest_parallel
-
-        yield from ingest_parallel(store, files, options, run_inputs, summary, progress)
-    else:
-        run = IngestRun(store, options, run_inputs)
-        run.live_files = lambda: files
-        for path in files:
-            res = FileResult(str(path), None)
-            try:
-                yield from run.read_file(path, res)
-            except OSError as exc:
-                res.note = f"could not read: {exc.strerror or exc}"
-            summary.files.append(res)
-            with contextlib.suppress(OSError):
-                summary.bytes_read += path.stat().st_size
-            if progress:
-                progress(path.stat().st_size if path.exists() else 0)
-        committed = run.flush()
-        if committed is not None:
-            yield committed
-    summary.seconds = time.perf_counter() - t0
-
-
-def _splittable(path: Path) -> bool:
-    """One plain file big enough to be cut into ranges read by several workers at once."""
-    from .parallel import RANGE_BYTES
-
-    try:
-        return path.stat().st_size >= 2 * RANGE_BYTES and not path.name.endswith(".gz")
-    except OSError:
-        return False

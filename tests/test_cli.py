@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import click
 import pytest
 from conftest import REPO
 
@@ -26,11 +27,116 @@ def test_the_cli_reference_is_generated_from_help() -> None:
     assert (REPO / "docs" / "cli.md").read_text() == render(), "run: python docs/gen_cli_reference.py"
 
 
-def test_readme_mentions_every_command() -> None:
+def readme_command_rows() -> dict[str, str]:
+    """README's `## Commands` table: command -> its whole row (what it does, example)."""
+    import re
+
     readme = (REPO / "README.md").read_text()
-    for name in ALL:
-        assert f"`{name}" in readme or name in readme, name
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    return {m[1]: m[0] for m in re.finditer(r"^\| `(tokentrail [a-z ]+?)` \|.*$", section, re.M)}
+
+
+def test_readme_command_table_matches_the_cli() -> None:
+    """The README's command table lists exactly the commands `tokentrail --help` has, and every option a
+    row names (in its description or example) is an option of that command."""
+    import re
+
+    def options(cmd: click.Command) -> set[str]:
+        return {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help", "-h"}
+
+    def named(text: str) -> set[str]:
+        return set(re.findall(r"(?<![\w-])(--[a-z][a-z-]*|-[a-zA-Z])\b", text))
+
+    rows = readme_command_rows()
+    assert sorted(rows) == sorted(ALL)
+    by_name = dict(commands(main))
+    anywhere = set().union(*(options(c) for c in by_name.values()))
+    for name, row in rows.items():
+        what, example = row.strip("| ").split(" | ")[1:3]
+        assert re.match(f"`{name}[ `]", example) and named(example) <= options(by_name[name]), (name, example)
+        assert named(what) <= options(by_name[name]) | anywhere, (name, named(what) - anywhere)  # may cite another's
+    readme = (REPO / "README.md").read_text()
     assert "make demo" in readme and "make test" in readme
+
+
+def test_the_help_does_not_load_the_heavy_libraries() -> None:
+    """`tokentrail --help` imports click and the CLI modules only: the library loads when a command runs."""
+    import subprocess
+
+    code = ("import sys; from click.testing import CliRunner; from attribution.cli import main; "
+            "r = CliRunner().invoke(main, ['--help']); assert r.exit_code == 0, r.output; "
+            "print(sorted(m for m in ('pyarrow', 'deltalake', 'duckdb', 'tiktoken', 'pydantic', 'yaml', 'rich', 'numpy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO).stdout
+    assert out.strip() == "[]"
+
+
+def test_the_cli_offers_every_output_format() -> None:
+    from attribution.cli import OUTPUT_FORMATS
+    from attribution.output import FORMATS
+
+    assert OUTPUT_FORMATS == FORMATS  # the CLI spells them out so that --help need not load pyarrow
+
+
+def test_library_errors_exit_with_the_code_on_their_class() -> None:
+    from click.testing import CliRunner
+
+    from attribution.cli import TokentrailGroup
+    from ingest.errors import TokentrailError, WarehouseNotFound
+
+    class Busy(TokentrailError):
+        exit_code = 75  # EX_TEMPFAIL, say
+
+    group = TokentrailGroup()
+
+    @group.command()
+    def busy() -> None:
+        raise Busy("try again later")
+
+    @group.command()
+    def missing() -> None:
+        raise WarehouseNotFound("no warehouse at /nowhere")
+
+    @group.command()
+    def bug() -> None:
+        raise KeyError("a bug keeps its traceback")
+
+    r = CliRunner().invoke(group, ["busy"])
+    assert (r.exit_code, r.output) == (75, "Error: try again later\n")
+    r = CliRunner().invoke(group, ["missing"])
+    assert (r.exit_code, r.output) == (1, "Error: no warehouse at /nowhere\n")
+    r = CliRunner().invoke(group, ["bug"])
+    assert r.exit_code == 1 and isinstance(r.exception, KeyError)
+
+
+def test_the_api_is_the_package_surface(tmp_path: Path) -> None:
+    """`from attribution import …` gives the API and the errors; every name in `__all__` resolves."""
+    from conftest import FIXTURES
+
+    import attribution
+    from attribution import api
+
+    assert set(api.__all__) <= set(attribution.__all__)  # every API name is on the package
+    for name in attribution.__all__:
+        assert getattr(attribution, name) is not None, name
+    assert attribution.sql is api.sql and attribution.TokentrailError.exit_code == 1
+    class Recorded:
+        total, done = -1, 0
+
+        def start(self, total_bytes: int) -> None:
+            self.total = total_bytes
+
+        def advance(self, n_bytes: int) -> None:
+            self.done += n_bytes
+
+    log = FIXTURES / "openai" / "app_calls.jsonl"
+    progress = Recorded()
+    report = attribution.ingest([log], tmp_path / "wh", progress=progress)
+    assert progress.total == progress.done == log.stat().st_size
+    table = attribution.sql("select count(*) as n from calls", tmp_path / "wh")
+    assert table.column("n").to_pylist() == [report.summary.total("calls")] and report.summary.total("calls") > 0
+    with pytest.raises(attribution.WarehouseNotFound):
+        attribution.report(["model"], tmp_path / "nowhere")
 
 
 def test_bad_flags_exit_2_and_runtime_errors_exit_1(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -51,8 +51,8 @@ def test_metrics_endpoint_scraped_by_a_real_http_client(tmp_path: Path, wh_path:
     assert cli("ingest", log, "--warehouse", wh_path, "--rules", rules).exit_code == 0
     now = [1000.0]
     m = WatchMetrics(wh_path, top=3, cache_seconds=3600, clock=lambda: now[0])
-    assert scrape(m.serve("127.0.0.1", 0)).get("tokentrail_commits_total") == 0  # a scrape before any commit…
-    port = int(m._server.server_address[1])
+    port = m.serve("127.0.0.1", 0)
+    assert scrape(port).get("tokentrail_commits_total") == 0  # a scrape before any commit…
     try:
         size = log.stat().st_size
         m.observe(Committed(str(log), lines=26, calls=26, quarantined=0, estimated=2, offset=size - len("partial")))

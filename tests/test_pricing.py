@@ -13,7 +13,7 @@ Every cost is a Decimal and is compared exactly (D("0.15")), never approximately
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from pathlib import Path
 from typing import Any
@@ -230,11 +230,19 @@ def test_builtin_overrides_carry_a_source_and_a_date() -> None:
     assert all(p.source and p.effective_from for p in b.prices)
 
 
-def test_rates_are_resolved_once_per_distinct_combination() -> None:
+def test_rates_are_resolved_once_per_distinct_combination(monkeypatch: pytest.MonkeyPatch) -> None:
     pricer = Pricer()
+    resolved: list[str] = []
+    real = pricer.resolve_name
+
+    def counting(model: str, day: date) -> str:
+        resolved.append(model)
+        return real(model, day)
+
+    monkeypatch.setattr(pricer, "resolve_name", counting)
     many = [_call("gpt-4o-mini", "2025-03-01", i, input_tokens=10, output_tokens=1) for i in range(5000)]
     out = Engine(load_rules(None), pricer).apply(calls_to_table(many))
-    assert out.num_rows == 5000 and len(pricer._memo) == 1
+    assert out.num_rows == 5000 and resolved == ["gpt-4o-mini"]
 
 
 def _mixed_calls(n: int, seed: int) -> list[Call]:

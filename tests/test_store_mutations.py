@@ -36,11 +36,11 @@ def _engine(store: Store):  # type: ignore[no-untyped-def]
     return build_engine(store)
 
 
-# -- Store.commit_chunks / _commit_quarantine ---------------------------------------------------
+# -- Store.commit_chunks / commit_quarantine ---------------------------------------------------
 
 
 def test_quarantine_version_never_goes_back_when_a_lower_chunk_commits(tmp_path: Path, wh_path: Path) -> None:
-    """Kills: `_commit_quarantine` without its `if v >= c.end: continue` skip.
+    """Kills: `commit_quarantine` without its `if v >= c.end: continue` skip.
 
     A crash after the quarantine commit of the whole file, then the re-read commits smaller chunks one
     by one: the first (below the quarantine version) must not set the version back, or the second
@@ -49,7 +49,7 @@ def test_quarantine_version_never_goes_back_when_a_lower_chunk_commits(tmp_path:
     log.write_text("".join(call_line(i) + _bad(i) for i in range(3)))
     store = Store(wh_path).prepare_for_writing()
     (whole,) = chunks_of(store, log)
-    store._commit_quarantine([whole], "2025-03-03")  # first half of a commit, then the "crash"
+    store.commit_quarantine([whole], "2025-03-03")  # first half of a commit, then the "crash"
     parts = chunks_of(store, log, chunk_lines=2)
     assert len(parts) == 3
     for c in parts:  # committed one batch at a time (e.g. the watcher's max_chunks)
@@ -61,7 +61,7 @@ def test_quarantine_version_never_goes_back_when_a_lower_chunk_commits(tmp_path:
 
 
 def test_quarantine_rows_below_the_quarantine_version_are_dropped_from_a_longer_chunk(tmp_path: Path, wh_path: Path) -> None:
-    """Kills: `_commit_quarantine` without `_filter_from(c.quarantine, v)`.
+    """Kills: `commit_quarantine` without `_filter_from(c.quarantine, v)`.
 
     A crash after the quarantine commit of the first chunk; the next run reads the whole file as one
     chunk, which starts below the quarantine version and ends past it."""
@@ -69,7 +69,7 @@ def test_quarantine_rows_below_the_quarantine_version_are_dropped_from_a_longer_
     log.write_text("".join(call_line(i) + _bad(i) for i in range(3)))
     store = Store(wh_path).prepare_for_writing()
     first = chunks_of(store, log, chunk_lines=2)[0]
-    store._commit_quarantine([first], "2025-03-03")
+    store.commit_quarantine([first], "2025-03-03")
     ingest_files(wh_path, log)
     (n,), = tt_sql(wh_path, "SELECT count(*) FROM quarantine").fetchall()
     assert n == 3
@@ -349,14 +349,14 @@ def test_watch_commits_what_is_waiting_when_stopped(tmp_path: Path, wh_path: Pat
 def test_the_oldest_key_secret_wins_after_two_hosts_raced_to_create_it(tmp_path: Path, wh_path: Path) -> None:
     """Kills: `Meta.secret` taking the newest secret row: every host must keep fingerprinting keys
     with the first secret, or the same key gets two fingerprints."""
-    import secrets as _secrets
+    import secrets
 
-    from ingest.store.meta import SECRET_KEY, _row
+    from ingest.store.meta import SECRET_KEY
 
     store = Store(wh_path).prepare_for_writing()
     first = store.meta.secret(create=False)
     time.sleep(0.01)
-    store.meta.table.append(_row({SECRET_KEY: _secrets.token_hex(32)}), {})  # the other host's row
+    store.meta.put(SECRET_KEY, secrets.token_hex(32))  # the other host's row (appended: the oldest still wins)
     assert Store(wh_path).meta.secret(create=False) == first
     assert Store(wh_path).hasher.fingerprint("sk-test-key") == store.hasher.fingerprint("sk-test-key")
 
@@ -456,7 +456,7 @@ _POOL = textwrap.dedent("""
         for _ in range(2):
             pool.submit(time.sleep, 60)  # busy, as when parsing a large chunk
         time.sleep(0.5)
-        print(" ".join(str(p) for p in pool._processes), flush=True)
+        print(" ".join(str(p.pid) for p in multiprocessing.active_children()), flush=True)
         time.sleep(120)
 """)
 
@@ -507,7 +507,7 @@ def test_a_usage_commit_landing_during_a_reattribute_makes_it_retry(
     watcher_store = Store(wh_path)
     store = Store(wh_path)
     engine = _engine(store)
-    real_repair, real_write = ra.repair_usage, store.usage._write
+    real_repair, real_write = ra.repair_usage, store.usage.overwrite
     pending = []
     writes = []
 
@@ -523,7 +523,7 @@ def test_a_usage_commit_landing_during_a_reattribute_makes_it_retry(
         return real_write(*args, **kw)
 
     monkeypatch.setattr(ra, "repair_usage", repair_then_watcher_commits_calls)
-    monkeypatch.setattr(store.usage, "_write", write)
+    monkeypatch.setattr(store.usage, "overwrite", write)
     ra.reattribute(store, engine)
     want = Counter(f"chatcmpl-c{i}" for i in range(7))
     assert Counter(ids(wh_path, "usage_all")) == want

@@ -5,10 +5,10 @@ commits parsed chunks exactly once; `commit_usage` adds attributed rows; `resolv
 file's source id and verified resume offset.
 """
 
+from ..errors import ConflictError, WarehouseNotFound
 from .location import Location, default_location
 from .progress import Resolved, SourceIndex
-from .table import ConflictError
-from .warehouse import ChunkRows, CommitResult, Store, WarehouseNotFound, with_date
+from .warehouse import ChunkRows, CommitResult, Store, with_date
 
 __all__ = ["ChunkRows", "CommitResult", "ConflictError", "Location", "Resolved", "SourceIndex", "Store",
            "WarehouseNotFound", "default_location", "with_date"]

@@ -89,11 +89,11 @@ class SourceIndex:
 
     @classmethod
     def from_table(cls, table: pa.Table, host: str | None = None) -> SourceIndex:
-        rows = [SourceRecord(**{k: v for k, v in d.items() if k in SourceRecord.__slots__})  # type: ignore[arg-type]
+        rows = [SourceRecord(**{k: v for k, v in d.items() if k in SourceRecord.__slots__})
                 for d in table.to_pylist()] if table.num_rows else []
         for r in rows:
             if not isinstance(r.committed_at, int):
-                r.committed_at = int(r.committed_at.timestamp() * 1_000_000)  # type: ignore[attr-defined]
+                r.committed_at = int(r.committed_at.timestamp() * 1_000_000)
         return cls(rows, host)
 
     def add(self, r: SourceRecord) -> None:

@@ -16,15 +16,11 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
-from ..errors import WarehouseError, WarehouseWriteError
+from ..errors import ConflictError, WarehouseWriteError
 from .location import Location
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 12
-
-
-class ConflictError(WarehouseError):
-    """A concurrent writer kept winning; the command can simply be run again."""
 
 
 class Table:
@@ -75,7 +71,7 @@ class Table:
         """Append `data` and set the given application-transaction versions, in one commit."""
         self._write(data, "append", txns, dt)
 
-    def overwrite(self, data: pa.Table, predicate: str | None, txns: dict[str, int], dt: DeltaTable | None) -> None:
+    def overwrite(self, data: pa.Table | pa.RecordBatchReader, predicate: str | None, txns: dict[str, int], dt: DeltaTable | None) -> None:
         self._write(data, "overwrite", txns, dt, predicate)
 
     def _write(self, data: pa.Table, mode: str, txns: dict[str, int], dt: DeltaTable | None,

@@ -22,17 +22,13 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
-from ..errors import WarehouseError
+from ..errors import WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
 from ..sources import FileIdentity
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
 from .table import Table, literal, retry_on_conflict, scan
-
-
-class WarehouseNotFound(WarehouseError):
-    """A read command was pointed at a place that holds no warehouse."""
 
 
 @dataclass
@@ -210,7 +206,7 @@ class Store:
             records = [record_for(c.source_id, c.ident, self.host, c.path, c.end, c.tail_hash, now, c.format)
                        for c in todo]
             self.sources.append(records_table(records), {})
-            self._commit_quarantine(todo, qdate)
+            self.commit_quarantine(todo, qdate)
             parts = [self._calls_part(c) for c in todo if c.calls is not None and c.calls.num_rows]
             calls = pa.concat_tables(parts, promote_options="default") if parts else None
             data = calls if calls is not None else self._empty_calls(todo)
@@ -232,7 +228,7 @@ class Store:
     def _empty_calls(self, todo: list[ChunkRows]) -> pa.Table:
         dt = self.calls.snapshot(refresh=False)
         if dt is not None:
-            return pa.schema(dt.schema().to_arrow()).empty_table()  # type: ignore[arg-type]
+            return pa.schema(dt.schema().to_arrow()).empty_table()
         for c in todo:
             if c.calls is not None:
                 return self._calls_part(ChunkRows(c.source_id, c.ident, c.path, c.start, c.end, c.tail_hash,
@@ -242,12 +238,16 @@ class Store:
         empty = CALL_SCHEMA.empty_table().append_column("source_id", pa.array([], pa.string()))
         return empty.append_column("date", pa.array([], pa.date32()))
 
-    def _commit_quarantine(self, todo: list[ChunkRows], qdate: str) -> None:
+    def commit_quarantine(self, todo: list[ChunkRows], qdate: str) -> None:
+        """The quarantine half of `commit_chunks` (it runs first): rows below each source's quarantine
+        version are dropped, so a crash between the halves never stores a bad line twice."""
         with_rows = [c for c in todo if c.quarantine is not None and c.quarantine.num_rows]
         if not with_rows:
             return
+        first = with_rows[0].quarantine
+        assert first is not None  # with_rows holds chunks with quarantine rows only
         dt_q = self.quarantine.snapshot(refresh=True) or self.quarantine.snapshot_or_create(
-            self._quarantine_part(with_rows[0], with_rows[0].quarantine.slice(0, 0), qdate))  # type: ignore[union-attr]
+            self._quarantine_part(with_rows[0], first.slice(0, 0), qdate))
         parts, txns = [], {}
         for c in with_rows:
             v = dt_q.transaction_version(c.source_id) or 0
@@ -295,7 +295,7 @@ class Store:
                 rows = self._drop_present(rows, check, dt_u)
             rows = with_date(rows)
             self.usage.append(rows, txns, dt_u)
-            return rows.num_rows
+            return int(rows.num_rows)
 
         return retry_on_conflict(attempt, f"committing to {self.usage.uri}")
 
@@ -375,7 +375,7 @@ class Store:
                 return 0
             self.sources.overwrite(kept.cast(rows.schema), None, {}, dt)
             self._index = None
-            return rows.num_rows - kept.num_rows
+            return int(rows.num_rows - kept.num_rows)
 
         return retry_on_conflict(attempt, f"pruning {self.sources.uri}")
 
