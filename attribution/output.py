@@ -206,8 +206,8 @@ def draw_box(columns: list[str], cells: list[list[str]], justify: list[str], tit
         return None  # wide or combining characters, line breaks: rich measures those
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
     total = sum(widths) + 3 * len(widths) + 1
-    if total > TABLE_WIDTH or not columns or len(title or "") > total:
-        return None
+    if total > TABLE_WIDTH or not columns or len(title or "") > total or (title or "") != (title or "").strip():
+        return None  # rich folds wide tables, wraps long titles and trims padded ones
 
     def line(left: str, fill: str, mid: str, right: str) -> str:
         return left + mid.join(fill * (w + 2) for w in widths) + right

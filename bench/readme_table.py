@@ -5,52 +5,40 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 
 
-def met(ratio: float | None, target: float) -> str:
-    return "met" if ratio is not None and ratio >= target else "**not met**"
+def _cell(f: dict[str, Any]) -> tuple[str, str, str, str]:
+    """(tokentrail, baseline, ratio, target) for one figure record."""
+    if "peak_rss_mb" in f and isinstance(f["peak_rss_mb"], dict):  # memory: sizes -> MB
+        ours = ", ".join(f"{mb} MB ({size} log)" for size, mb in f["peak_rss_mb"].items())
+        return ours, "—", "—", f"{f['target']}: {'met' if f['met'] else '**not met**'}"
+    if "watch_peak_rss_mb" in f:
+        ours = f"{f['watch_peak_rss_mb']} MB while a file grew {f['watch_grew_mb']} MB ({f['watch_calls']:,} calls)"
+        return ours, "—", "—", f"{f['target']}: {'met' if f['met'] else '**not met**'}"
+    ours = f"{f['tokentrail_s']} s"
+    if "tokentrail_mb_s" in f:
+        ours += f" ({f['tokentrail_mb_s']} MB/s on {f['input_mb']} MB)"
+    base = f"{f['baseline']}: {f['baseline_s']} s"
+    if "outputs_equal" in f:
+        base += "; same output" if f["outputs_equal"] else "; **outputs differ**"
+    target = f"≥ {f['target']}" if isinstance(f["target"], int | float) else str(f["target"])
+    return ours, base, str(f["ratio"]), f"{target}: {'met' if f['met'] else '**not met**'}"
 
 
-def section(r: dict) -> str:
+def section(r: dict[str, Any]) -> str:
     m = r["machine"]
-    f = {x["figure"][:2]: x for x in r["figures"]}
-    f1, f2, f3, f4, f5, fr = f["1."], f["2."], f["3."], f["4."], f["5."], f["re"]
-    rss = {k: v for k, v in f4.items() if k.endswith("_peak_rss_mb") and k.startswith("ingest_")}
-    rss_text = ", ".join(f"{v} MB ({k.split('_')[1]} log)" for k, v in rss.items())
-    peak = max([*rss.values(), f4["watch_peak_rss_mb"]])
-    rows = [
-        ("1. `ingest`, all calls carry usage", f"{f1['tokentrail_s']} s ({f1['tokentrail_mb_s']} MB/s, "
-         f"{f1['tokentrail_calls_s']:,} calls/s) on {f1['input_mb']} MB", f"DuckDB `read_json` count: {f1['baseline_s']} s",
-         f1["ratio"], f"≥ 1.0 (aim 2): {met(f1['ratio'], 1.0)}"),
-        ("2. estimation, 30% of calls lacking usage", f"{f2['tokentrail_s']} s for {f2['calls_estimated']:,} calls "
-         f"(memo hit rate {f2['memo_hit_rate']:.0%})", f"raw `tiktoken.encode_ordinary` over the same {f2['texts']:,} texts: "
-         f"{f2['baseline_s']} s", f2["ratio"], f"≥ 0.8: {met(f2['ratio'], 0.8)}; > 1 with the memo: {met(f2['ratio'], 1.0)}"),
-        *([("2b. the same chat requests", f"{f2.get('tokentrail_same_requests_s')} s",
-            f"LiteLLM `token_counter`: {f2.get('litellm_token_counter_s')} s ({f2.get('litellm_requests')} requests)",
-            f2.get("ratio_vs_litellm"), "—")] if f2.get("ratio_vs_litellm") is not None else []),
-        ("3. `report --by key_name --by day`", f"{f3['tokentrail_s']} s on {f3['calls']:,} calls",
-         f"DuckDB aggregate straight from the JSONL: {f3['baseline_s']} s", f3["ratio"], f"≥ 50: {met(f3['ratio'], 50)}"),
-        *([("3b. the same report", f"{f3['tokentrail_s']} s",
-            f"DuckDB over the same Parquet files: {f3['duckdb_same_parquet_s']} s", f3["ratio_vs_same_parquet"],
-            f"≥ 0.8 (issue 17): {met(f3['ratio_vs_same_parquet'], 0.8)}")] if "ratio_vs_same_parquet" in f3 else []),
-        ("4. peak RSS", f"ingest {rss_text}; watch {f4['watch_peak_rss_mb']} MB while a file grew {f4['watch_grew_mb']} MB",
-         "—", "—", f"< 300 MB, independent of size: {'met' if peak < 300 else 'flat, **' + str(peak - 300) + ' MB over**'}"),
-        ("4b. watcher throughput", f"{f4['watch_calls_s']:,} calls/s from append to committed Parquet",
-         f"batch `ingest` of the same file: {f4['batch_same_file_s']} s", f4["watch_vs_batch_throughput_ratio"], "—"),
-        (f"5. parallel ingest, {f5['files']} files", f"{f5['all_cores_s']} s with {f5['jobs']} workers",
-         f"one worker: {f5['one_core_s']} s", f5["ratio"], f"≥ 1.7: {met(f5['ratio'], 1.7)}"),
-        ("re-attribution",
-         f"{fr['tokentrail_s']} s, {fr['rows_per_s']:,} rows/s ({fr['rows']:,} rows, {fr['partitions']} partitions)",
-         f"DuckDB `COPY (SELECT * FROM read_parquet)`: {fr['baseline_s']} s", fr["ratio"], "—"),
-    ]
     lines = [START, f"Measured {m['date']}: {m['cores']} cores, {m['memory_mb']:,} MB RAM, Python {m['python']}, "
-             f"`BENCH_SCALE={m['bench_scale']}`.", "", "| figure | tokentrail | baseline (same run) | ratio | target |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
-    return "\n".join(lines) + "\n" + END
+             f"`BENCH_SCALE={m['bench_scale']}`, {r.get('total_seconds', '?')} s in all.", "",
+             "| figure | tokentrail | baseline (same run, same input) | ratio | target |", "|---|---|---|---|---|"]
+    for f in r["figures"]:
+        ours, base, ratio, target = _cell(f)
+        lines.append(f"| {f['figure']} | {ours} | {base} | {ratio} | {target} |")
+    lines.append(END)
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -26,6 +26,9 @@ def tables(draw):  # type: ignore[no-untyped-def]
 def test_direct_drawing_matches_rich(table) -> None:  # type: ignore[no-untyped-def]
     drawn = draw_box(*table)
     columns, cells, _, title, _ = table
+    if title is not None and title != title.strip():
+        assert drawn is None  # rich trims a padded title: it lays that out itself
+        return
     if title is not None and len(title) > sum(max([len(c)] + [len(r[i]) for r in cells]) + 3
                                               for i, c in enumerate(columns)) + 1:
         assert drawn is None  # a title wider than the table: rich wraps it
