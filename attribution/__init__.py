@@ -13,11 +13,12 @@ from ingest.errors import (
     ConflictError,
     DeliveryError,
     FormatError,
+    QueryError,
+    ReportError,
     SecretError,
     TokentrailError,
     VocabularyError,
     WarehouseError,
-    WarehouseLocked,
     WarehouseNotFound,
     WarehouseWriteError,
 )
@@ -70,8 +71,8 @@ __all__ = [
     "make_watcher", "open_store", "parse_as_of", "read_only_rules", "reattribute", "reconcile", "report",
     "rules_coverage", "rules_sql", "run_watcher", "sql", "suggest_profile", "try_profile", "watch",
     # the errors (ingest.errors)
-    "ConfigError", "ConflictError", "DeliveryError", "FormatError", "SecretError", "TokentrailError", "VocabularyError",
-    "WarehouseError", "WarehouseLocked", "WarehouseNotFound", "WarehouseWriteError",
+    "ConfigError", "ConflictError", "DeliveryError", "FormatError", "QueryError", "ReportError", "SecretError",
+    "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseNotFound", "WarehouseWriteError",
 ]
 
 

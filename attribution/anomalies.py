@@ -18,9 +18,10 @@ from typing import Any
 
 import duckdb
 
+from ingest.errors import ReportError
+
 from .engine import field_sql
 from .query import WarehouseRef, connect
-from .reports import ReportError
 
 METRICS = {  # per-row expression; summed per bucket
     "tokens": "coalesce(input_tokens, 0) + coalesce(output_tokens, 0)",

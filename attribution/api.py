@@ -105,8 +105,8 @@ def ingest(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
            rules: PathLike | None = None, prices: PathLike | None = None, options: IngestOptions | None = None,
            progress: Progress | None = None) -> IngestReport:
     """Ingest files and directories; attribute and price what was committed."""
-    from ingest.pipeline import IngestOptions, IngestSummary
     from ingest.files import ingest_batches
+    from ingest.pipeline import IngestOptions, IngestSummary
     from ingest.sources import discover
 
     from .current import build_engine

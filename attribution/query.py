@@ -20,15 +20,11 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ingest.errors import TokentrailError
+from ingest.errors import QueryError, TokentrailError
 from ingest.store import Store
 
 WarehouseRef = str | Path | Store  # a location, or an opened store
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}  # PRAGMA is vetted below
-
-
-class QueryError(TokentrailError):
-    """A user query failed or was refused."""
 
 
 # Only ids that occur more than once pay for the window (most ids are unique): 2.2x faster than a

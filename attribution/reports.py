@@ -12,7 +12,7 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ingest.errors import TokentrailError
+from ingest.errors import ReportError
 
 from .engine import DEFAULT_RULE, field_sql
 from .output import REPORT_COLUMNS
@@ -26,10 +26,6 @@ TIME_DIMENSIONS = {
     "month": "strftime(ts, '%Y-%m')",
 }
 ADDITIVE = REPORT_COLUMNS[:-1]  # what a total row sums (estimated_share is a ratio)
-
-
-class ReportError(TokentrailError):
-    pass
 
 
 def date_params(since: date | None, until: date | None, column: str = "ts") -> tuple[str, list[Any]]:

@@ -33,10 +33,6 @@ class WarehouseWriteError(WarehouseError):
     """Writing to the warehouse failed (disk full, quota, permissions); nothing was committed."""
 
 
-class WarehouseLocked(WarehouseError):
-    """Another writer holds the warehouse lock."""
-
-
 class ConflictError(WarehouseError):
     """A concurrent writer kept winning; the command can simply be run again."""
 
@@ -49,6 +45,14 @@ class FormatError(TokentrailError):
     """A format name or a profile is unknown or unusable."""
 
 
+class QueryError(TokentrailError):
+    """A user query failed or was refused (`sql` only reads)."""
+
+
+class ReportError(TokentrailError):
+    """A report asked for something the warehouse cannot answer (an unknown dimension, a bad range)."""
+
+
 class DeliveryError(TokentrailError):
     """An alert sink could not take an alert (after its retries)."""
 
@@ -57,6 +61,6 @@ class RecordError(ValueError):
     """One log record could not be turned into calls; the reason goes to quarantine (never shown as an error)."""
 
 
-__all__ = ["ConfigError", "ConflictError", "DeliveryError", "FormatError", "RecordError", "SecretError",
-           "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseLocked", "WarehouseNotFound",
+__all__ = ["ConfigError", "ConflictError", "DeliveryError", "FormatError", "QueryError", "RecordError",
+           "ReportError", "SecretError", "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseNotFound",
            "WarehouseWriteError"]

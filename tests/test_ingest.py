@@ -116,11 +116,12 @@ def test_renamed_file_is_recognised_by_fingerprint(tmp_path: Path, wh_path: Path
     assert count_calls(wh_path) == 4
 
 
-def test_truncated_file_restarts_from_zero(tmp_path: Path, wh_path: Path) -> None:
+def test_a_rewritten_file_with_a_new_first_line_is_read_as_a_new_source(tmp_path: Path, wh_path: Path) -> None:
+    """(Truncation below the offset with the same first bytes: test_store::test_a_file_truncated_to_less_than_its_offset_is_read_from_zero.)"""
     log = tmp_path / "app.log"
     log.write_text("".join(app_line(i) for i in range(3)))
     ingest(wh_path, log)
-    log.write_text(app_line(10, ts="2025-03-04T00:00:00Z"))  # same head? no: a new first line
+    log.write_text(app_line(10, ts="2025-03-04T00:00:00Z"))  # a new first line: a new source, read from 0
     s = ingest(wh_path, log)
     assert s.total("calls") == 1 and count_calls(wh_path) == 4
 

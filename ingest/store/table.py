@@ -71,7 +71,8 @@ class Table:
         """Append `data` and set the given application-transaction versions, in one commit."""
         self._write(data, "append", txns, dt)
 
-    def overwrite(self, data: pa.Table | pa.RecordBatchReader, predicate: str | None, txns: dict[str, int], dt: DeltaTable | None) -> None:
+    def overwrite(self, data: pa.Table | pa.RecordBatchReader, predicate: str | None, txns: dict[str, int],
+                  dt: DeltaTable | None) -> None:
         self._write(data, "overwrite", txns, dt, predicate)
 
     def _write(self, data: pa.Table, mode: str, txns: dict[str, int], dt: DeltaTable | None,
