@@ -61,7 +61,7 @@ def test_quarantine_version_never_goes_back_when_a_lower_chunk_commits(tmp_path:
 
 
 def test_quarantine_rows_below_the_quarantine_version_are_dropped_from_a_longer_chunk(tmp_path: Path, wh_path: Path) -> None:
-    """Kills: `commit_quarantine` without `_filter_from(c.quarantine, v)`.
+    """Kills: `commit_quarantine` without `filter_from(c.quarantine, v)`.
 
     A crash after the quarantine commit of the first chunk; the next run reads the whole file as one
     chunk, which starts below the quarantine version and ends past it."""

@@ -8,7 +8,8 @@ file's source id and verified resume offset.
 from ..errors import ConflictError, WarehouseNotFound
 from .location import Location, default_location
 from .progress import Resolved, SourceIndex
-from .warehouse import ChunkRows, CommitResult, Store, with_date
+from .rows import ChunkRows, CommitResult, with_date
+from .warehouse import Store
 
 __all__ = ["ChunkRows", "CommitResult", "ConflictError", "Location", "Resolved", "SourceIndex", "Store",
            "WarehouseNotFound", "default_location", "with_date"]

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 from deltalake import DeltaTable
 from deltalake.exceptions import DeltaError
 
@@ -28,49 +26,12 @@ from ..sources import FileIdentity
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
+from .rows import ChunkRows, CommitResult, filter_from, with_date
 from .table import Table, literal, retry_on_conflict, scan
-
-
-@dataclass
-class ChunkRows:
-    """What one source contributes to a commit: its range, its rows, and its identity."""
-
-    source_id: str
-    ident: FileIdentity
-    path: str
-    start: int
-    end: int
-    tail_hash: str | None
-    calls: pa.Table | None = None
-    quarantine: pa.Table | None = None
-    format: str | None = None  # the format spec it was read with (remembered for later runs)
-
-
-@dataclass
-class CommitResult:
-    chunks: list[ChunkRows] = field(default_factory=list)  # what was committed (rows filtered to what was new)
-    calls: pa.Table | None = None  # the committed calls rows, with source_id and date
 
 
 def _now_us() -> int:
     return int(time.time() * 1_000_000)
-
-
-def with_date(table: pa.Table, fixed: str | None = None) -> pa.Table:
-    """Add the partition column `date` (from `ts`, or the fixed quarantine date)."""
-    if "date" in table.column_names:
-        return table
-    if fixed is not None:
-        dates = pa.array([datetime.fromisoformat(fixed).date()] * table.num_rows, pa.date32())
-    else:
-        dates = pc.cast(pc.cast(table["ts"], pa.timestamp("us", tz="UTC")), pa.date32())
-    return table.append_column("date", dates)
-
-
-def _filter_from(table: pa.Table | None, offset: int) -> pa.Table | None:
-    if table is None or offset <= 0:
-        return table
-    return table.filter(pc.greater_equal(table["source_offset"], offset))
 
 
 class Store:
@@ -199,7 +160,7 @@ class Store:
                     continue  # already committed (by us before a crash, or by another writer)
                 ends[c.source_id] = c.end
                 todo.append(ChunkRows(c.source_id, c.ident, c.path, max(c.start, v), c.end, c.tail_hash,
-                                      _filter_from(c.calls, v), _filter_from(c.quarantine, v), c.format))
+                                      filter_from(c.calls, v), filter_from(c.quarantine, v), c.format))
             if not todo:
                 return CommitResult()
             now = _now_us()
@@ -253,7 +214,7 @@ class Store:
             v = dt_q.transaction_version(c.source_id) or 0
             if v >= c.end:
                 continue
-            q = _filter_from(c.quarantine, v)
+            q = filter_from(c.quarantine, v)
             assert q is not None
             parts.append(self._quarantine_part(c, q, qdate))
             txns[c.source_id] = c.end
@@ -274,6 +235,8 @@ class Store:
         that ran in between) rows already present are found by (source_id, source_offset, call_id)
         and dropped.
         """
+        import pyarrow.compute as pc  # not on the read path: `sql` starts without it
+
         first = [True]
 
         def attempt() -> int:
@@ -301,6 +264,7 @@ class Store:
 
     def _drop_present(self, rows: pa.Table, source_ids: list[str], dt_u: DeltaTable) -> pa.Table:
         import duckdb
+        import pyarrow.compute as pc  # not on the read path: `sql` starts without it
 
         dates = pc.unique(pc.cast(pc.cast(rows["ts"], pa.timestamp("us", tz="UTC")), pa.date32())).to_pylist()
         if not dates or not source_ids:
