@@ -73,11 +73,21 @@ def fig2_estimation_ingest(work: Path) -> list[dict[str, Any]]:
 
 def fig3_estimation(work: Path) -> list[dict[str, Any]]:
     """3. Estimation vs raw tiktoken and peers (bench/estimation.py, loading excluded for all)."""
-    try:
-        import estimation
-    except ImportError:
-        return []
-    return list(estimation.run(SCALE, work))
+    import estimation
+
+    r = estimation.run(SCALE, work)
+    out = [figure("3. estimation vs raw tiktoken, same texts (repeating prompts)", r["tokentrail_s"],
+                  "tiktoken encode_ordinary, no memo", r["raw_tiktoken_s"], 1.0, requests=r["requests"],
+                  texts=r["texts"], no_repeats_ratio=r["ratio_vs_raw_tiktoken_no_repeats"],
+                  vocabulary_load_s=r["vocabulary_load_s"])]
+    for peer in ("litellm", "tokencost"):
+        if f"{peer}_s" in r:
+            out.append(figure(f"3{'b' if peer == 'litellm' else 'c'}. estimation vs {peer}, same requests",
+                              r["tokentrail_vs_peers_s"], f"{peer}, vocabulary loaded first", r[f"{peer}_s"], 1.0,
+                              same_counts=r[f"{peer}_same_counts"]))
+    if "peers" in r:
+        out[0]["peers"] = r["peers"]
+    return out
 
 
 def fig4_queries(work: Path) -> list[dict[str, Any]]:

@@ -204,3 +204,17 @@ def test_sources_file_sets_format_and_tags_and_is_remembered(cli, tmp_path: Path
         fh.write(src.readline().replace("chatcmpl-", "chatcmpl-more-"))
     r = cli("ingest", logs, "--warehouse", tmp_path / "wh", "--format", "litellm")
     assert "was read as 'openai' before, now as 'litellm'" in r.output
+
+
+def test_no_estimate_leaves_missing_usage_empty(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import json
+
+    from conftest import tt_sql
+
+    log = tmp_path / "app.log"
+    request = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hello"}]}
+    log.write_text(json.dumps({"time": "2025-03-10T09:00:00Z", "request": request}) + "\n")
+    wh = tmp_path / "wh"
+    r = cli("ingest", log, "--warehouse", wh, "--no-estimate")
+    assert r.exit_code == 0, r.output
+    assert tt_sql(wh, "SELECT input_tokens, token_source FROM calls_all").fetchall() == [(None, "missing")]

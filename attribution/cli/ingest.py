@@ -102,6 +102,8 @@ class ProgressBar:
               help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
 @click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
+@click.option("--no-estimate", is_flag=True,
+              help="Do not re-count tokens a log lacks: they stay empty (token_source 'missing').")
 @click.option("--quarantine-raw-bytes", type=click.IntRange(0, 1 << 20), default=4096, show_default=True,
               help="Raw bytes of a bad line kept in quarantine (keys scrubbed); 0 keeps none.")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=None,
@@ -109,7 +111,7 @@ class ProgressBar:
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | None, rules: Path | None,
            prices: Path | None, log_format: str | None, pattern: str | None, no_system_prompt: bool,
-           quarantine_raw_bytes: int, jobs: int | None, as_json: bool) -> None:
+           no_estimate: bool, quarantine_raw_bytes: int, jobs: int | None, as_json: bool) -> None:
     """Ingest log files and directories (recursively, .gz too) into the warehouse.
 
     Re-running over the same files adds nothing; appended lines are picked up from each
@@ -128,7 +130,8 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
     check_log_format(log_format)
     path_list, sources = paths_and_sources(paths, sources_file)
     options = IngestOptions(format=log_format, sources=sources, store_system_prompt=not no_system_prompt, glob=pattern,
-                            jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes)
+                            jobs=jobs or os.cpu_count() or 1, quarantine_raw_bytes=quarantine_raw_bytes,
+                            estimate=not no_estimate)
     with ProgressBar("ingest") as bar:
         report = api.ingest(path_list, warehouse, rules, prices, options, progress=bar)
     summary = report.summary
@@ -193,11 +196,13 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
               help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
+@click.option("--no-estimate", is_flag=True,
+              help="Do not re-count tokens a log lacks: they stay empty (token_source 'missing').")
 def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | None, rules: Path | None,
           prices: Path | None, log_format: str | None, pattern: str | None, flush_seconds: float, flush_rows: int,
           read_from: str, poll: bool, once: bool, status_seconds: float, alerts: Path | None, webhooks: tuple[str, ...],
           webhook_body: str, alert_seconds: float, alert_state: Path | None, metrics_addr: str | None,
-          max_line_bytes: int, no_system_prompt: bool) -> None:
+          max_line_bytes: int, no_system_prompt: bool, no_estimate: bool) -> None:
     """Tail log directories and commit new calls continuously, exactly once.
 
     Survives rotation (rename+create, copytruncate, gzip), restarts and SIGKILL. Stops cleanly
@@ -225,7 +230,7 @@ def watch(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | N
     check_log_format(log_format)
     path_list, sources = paths_and_sources(paths, sources_file)
     ingest_options = IngestOptions(format=log_format, sources=sources, glob=pattern, max_line=max_line_bytes,
-                                   store_system_prompt=not no_system_prompt)
+                                   store_system_prompt=not no_system_prompt, estimate=not no_estimate)
     options = WatchOptions(glob=pattern, flush_seconds=flush_seconds, flush_rows=flush_rows, read_from=read_from,
                            poll=poll, once=once, status_seconds=status_seconds)
     alerting = api.AlertSettings(alerts, webhooks, webhook_body, alert_seconds, alert_state)
