@@ -35,33 +35,9 @@ from .pipeline import FileResult, IngestOptions
 from .run import IngestRun
 from .sources import discover, identify_open, is_gzip, open_binary, tail_hash_open
 from .store import ChunkRows, CommitResult, Store
+from .watch_options import Tick, WatchOptions, WatchStats, default_max_open
 
 log = logging.getLogger("tokentrail.watch")
-
-
-@dataclass
-class WatchOptions:
-    glob: str | None = None
-    flush_seconds: float = 2.0
-    flush_rows: int = 10_000
-    read_from: str = "beginning"  # or "end": skip what existing files already hold at start-up
-    poll: bool = False
-    rescan_seconds: float = 1.0
-    status_seconds: float = 10.0
-    once: bool = False
-    compact_every_seconds: float = 3600.0
-    final_after_seconds: float = 5.0  # a rotated file unchanged this long is finished: flush its partial line
-    max_open: int | None = None  # descriptors held for draining; None: the process limit less a margin
-
-
-def default_max_open() -> int:
-    """Held descriptors stay well under the process limit (DuckDB, Arrow and delta-rs need some too)."""
-    import resource
-
-    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        return 4096
-    return max(8, min(4096, soft - 96))
 
 
 @dataclass
@@ -78,41 +54,6 @@ class Tracked:
     gz_done_stat: tuple[int, float] | None = None  # a .gz read to its end at this (size, mtime)
     source_id: str | None = None
     plain: bool = True  # not compressed; a plain file without a held `handle` is read by path (over the fd cap)
-
-
-@dataclass
-class WatchStats:
-    files: int = 0
-    lines: int = 0
-    calls: int = 0
-    quarantined: int = 0
-    lag_bytes: int = 0
-    started: float = field(default_factory=time.monotonic)
-    with_key: int = 0
-    with_user: int = 0
-    with_route: int = 0
-    with_ts: int = 0
-
-    def coverage(self) -> str:
-        """Share of calls with a key, user, route and their own timestamp (what attribution needs)."""
-        if not self.calls:
-            return "no calls yet"
-        return " ".join(f"{name} {n * 100 // self.calls}%" for name, n in (
-            ("key", self.with_key), ("user", self.with_user), ("route", self.with_route), ("timestamp", self.with_ts)))
-
-    def line(self, lines_per_s: float) -> str:
-        return (f"files {self.files} | {lines_per_s:,.0f} lines/s | calls {self.calls:,} | "
-                f"lag {self.lag_bytes:,} B | quarantined {self.quarantined:,} | with {self.coverage()}")
-
-
-@dataclass
-class Tick:
-    """Yielded by `Watcher.events()` after every pass: time for periodic work (alerts, metrics)."""
-
-    stats: WatchStats
-    status_line: str | None = None  # set every `status_seconds`
-    final: bool = False  # the last event: the watcher is stopping
-    results: list[FileResult] = field(default_factory=list)  # per-file reads since the last tick (for metrics)
 
 
 class Watcher:
@@ -409,3 +350,6 @@ class Watcher:
             self.store.optimize()
         except (TokentrailError, OSError) as exc:  # maintenance only: the next hour tries again
             log.warning("compaction skipped: %s", exc)
+
+
+__all__ = ["Tick", "Tracked", "WatchOptions", "WatchStats", "Watcher", "default_max_open"]
