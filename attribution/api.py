@@ -49,9 +49,9 @@ from .api_read import (
 if TYPE_CHECKING:
     import threading
 
-    from ingest.formats.trial import Trial
     from ingest.pipeline import IngestOptions, IngestSummary
     from ingest.store import Store
+    from ingest.trial import Trial
     from ingest.watch import Tick, Watcher, WatchOptions
 
     from .engine import Engine
@@ -245,8 +245,8 @@ class Detected:
 
 def detect_formats(paths: Sequence[PathLike]) -> list[Detected]:
     """Which format each file (each file under a directory) is read as; skipped files last."""
-    from ingest.formats.trial import detect_file
     from ingest.sources import discover
+    from ingest.trial import detect_file
 
     skipped: list[tuple[Path, str]] = []
     out: list[Detected] = []
@@ -263,7 +263,7 @@ def detect_formats(paths: Sequence[PathLike]) -> list[Detected]:
 
 def try_profile(profile: PathLike, logfile: PathLike, show: int = 5) -> Trial:
     """How the first records of `logfile` parse with a mapping profile; nothing is written."""
-    from ingest.formats.trial import try_profile as trial
+    from ingest.trial import try_profile as trial
 
     return trial(Path(profile), Path(logfile), show=show)
 
@@ -278,7 +278,7 @@ class SuggestedProfile:
 def suggest_profile(logfile: PathLike, lines: int = 200, name: str | None = None) -> SuggestedProfile:
     """A starter mapping profile from a sample of `logfile`."""
     from ingest.formats.suggest import suggest
-    from ingest.formats.trial import read_sample
+    from ingest.trial import read_sample
 
     path = Path(logfile)
     records, _ = read_sample(path, lines)

@@ -11,15 +11,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import RecordError
-from ..keys import KeyHasher
-from ..schema import Call
-from . import Detection, ParseContext, detect_sample, get_format
-from .coerce import get_path
-from .profile import load_profile
+from .errors import RecordError
+from .formats import Detection, ParseContext, detect_sample, get_format
+from .formats.coerce import get_path
+from .formats.profile import load_profile
+from .keys import KeyHasher
+from .schema import Call
 
 if TYPE_CHECKING:
-    from ..wrappers import Inner
+    from .wrappers import Inner
 
 SHOWN_COLUMNS = ("call_id", "ts", "endpoint", "model", "api_key_id", "user", "route", "client_ip", "request_id",
                  "status_code", "input_tokens", "output_tokens", "token_source", "metadata")
@@ -29,8 +29,8 @@ _NOT_PATHS = {"timestamp_unit", "metadata"}
 def read_inners(path: Path, lines: int = 50) -> tuple[list[Inner], dict[str, int]]:
     """The application records of a file's first lines (with their wrappers' context), and which
     wrappers carried them."""
-    from ..sources import sample_lines
-    from ..wrappers import Unwrapper
+    from .sources import sample_lines
+    from .wrappers import Unwrapper
 
     unwrapper = Unwrapper()
     out: list[Inner] = []
@@ -88,11 +88,11 @@ def _shown(call: Call) -> dict[str, Any]:
 
 def try_profile(profile_path: Path, log_path: Path, show: int = 5, sample: int = 200) -> Trial:
     """Parse the first records of `log_path` with the profile; which explicitly set fields matched nothing."""
-    from ..sources import identify
+    from .sources import identify
 
     profile = load_profile(profile_path)
     fmt = get_format(f"profile:{profile_path}")
-    from ..wrappers import apply_envelope
+    from .wrappers import apply_envelope
 
     inners, _ = read_inners(log_path, sample)
     records = [_value(i) for i in inners]
