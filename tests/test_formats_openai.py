@@ -41,6 +41,8 @@ def test_chat_completion_usage_details_headers_and_tier(app_rows: dict[str, dict
     assert r["api_key_id"] == "sk-…FZND" and len(r["api_key_fp"]) == 64
     md = dict(r["metadata"])
     assert md["x-ratelimit-remaining-tokens"] == "149984" and md["x-feature"] == "essay-review"
+    # a header that fills a column is not also metadata (nor when the walk at depth met the same headers again)
+    assert not {"openai-organization", "openai-project", "x-request-id"} & set(md)
     assert r["system_prompt_head"] == "You are an essay reviewer." and len(r["system_prompt_fp"]) == 16
     assert str(r["ts"]).startswith("2025-03-03 09:15:02.120")
 
