@@ -6,7 +6,9 @@ streams) straddle some cuts, and the rows must still be the same as a single rea
 
 from __future__ import annotations
 
+from concurrent.futures import Future
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import FIXTURES, ingest_files, tt_sql
@@ -57,3 +59,53 @@ def test_cuts_are_line_starts_and_cover_the_file(tmp_path: Path) -> None:
     one_line = tmp_path / "one.log"
     one_line.write_bytes(b"y" * 100_000 + b"\n")
     assert split_ranges(one_line, 0, identify(one_line), range_bytes=1000) == [(0, None)]  # no line start to cut at
+
+
+class _InProcessPool:
+    """ProcessPoolExecutor's interface, running each task at once in this process (so a test can
+    make one range's read fail deterministically)."""
+
+    def __init__(self, max_workers: int, mp_context: object, initializer: Any, initargs: tuple[Any, ...]) -> None:
+        initializer(*initargs)
+
+    def submit(self, fn: Any, *args: Any) -> Future[Any]:
+        fut: Future[Any] = Future()
+        fut.set_result(fn(*args))
+        return fut
+
+    def __enter__(self) -> _InProcessPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def test_a_range_whose_file_changed_ends_the_file_there(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing after a range that failed (file replaced or unreadable) is committed; the next run reads it."""
+    from ingest.pipeline import FileChanged, FileIngester
+
+    monkeypatch.setattr(parallel, "RANGE_BYTES", 1500)
+    monkeypatch.setattr(parallel, "ProcessPoolExecutor", _InProcessPool)
+    monkeypatch.setattr(parallel, "die_with_parent", lambda: None)
+    big = _big(tmp_path, "openai/app_calls.jsonl", 60)
+    ranges = split_ranges(big, 0, identify(big))
+    failing = ranges[4][0]
+    real_chunks = FileIngester.chunks
+
+    def chunks(self: FileIngester, path: Path, source_id: str, ident: Any, offset: int, *a: Any, **k: Any) -> Any:
+        if offset == failing:
+            raise FileChanged(str(path))
+        return real_chunks(self, path, source_id, ident, offset, *a, **k)
+
+    monkeypatch.setattr(FileIngester, "chunks", chunks)
+    wh = tmp_path / "wh"
+    first = ingest_files(wh, big, jobs=2)
+    (res,) = first.files
+    assert res.note is not None and "replaced" in res.note
+    (max_offset,), = tt_sql(wh, "SELECT max(source_offset) FROM calls_all").fetchall()
+    assert max_offset < failing  # nothing at or after the failed range
+    monkeypatch.setattr(FileIngester, "chunks", real_chunks)
+    ingest_files(wh, big, jobs=1)
+    alone = tmp_path / "wh-alone"
+    ingest_files(alone, big, jobs=1)
+    assert tt_sql(wh, ROW).fetchall() == tt_sql(alone, ROW).fetchall()
