@@ -32,7 +32,7 @@ WORKER_MAX_CHUNKS = 4  # chunks a worker reads of one file before handing it bac
 RANGE_BYTES = 16 << 20  # a big file is cut into ranges of about this size (a chunk), read at once by several workers
 SPLIT_SCAN_BYTES = 8 << 20  # how far past a cut point a line start is looked for (else the file is not cut there)
 
-WorkerResult = tuple[list[ChunkRows], FileResult, bool]  # chunks, counts, failed (file changed or unreadable)
+WorkerResult = tuple[list[ChunkRows], FileResult]
 
 
 @dataclass
@@ -123,7 +123,7 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
                 job_of = sequential.pop(fut, None)
                 if job_of is None:
                     continue
-                chunks, part, _ = fut.result()
+                chunks, part = fut.result()
                 _merge_result(job_of.result, part)
                 for chunk in chunks:
                     committed = run.add(chunk)
@@ -136,19 +136,17 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
             for job in jobs.values():  # ranges: commit in order, as far as they are done
                 while job.in_flight and job.in_flight[0].future.done():
                     rng = job.in_flight.popleft()
-                    chunks, part, failed = rng.future.result()
+                    chunks, part = rng.future.result()
                     _merge_result(job.result, part)
                     for chunk in chunks:
                         committed = run.add(chunk)
                         if committed is not None:
                             yield committed
-                    if failed:  # the file changed or could not be read: nothing after this range counts
-                        _drop_ranges(job)
-                        finished(job)
-                    elif rng.end is None:
+                    if rng.end is None:
                         finished(job)
                     elif part.offset != rng.end:
-                        # a record straddles the cut: what the next ranges read started mid-record;
+                        # a record straddles the cut (what the next ranges read started mid-record), or
+                        # the range could not be read (file replaced, I/O error): drop what follows and
                         # read on from the last boundary instead, as a single reader would
                         _drop_ranges(job)
                         submit_chunks(job, part.offset)
@@ -234,11 +232,11 @@ def _read(path: str, source_id: str, ident: FileIdentity, offset: int, end: int 
                                      remembered_format=remembered_format, end=end))
     except FileChanged:
         res.note = "file was truncated or replaced while being read; run ingest again to read its new content"
-        return [], res, True
+        return [], res
     except OSError as exc:
         res.note = f"could not read: {exc.strerror or exc}"
-        return [], res, True
-    return chunks, res, False
+        return [], res
+    return chunks, res
 
 
 def die_with_parent() -> None:
