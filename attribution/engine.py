@@ -177,21 +177,42 @@ class Engine:
 
     def apply(self, calls: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         con = con or self.connect()
-        con.register("tt_batch", calls)
-        attributed = con.sql(self.attribution_sql("tt_batch")).to_arrow_table()
-        out = self.price(attributed, con)
+        con.register("tt_batch", _numbered(calls))
+        attributed = _with_new_columns(con, calls, self.attribution_sql("tt_batch"))
         con.unregister("tt_batch")
-        return out
+        return self.price(attributed, con)
 
     def price(self, table: pa.Table, con: duckdb.DuckDBPyConnection) -> pa.Table:
-        con.register("tt_attr", table)
+        con.register("tt_attr", _numbered(table))
         keys = con.sql(
             "SELECT DISTINCT model, CAST(ts AS DATE), service_tier, coalesce(batch, false), "
             f"{regional_sql('metadata')} FROM tt_attr"
         ).fetchall()
         rates = self.pricer.rates_table(keys)
         con.register("tt_rates", rates)
-        out = con.sql(cost_select("tt_attr", "tt_rates", table.column_names)).to_arrow_table()
+        out = _with_new_columns(con, table, cost_select("tt_attr", "tt_rates", table.column_names))
         con.unregister("tt_attr")
         con.unregister("tt_rates")
         return out
+
+
+ROW = "__tt_row"  # a row number carried through a query, so its new columns can be put back in order
+
+
+def _numbered(table: pa.Table) -> pa.Table:
+    return table.append_column(ROW, pa.array(range(table.num_rows), pa.int64()))
+
+
+def _with_new_columns(con: duckdb.DuckDBPyConnection, table: pa.Table, sql: str) -> pa.Table:
+    """`table` plus the columns `sql` (which selects everything of the numbered `table` and more) adds.
+
+    Only the row number and the new columns leave DuckDB (the unchanged ones would only be
+    copied back): a batch's wide columns (metadata, prompts) make most of the conversion cost."""
+    names = [c for c in con.sql(f"SELECT * FROM ({sql}) LIMIT 0").columns if c != ROW]
+    new = [c for c in names if c not in table.column_names]
+    quoted = ", ".join('"' + c.replace('"', '""') + '"' for c in new)
+    added = con.sql(f"SELECT {quoted} FROM ({sql}) ORDER BY {ROW}").to_arrow_table()
+    out = table
+    for name in new:
+        out = out.append_column(added.schema.field(name), added.column(name))
+    return out.select(names)
