@@ -217,8 +217,32 @@ def test_tool_definitions_render_as_the_typescript_namespace() -> None:
         "} // namespace functions"
     )
     nested = {"name": "f", "parameters": {"type": "object", "properties": {"o": {"type": "object", "description": "top", "properties": {
-        "x": {"type": "integer", "description": "nested descriptions are dropped", "enum": [-1, 1]}}}}}}
-    assert render_namespace([nested]).splitlines()[2:6] == ["type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,"]
+        "x": {"type": "integer", "description": "kept by the tools renderer", "enum": [-1, 1]},
+        "y": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}}}}
+    # tools renderer: nested members flush left with their descriptions; anyOf is `any`; defaults trail
+    assert render_namespace([nested]).splitlines()[2:9] == [
+        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: any, // default: null", "},"]
+    # legacy `functions` renderer (hmarr): nested members indented, their descriptions and defaults dropped
+    assert render_namespace([nested], legacy=True).splitlines()[2:8] == [
+        "type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,", "  y?: string | null,", "},"]
+    undescribed = [0]
+    render_namespace([nested], undescribed)
+    assert undescribed == [1]  # y: o and x carry descriptions; a string enum would not count either
+
+
+def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
+    """pamelafox/openai-messages-token-helper tests/functions.py (API-checked, gpt-35-turbo `tools`):
+    nested descriptions are counted and an undescribed non-enum property costs one token less."""
+    tool = {"type": "function", "function": {"name": "data_demonstration", "description": "This is the main function description",
+            "parameters": {"type": "object", "properties": {"object_1": {"type": "object", "description": "The object data type as a property",
+                "properties": {"string_2a": {"type": "string", "enum": ["Happy", "Sad"]},
+                               "string_2b": {"type": "string", "description": "Description in a second object is lost"}}}},
+                "required": ["object_1"]}}}
+    body = {"model": "gpt-35-turbo", "messages": [{"role": "system", "content": "You are a bot."}], "tool_choice": "none"}
+    assert count_request_input({**body, "tools": [tool]})[0] == 89  # inner_object_with_enum
+    tool2 = {"type": "function", "function": {"name": "search_sources", "description": "Retrieve sources from the Azure AI Search index",
+             "parameters": {"type": "object", "properties": {"search_query": {"type": "string"}}}}}
+    assert count_request_input({**body, "tools": [tool2], "tool_choice": "auto"})[0] == 49  # no_parameter_description_or_required
 
 
 def _n(body: dict) -> int:
