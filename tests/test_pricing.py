@@ -7,6 +7,7 @@ Sources of the expected figures:
   [PRI] OpenAI priority-processing guide; priority offered from 2025-06-26 (openai-python 1.92.0).
   [DR]  OpenAI data-residency guide: "10% uplift for models released on or after March 5, 2026".
   [WS]  OpenAI pricing page, built-in tools: web search $10 / 1K calls (gpt-5 family), file search $2.50 / 1K.
+  [PC]  OpenAI prompt-caching guide (platform.openai.com/docs/guides/prompt-caching): no fee for cache writes.
 Every cost is a Decimal and is compared exactly (D("0.15")), never approximately.
 """
 
@@ -266,3 +267,18 @@ def test_aggregate_cost_identical_to_the_last_digit_across_five_runs() -> None:
         assert isinstance(total, D) and by_parts == [(total,)]
         totals.add(str(total))
     assert len(totals) == 1, totals
+
+
+def test_cache_writes_cost_the_plain_input_rate() -> None:
+    """[PC] OpenAI prompt caching guide: caching "has no additional fees"; the first call writes the
+    cache and is billed at the input rate ($2.50 / 1M for gpt-4o), a later hit at the cached rate ($1.25).
+    genai-prices carries no cache-write price for OpenAI models, and none may creep in."""
+    from genai_prices import data
+
+    (openai,) = [p for p in data.providers if p.id == "openai"]
+    (gpt4o,) = [m for m in openai.models if m.id == "gpt-4o"]
+    prices = gpt4o.prices if isinstance(gpt4o.prices, list) else [gpt4o.prices]
+    assert all(getattr(getattr(p, "prices", p), "cache_write_mtok", None) is None for p in prices)
+    write = price("gpt-4o", "2025-03-01", input_tokens=M, cached_input_tokens=0)
+    hit = price("gpt-4o", "2025-03-01", input_tokens=M, cached_input_tokens=M)
+    assert write["cost_usd"] == D("2.5") and hit["cost_usd"] == D("1.25")
