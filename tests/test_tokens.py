@@ -22,7 +22,7 @@ import pytest
 
 from ingest.errors import VocabularyError
 from ingest.images import image_size, image_tokens
-from ingest.tokens import count_request_input, encoding_for_model, load_encoding
+from ingest.tokens import TokenCounter, count_request_input, encoding_for_model, load_encoding
 
 CB_MESSAGES = [
     {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
@@ -360,3 +360,16 @@ def test_generated_tool_calls_add_their_wrapper_and_are_flagged() -> None:
     plain, _ = count_output(["a{}"], "gpt-4o")
     n, flags = count_output(["a{}"], "gpt-4o", tool_calls=1)
     assert n == plain + 7 and flags == ["tool_call_output_approx"]
+
+
+def test_memo_is_bounded_by_characters_and_entries() -> None:
+    """Past its bound the memo is cleared, never grown; counts stay right across the reset."""
+    c = TokenCounter(memo_size=1000, memo_chars=10_000)
+    texts = [f"distinct text number {i} " * 20 for i in range(200)]  # ~100K characters in all
+    counts = c.count_texts("o200k_base", texts)
+    assert sum(len(t) for t in c.memos["o200k_base"]) <= 10_000
+    assert counts == [len(load_encoding("o200k_base").encode_ordinary(t)) for t in texts]
+    small = TokenCounter(memo_size=5)
+    small.count_texts("o200k_base", [f"t{i}" for i in range(50)])
+    assert len(small.memos["o200k_base"]) <= 5
+    assert small.count_texts("o200k_base", ["t49"]) == [2] and small.hits == 1
