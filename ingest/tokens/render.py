@@ -82,8 +82,15 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             continue
         role = msg.get("role")
         plan.fixed += fr.per_message
-        if role == "tool":  # rendered under the called function's name, `functions.<name>`
-            plan.add(call_names.get(str(msg.get("tool_call_id")), ""))
+        if role == "tool":
+            # Rendered under the called function's name, `functions.<name>`, encoded as one text: the
+            # dot merges with the name's first letters differently from the name alone (`.d`+`ur`+
+            # `ability` against `dur`+`ability`), which pydantic-ai's `durability_…` cassettes count.
+            # `tool_result` holds the rest of the wrapper, less the `functions` token counted here.
+            name = call_names.get(str(msg.get("tool_call_id")), "")
+            if name:
+                plan.add("functions." + name)
+                plan.fixed -= 1
         else:
             plan.add(role if isinstance(role, str) else None)
         suffix = ""
