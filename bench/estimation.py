@@ -29,8 +29,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 PEERS_PY = ROOT / "bench" / ".venv-peers" / "bin" / "python"
-WORDS = ("token cost model usage request reply budget invoice customer order weather city report summary "
-         "function schema answer question context window latency cache batch flex priority").split()
+WORDS = ["token", "cost", "model", "usage", "request", "reply", "budget", "invoice", "customer", "order", "weather",
+         "city", "report", "summary", "function", "schema", "answer", "question", "context", "window", "latency",
+         "cache", "batch", "flex", "priority"]
 
 
 def requests(n: int, seed: int = 5, systems_n: int = 12) -> list[dict[str, Any]]:
@@ -39,7 +40,8 @@ def requests(n: int, seed: int = 5, systems_n: int = 12) -> list[dict[str, Any]]
     every request its own system prompt (nothing long repeats: the memo's worst case)."""
     rnd = random.Random(seed)
     systems = [f"{k} " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(150, 600))) for k in range(systems_n)]
-    tools = [[{"type": "function", "function": {"name": f"tool_{k}_{j}", "description": " ".join(rnd.choice(WORDS) for _ in range(12)),
+    tools = [[{"type": "function", "function": {"name": f"tool_{k}_{j}",
+                                                "description": " ".join(rnd.choice(WORDS) for _ in range(12)),
                "parameters": {"type": "object", "properties": {"city": {"type": "string", "description": "the city"},
                                                                "days": {"type": "integer"}}, "required": ["city"]}}}
               for j in range(3)] for k in range(4)]
@@ -49,7 +51,8 @@ def requests(n: int, seed: int = 5, systems_n: int = 12) -> list[dict[str, Any]]
         for _ in range(rnd.randint(0, 2)):
             msgs.append({"role": "user", "content": " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(5, 40)))})
             msgs.append({"role": "assistant", "content": " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(5, 80)))})
-        msgs.append({"role": "user", "content": f"question {i}: " + " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(5, 60)))})
+        words = " ".join(rnd.choice(WORDS) for _ in range(rnd.randint(5, 60)))
+        msgs.append({"role": "user", "content": f"question {i}: {words}"})
         req: dict[str, Any] = {"model": ("gpt-4o-mini", "gpt-4.1", "gpt-3.5-turbo")[i % 3], "messages": msgs}
         if i % 3 == 0:
             req["tools"] = tools[i % len(tools)]
@@ -82,7 +85,8 @@ litellm.token_counter(model="gpt-3.5-turbo", messages=[{"role": "user", "content
 tokencost.count_message_tokens([{"role": "user", "content": "warm"}], "gpt-4o-mini")
 tokencost.count_message_tokens([{"role": "user", "content": "warm"}], "gpt-3.5-turbo")
 def ll():
-    return [litellm.token_counter(model=r["model"], messages=r["messages"], **({"tools": r["tools"]} if r.get("tools") else {})) for r in reqs]
+    return [litellm.token_counter(model=r["model"], messages=r["messages"],
+                                  **({"tools": r["tools"]} if r.get("tools") else {})) for r in reqs]
 def tc():
     out = []
     for r in reqs:
