@@ -3,7 +3,8 @@
 tokentrail's estimate (`ingest.tokens.count_request_input`) next to LiteLLM's `token_counter`
 and tokencost's `count_message_tokens`, on the same public cases (tests/accuracy/cases.jsonl,
 each with its source). The peers are installed only into bench/.venv-peers (created here on
-first run), never into the project. Writes bench/accuracy.json and prints a Markdown table.
+first run), never into the project. Writes bench/accuracy.json, prints a Markdown table and (with
+the peers) rewrites the README's table between `<!-- accuracy:start -->` and `<!-- accuracy:end -->`.
 
     .venv/bin/python bench/accuracy.py            # all three
     .venv/bin/python bench/accuracy.py --no-peers # tokentrail only (no install)
@@ -15,6 +16,7 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import venv
@@ -88,6 +90,21 @@ def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[
     return "\n".join(lines), result
 
 
+README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+
+
+def update_readme(md: str) -> bool:
+    """Rewrite the README's accuracy table (between the accuracy markers); False if it has none."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text:
+        return False
+    block = README_START + "\n\n" + "\n".join("  " + ln for ln in md.splitlines()) + "\n\n  " + README_END
+    new = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+    readme.write_text(new, encoding="utf-8")
+    return True
+
+
 def main(argv: list[str]) -> int:
     cases = load_cases()
     counts: dict[str, dict[str, int | None]] = {"tokentrail": dict(ours(cases))}
@@ -98,6 +115,8 @@ def main(argv: list[str]) -> int:
     md, result = table(cases, counts)
     (ROOT / "bench" / "accuracy.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(md)
+    if "--no-peers" not in argv:
+        update_readme(md)  # the README shows all three side by side, so only a full run rewrites it
     return 0
 
 
