@@ -91,7 +91,7 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             if name:
                 plan.add("functions." + name)
                 plan.fixed -= 1
-        else:
+        elif fr.roles:
             plan.add(role if isinstance(role, str) else None)
         suffix = ""
         if pad_system and role in _SYSTEM_ROLES:
