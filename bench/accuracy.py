@@ -23,6 +23,7 @@ import venv
 from collections import Counter
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "accuracy" / "cases.jsonl"
@@ -32,11 +33,11 @@ ORDER = ["plain", "reasoning", "images", "tools", "tool_history", "structured", 
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 
 
-def load_cases() -> list[dict]:
+def load_cases() -> list[dict[str, Any]]:
     return [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def ours(cases: list[dict]) -> dict[str, int]:
+def ours(cases: list[dict[str, Any]]) -> dict[str, int]:
     sys.path.insert(0, str(ROOT))
     from ingest.tokens import count_request_input
 
@@ -54,7 +55,7 @@ def tiktoken_cache(dest: Path) -> Path:
     return dest
 
 
-def peers(cases_path: Path) -> dict[str, dict]:
+def peers(cases_path: Path) -> dict[str, dict[str, Any]]:
     py = PEERS / "bin" / "python"
     if not py.exists():
         venv.create(PEERS, with_pip=True)
@@ -68,7 +69,7 @@ def peers(cases_path: Path) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[str, dict]:
+def table(cases: list[dict[str, Any]], counts: dict[str, dict[str, int | None]]) -> tuple[str, dict[str, Any]]:
     tools = list(counts)
     total: Counter[str] = Counter()
     exact: dict[str, Counter[str]] = {t: Counter() for t in tools}
@@ -78,7 +79,7 @@ def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[
             exact[t][c["category"]] += counts[t].get(c["id"]) == c["input_tokens"]
     cats = [k for k in ORDER if total[k]] + sorted(set(total) - set(ORDER))
     lines = ["| category | cases | " + " | ".join(tools) + " |", "|---|---:|" + "---:|" * len(tools)]
-    result: dict = {}
+    result: dict[str, Any] = {}
     for cat in [*cats, "all"]:
         n = sum(total.values()) if cat == "all" else total[cat]
         cells = []

@@ -47,7 +47,8 @@ def price(model: str, day: str, *, pricer: Pricer | None = None, extra: dict[str
     for name, values in (extra or {}).items():
         table = table.append_column(name, pa.array(values, pa.int64()))
     (row,) = Engine(load_rules(None), pricer).apply(table).to_pylist()
-    return row
+    out: dict[str, Any] = row
+    return out
 
 
 def test_cost_columns_are_exact_decimals() -> None:
@@ -226,7 +227,7 @@ def test_builtin_overrides_carry_a_source_and_a_date() -> None:
     from attribution.price_data import builtin_overrides
 
     b = builtin_overrides()
-    rows = [*b.aliases, *b.tiers_offered, *b.call_fees, *b.regional_uplift]
+    rows: list[Any] = [*b.aliases, *b.tiers_offered, *b.call_fees, *b.regional_uplift]
     assert rows and all(r.source and r.effective_from for r in rows)
     assert all(p.source and p.effective_from for p in b.prices)
 

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ from ingest.errors import VocabularyError
 from ingest.images import image_size, image_tokens
 from ingest.tokens import TokenCounter, count_request_input, encoding_for_model, load_encoding
 
-CB_MESSAGES = [
+CB_MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
     {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
@@ -32,19 +33,19 @@ CB_MESSAGES = [
     {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
     {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
 ]
-CB_TOOLS = [{"type": "function", "function": {
+CB_TOOLS: list[dict[str, Any]] = [{"type": "function", "function": {
     "name": "get_current_weather", "description": "Get the current weather in a given location",
     "parameters": {"type": "object", "properties": {
         "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
         "unit": {"type": "string", "description": "The unit of temperature to return", "enum": ["celsius", "fahrenheit"]}},
         "required": ["location"]}}}]
-CB_TOOL_MESSAGES = [
+CB_TOOL_MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
     {"role": "user", "content": "What's the weather like in San Francisco?"},
 ]
 
 # (category, model, body, API-reported prompt tokens, source)
-API_CASES = [
+API_CASES: list[tuple[str, str, dict[str, Any], int | None, str]] = [
     ("chat+name", "gpt-3.5-turbo-0301", {"messages": CB_MESSAGES}, 127, "CB s6"),
     ("chat+name", "gpt-3.5-turbo-0613", {"messages": CB_MESSAGES}, 129, "CB s6"),
     ("chat+name", "gpt-4-0314", {"messages": CB_MESSAGES}, 129, "CB s6"),
@@ -61,14 +62,14 @@ API_CASES = [
 
 
 @pytest.mark.parametrize(("category", "model", "body", "expected", "source"), [c for c in API_CASES if c[3] is not None])
-def test_matches_the_api_reported_count(category: str, model: str, body: dict, expected: int, source: str) -> None:
+def test_matches_the_api_reported_count(category: str, model: str, body: dict[str, Any], expected: int, source: str) -> None:
     n, _ = count_request_input({"model": model, **body})
     assert n == expected, f"{category} {model} ({source})"
 
 
 def test_plain_chat_without_names_follows_the_same_overheads() -> None:
     enc = load_encoding("o200k_base")
-    body = {"model": "gpt-4o", "messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
     n, _ = count_request_input(body)
     by_hand = sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in body["messages"]) + 3
     assert n == by_hand
@@ -101,7 +102,7 @@ def test_image_headers_of_every_format() -> None:
 
 
 def test_image_in_a_chat_message_and_remote_url_flagged() -> None:
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": _png(1024, 1024), "detail": "high"}}]}]}
     text_only = {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is in this image?"}]}]}
@@ -245,7 +246,7 @@ def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
     assert count_request_input({**body, "tools": [tool2], "tool_choice": "auto"})[0] == 49  # no_parameter_description_or_required
 
 
-def _n(body: dict) -> int:
+def _n(body: dict[str, Any]) -> int:
     return count_request_input(body)[0]
 
 
@@ -291,14 +292,14 @@ def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
 def test_responses_function_items_count_like_chat_history_minus_two() -> None:
     tools = [{"type": "function", "name": "get_current_weather", "description": "Get the current weather in a given location",
               "parameters": CB_TOOLS[0]["function"]["parameters"]}]
-    base = {"model": "gpt-4o", "input": [{"role": "user", "content": "What's the weather like in San Francisco?"}], "tools": tools}
+    base: dict[str, Any] = {"model": "gpt-4o", "input": [{"role": "user", "content": "What's the weather like in San Francisco?"}], "tools": tools}
     items = [{"type": "function_call", "call_id": "c1", "name": "get_current_weather", "arguments": '{"location":"SF"}'},
              {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]
     chat_like = [{"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_current_weather",
                                                                                  "arguments": '{"location":"SF"}'}}]},
                  {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
     delta_resp = _n({**base, "input": base["input"] + items}) - _n(base)
-    chat = {"model": "gpt-4o", "messages": base["input"], "tools": CB_TOOLS}
+    chat: dict[str, Any] = {"model": "gpt-4o", "messages": base["input"], "tools": CB_TOOLS}
     delta_chat = _n({**chat, "messages": chat["messages"] + chat_like}) - _n(chat)
     assert delta_resp == delta_chat - 2
 
