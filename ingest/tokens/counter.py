@@ -22,10 +22,12 @@ class TokenCounter:
     system prompts and tool definitions, are back after one miss each), never grown.
     """
 
-    def __init__(self, memo_size: int = 100_000, memo_chars: int = 32_000_000) -> None:
+    def __init__(self, memo_size: int = 100_000, memo_chars: int = 8_000_000) -> None:
         self.memos: dict[str, dict[str, int]] = {}
         self.memo_size = memo_size  # most distinct texts held
-        self.memo_chars = memo_chars  # most characters held (~2 bytes each at worst in CPython)
+        # Most characters held: 8M characters are 8 MB of ASCII (32 MB at worst, 4-byte characters),
+        # room for thousands of distinct system prompts, within the peak-RSS budget of issue 17.
+        self.memo_chars = memo_chars
         self._held = 0
         self.hits = 0
         self.misses = 0
