@@ -81,8 +81,25 @@ def _plain(v: Any) -> Any:
     return v
 
 
+_EXACT = "\x00exact:"
+_EXACT_RE = re.compile(r'"\\u0000exact:(-?[0-9.]+)"')
+
+
+def _exact_decimals(v: Any) -> Any:
+    """Decimals (costs) as markers that `to_json` turns into JSON numbers with their exact digits:
+    a float would keep only ~16 significant digits of a DECIMAL(38,12) sum."""
+    if isinstance(v, Decimal) and v.is_finite() and v.as_tuple().exponent < 0:  # type: ignore[operator]
+        return _EXACT + exact_cost(v)
+    if isinstance(v, list | tuple):
+        return [_exact_decimals(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _exact_decimals(x) for k, x in v.items()}
+    return v
+
+
 def to_json(rows: list[dict[str, Any]] | Any) -> str:
-    return json.dumps(_plain(rows), indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(_plain(_exact_decimals(rows)), indent=2, ensure_ascii=False, default=str)
+    return _EXACT_RE.sub(lambda m: m.group(1), text)
 
 
 REPORT_COLUMNS = ("requests", "input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens",

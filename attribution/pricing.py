@@ -320,6 +320,17 @@ def regional_sql(column: str = "metadata") -> str:
             r"'^[a-z]{2}\.api\.openai\.com(:\d+)?$'), false)")
 
 
+def _tool_count(tool: str, col: str, columns: tuple[str, ...] | list[str]) -> str:
+    """SQL for one call's count of a per-call tool: the batch's count column where it has one, else
+    the count the formats recorded in `metadata` (`ingest.tool_fees.TOOL_CALL_KEYS`), else 0."""
+    from ingest.tool_fees import TOOL_CALL_KEYS
+
+    parts = [f"b.{col}"] if col in columns else []
+    if "metadata" in columns:
+        parts.append(f"CAST(b.metadata['{TOOL_CALL_KEYS[tool]}'] AS BIGINT)")
+    return f"coalesce({', '.join(parts)}, 0)"
+
+
 _PARTS = ("input_cost_usd", "cached_input_cost_usd", "output_cost_usd", "audio_cost_usd", "tool_cost_usd")
 
 
@@ -340,8 +351,8 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
     tok = "CAST(greatest({}, 0) AS DECIMAL(12,0))"
     rate = "CAST({} AS DECIMAL(24,18))"
     over = "r.tier_start IS NOT NULL AND b.input_tokens > r.tier_start"
-    tool_terms = [f"{tok.format(f'coalesce(b.{col}, 0)')} * {rate.format(f'coalesce(r.fee_{tool}, 0)')}"
-                  for tool, col in TOOL_CALL_COLUMNS.items() if col in columns]
+    tool_terms = [f"{tok.format(_tool_count(tool, col, columns))} * {rate.format(f'coalesce(r.fee_{tool}, 0)')}"
+                  for tool, col in TOOL_CALL_COLUMNS.items() if col in columns or "metadata" in columns]
     tool_sum = " + ".join(tool_terms) if tool_terms else "0"
     ri = rate.format(f"CASE WHEN {over} THEN r.tier_rate_input ELSE coalesce(r.rate_input, 0) END")
     rc = rate.format(f"CASE WHEN {over} THEN coalesce(r.tier_rate_cached_input, r.tier_rate_input) "

@@ -3,7 +3,8 @@
 tokentrail's estimate (`ingest.tokens.count_request_input`) next to LiteLLM's `token_counter`
 and tokencost's `count_message_tokens`, on the same public cases (tests/accuracy/cases.jsonl,
 each with its source). The peers are installed only into bench/.venv-peers (created here on
-first run), never into the project. Writes bench/accuracy.json and prints a Markdown table.
+first run), never into the project. Writes bench/accuracy.json, prints a Markdown table and (with
+the peers) rewrites the README's table between `<!-- accuracy:start -->` and `<!-- accuracy:end -->`.
 
     .venv/bin/python bench/accuracy.py            # all three
     .venv/bin/python bench/accuracy.py --no-peers # tokentrail only (no install)
@@ -15,12 +16,14 @@ import gzip
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import venv
 from collections import Counter
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 CASES = ROOT / "tests" / "accuracy" / "cases.jsonl"
@@ -30,11 +33,11 @@ ORDER = ["plain", "reasoning", "images", "tools", "tool_history", "structured", 
 _BLOB = "https://openaipublic.blob.core.windows.net/encodings/{}.tiktoken"
 
 
-def load_cases() -> list[dict]:
+def load_cases() -> list[dict[str, Any]]:
     return [json.loads(line) for line in CASES.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def ours(cases: list[dict]) -> dict[str, int]:
+def ours(cases: list[dict[str, Any]]) -> dict[str, int]:
     sys.path.insert(0, str(ROOT))
     from ingest.tokens import count_request_input
 
@@ -52,7 +55,7 @@ def tiktoken_cache(dest: Path) -> Path:
     return dest
 
 
-def peers(cases_path: Path) -> dict[str, dict]:
+def peers(cases_path: Path) -> dict[str, dict[str, Any]]:
     py = PEERS / "bin" / "python"
     if not py.exists():
         venv.create(PEERS, with_pip=True)
@@ -66,7 +69,7 @@ def peers(cases_path: Path) -> dict[str, dict]:
     return {r["id"]: r for r in rows}
 
 
-def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[str, dict]:
+def table(cases: list[dict[str, Any]], counts: dict[str, dict[str, int | None]]) -> tuple[str, dict[str, Any]]:
     tools = list(counts)
     total: Counter[str] = Counter()
     exact: dict[str, Counter[str]] = {t: Counter() for t in tools}
@@ -76,7 +79,7 @@ def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[
             exact[t][c["category"]] += counts[t].get(c["id"]) == c["input_tokens"]
     cats = [k for k in ORDER if total[k]] + sorted(set(total) - set(ORDER))
     lines = ["| category | cases | " + " | ".join(tools) + " |", "|---|---:|" + "---:|" * len(tools)]
-    result: dict = {}
+    result: dict[str, Any] = {}
     for cat in [*cats, "all"]:
         n = sum(total.values()) if cat == "all" else total[cat]
         cells = []
@@ -86,6 +89,21 @@ def table(cases: list[dict], counts: dict[str, dict[str, int | None]]) -> tuple[
             result.setdefault(cat, {})[t] = {"exact": k, "cases": n}
         lines.append(f"| {cat} | {n} | " + " | ".join(cells) + " |")
     return "\n".join(lines), result
+
+
+README_START, README_END = "<!-- accuracy:start -->", "<!-- accuracy:end -->"
+
+
+def update_readme(md: str) -> bool:
+    """Rewrite the README's accuracy table (between the accuracy markers); False if it has none."""
+    readme = ROOT / "README.md"
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text:
+        return False
+    block = README_START + "\n\n" + "\n".join("  " + ln for ln in md.splitlines()) + "\n\n  " + README_END
+    new = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: block, text, flags=re.S)
+    readme.write_text(new, encoding="utf-8")
+    return True
 
 
 def main(argv: list[str]) -> int:
@@ -98,6 +116,8 @@ def main(argv: list[str]) -> int:
     md, result = table(cases, counts)
     (ROOT / "bench" / "accuracy.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(md)
+    if "--no-peers" not in argv:
+        update_readme(md)  # the README shows all three side by side, so only a full run rewrites it
     return 0
 
 

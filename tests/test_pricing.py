@@ -7,6 +7,7 @@ Sources of the expected figures:
   [PRI] OpenAI priority-processing guide; priority offered from 2025-06-26 (openai-python 1.92.0).
   [DR]  OpenAI data-residency guide: "10% uplift for models released on or after March 5, 2026".
   [WS]  OpenAI pricing page, built-in tools: web search $10 / 1K calls (gpt-5 family), file search $2.50 / 1K.
+  [PC]  OpenAI prompt-caching guide (platform.openai.com/docs/guides/prompt-caching): no fee for cache writes.
 Every cost is a Decimal and is compared exactly (D("0.15")), never approximately.
 """
 
@@ -46,7 +47,8 @@ def price(model: str, day: str, *, pricer: Pricer | None = None, extra: dict[str
     for name, values in (extra or {}).items():
         table = table.append_column(name, pa.array(values, pa.int64()))
     (row,) = Engine(load_rules(None), pricer).apply(table).to_pylist()
-    return row
+    out: dict[str, Any] = row
+    return out
 
 
 def test_cost_columns_are_exact_decimals() -> None:
@@ -225,7 +227,7 @@ def test_builtin_overrides_carry_a_source_and_a_date() -> None:
     from attribution.price_data import builtin_overrides
 
     b = builtin_overrides()
-    rows = [*b.aliases, *b.tiers_offered, *b.call_fees, *b.regional_uplift]
+    rows: list[Any] = [*b.aliases, *b.tiers_offered, *b.call_fees, *b.regional_uplift]
     assert rows and all(r.source and r.effective_from for r in rows)
     assert all(p.source and p.effective_from for p in b.prices)
 
@@ -274,3 +276,63 @@ def test_aggregate_cost_identical_to_the_last_digit_across_five_runs() -> None:
         assert isinstance(total, D) and by_parts == [(total,)]
         totals.add(str(total))
     assert len(totals) == 1, totals
+
+
+def test_cache_writes_cost_the_plain_input_rate() -> None:
+    """[PC] OpenAI prompt caching guide: caching "has no additional fees"; the first call writes the
+    cache and is billed at the input rate ($2.50 / 1M for gpt-4o), a later hit at the cached rate ($1.25).
+    genai-prices carries no cache-write price for OpenAI models, and none may creep in."""
+    from genai_prices import data
+
+    (openai,) = [p for p in data.providers if p.id == "openai"]
+    (gpt4o,) = [m for m in openai.models if m.id == "gpt-4o"]
+    prices = gpt4o.prices if isinstance(gpt4o.prices, list) else [gpt4o.prices]
+    assert all(getattr(getattr(p, "prices", p), "cache_write_mtok", None) is None for p in prices)
+    write = price("gpt-4o", "2025-03-01", input_tokens=M, cached_input_tokens=0)
+    hit = price("gpt-4o", "2025-03-01", input_tokens=M, cached_input_tokens=M)
+    assert write["cost_usd"] == D("2.5") and hit["cost_usd"] == D("1.25")
+
+
+def test_builtin_tool_calls_counted_from_response_items_and_web_search_options() -> None:
+    from ingest.tool_fees import builtin_tool_calls
+
+    resp = {"object": "response", "output": [
+        {"type": "web_search_call", "id": "ws_1", "status": "completed"},
+        {"type": "web_search_call", "id": "ws_2", "status": "completed"},
+        {"type": "file_search_call", "id": "fs_1", "queries": ["q"]},
+        {"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_a"},
+        {"type": "code_interpreter_call", "id": "ci_2", "container_id": "cntr_a"},  # same container: one fee
+        {"type": "code_interpreter_call", "id": "ci_3"},  # no container id: its own
+        {"type": "message", "content": [{"type": "output_text", "text": "done"}]}]}
+    assert builtin_tool_calls({"model": "gpt-5"}, resp) == {"web_search": 2, "file_search": 1, "code_interpreter": 2}
+    events = [{"type": "response.output_item.done", "item": {"type": "web_search_call", "id": "ws_1"}},
+              {"type": "response.output_item.done", "item": {"type": "message"}}]
+    assert builtin_tool_calls(None, events) == {"web_search": 1}
+    assert builtin_tool_calls(None, [*events, {"type": "response.completed", "response": resp}])["web_search"] == 2
+    chat = {"model": "gpt-4o-search-preview", "web_search_options": {}, "messages": []}
+    assert builtin_tool_calls(chat, {"object": "chat.completion", "choices": []}) == {"web_search": 1}
+    assert builtin_tool_calls(chat, None) == {}  # no response: nothing was served
+    assert builtin_tool_calls({"model": "gpt-5", "tools": [{"type": "web_search"}]}, {"output": []}) == {}  # offered only
+
+
+def test_builtin_tool_fees_priced_end_to_end_from_an_app_log(tmp_path: Path) -> None:
+    """[WS] an ingested Responses call with two web searches and one code interpreter container:
+    gpt-5 $10 / 1K searches + $0.03 per container (builtin override from 2025-05-21)."""
+    import json
+
+    from tests.conftest import ingest_files, tt_sql
+
+    resp = {"id": "resp_fees1", "object": "response", "created_at": 1756720800, "model": "gpt-5-2025-08-07",
+            "status": "completed", "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"},
+                                               {"type": "web_search_call", "id": "ws_2", "status": "completed"},
+                                               {"type": "code_interpreter_call", "id": "ci_1", "container_id": "cntr_1"},
+                                               {"type": "message", "content": [{"type": "output_text", "text": "ok"}]}],
+            "usage": {"input_tokens": 1000, "output_tokens": 100, "total_tokens": 1100}}
+    log = tmp_path / "calls.jsonl"
+    log.write_text(json.dumps({"timestamp": "2025-09-01T10:00:00Z", "status_code": 200,
+                               "request": {"model": "gpt-5", "input": "search", "tools": [{"type": "web_search"}]},
+                               "response": resp}) + "\n")
+    ingest_files(tmp_path / "wh", log)
+    ((tool_cost, cost),) = tt_sql(tmp_path / "wh", "SELECT tool_cost_usd, cost_usd FROM usage").fetchall()
+    assert tool_cost == D("0.05")  # 2 x $0.01 + 1 x $0.03
+    assert cost == D(1000) * D("1.25") / M + D(100) * D(10) / M + D("0.05")

@@ -17,14 +17,15 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ingest.errors import VocabularyError
 from ingest.images import image_size, image_tokens
-from ingest.tokens import count_request_input, encoding_for_model, load_encoding
+from ingest.tokens import TokenCounter, count_request_input, encoding_for_model, load_encoding
 
-CB_MESSAGES = [
+CB_MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
     {"role": "system", "name": "example_user", "content": "New synergies will help drive top-line growth."},
     {"role": "system", "name": "example_assistant", "content": "Things working well together will increase revenue."},
@@ -32,19 +33,19 @@ CB_MESSAGES = [
     {"role": "system", "name": "example_assistant", "content": "Let's talk later when we're less busy about how to do better."},
     {"role": "user", "content": "This late pivot means we don't have time to boil the ocean for the client deliverable."},
 ]
-CB_TOOLS = [{"type": "function", "function": {
+CB_TOOLS: list[dict[str, Any]] = [{"type": "function", "function": {
     "name": "get_current_weather", "description": "Get the current weather in a given location",
     "parameters": {"type": "object", "properties": {
         "location": {"type": "string", "description": "The city and state, e.g. San Francisco, CA"},
         "unit": {"type": "string", "description": "The unit of temperature to return", "enum": ["celsius", "fahrenheit"]}},
         "required": ["location"]}}}]
-CB_TOOL_MESSAGES = [
+CB_TOOL_MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful assistant that can answer to questions about the weather."},
     {"role": "user", "content": "What's the weather like in San Francisco?"},
 ]
 
 # (category, model, body, API-reported prompt tokens, source)
-API_CASES = [
+API_CASES: list[tuple[str, str, dict[str, Any], int | None, str]] = [
     ("chat+name", "gpt-3.5-turbo-0301", {"messages": CB_MESSAGES}, 127, "CB s6"),
     ("chat+name", "gpt-3.5-turbo-0613", {"messages": CB_MESSAGES}, 129, "CB s6"),
     ("chat+name", "gpt-4-0314", {"messages": CB_MESSAGES}, 129, "CB s6"),
@@ -61,14 +62,14 @@ API_CASES = [
 
 
 @pytest.mark.parametrize(("category", "model", "body", "expected", "source"), [c for c in API_CASES if c[3] is not None])
-def test_matches_the_api_reported_count(category: str, model: str, body: dict, expected: int, source: str) -> None:
+def test_matches_the_api_reported_count(category: str, model: str, body: dict[str, Any], expected: int, source: str) -> None:
     n, _ = count_request_input({"model": model, **body})
     assert n == expected, f"{category} {model} ({source})"
 
 
 def test_plain_chat_without_names_follows_the_same_overheads() -> None:
     enc = load_encoding("o200k_base")
-    body = {"model": "gpt-4o", "messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": CB_MESSAGES[:1] + CB_MESSAGES[-1:]}
     n, _ = count_request_input(body)
     by_hand = sum(3 + len(enc.encode(m["role"])) + len(enc.encode(m["content"])) for m in body["messages"]) + 3
     assert n == by_hand
@@ -101,7 +102,7 @@ def test_image_headers_of_every_format() -> None:
 
 
 def test_image_in_a_chat_message_and_remote_url_flagged() -> None:
-    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
+    body: dict[str, Any] = {"model": "gpt-4o", "messages": [{"role": "user", "content": [
         {"type": "text", "text": "What is in this image?"},
         {"type": "image_url", "image_url": {"url": _png(1024, 1024), "detail": "high"}}]}]}
     text_only = {"model": "gpt-4o", "messages": [{"role": "user", "content": [{"type": "text", "text": "What is in this image?"}]}]}
@@ -217,11 +218,35 @@ def test_tool_definitions_render_as_the_typescript_namespace() -> None:
         "} // namespace functions"
     )
     nested = {"name": "f", "parameters": {"type": "object", "properties": {"o": {"type": "object", "description": "top", "properties": {
-        "x": {"type": "integer", "description": "nested descriptions are dropped", "enum": [-1, 1]}}}}}}
-    assert render_namespace([nested]).splitlines()[2:6] == ["type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,"]
+        "x": {"type": "integer", "description": "kept by the tools renderer", "enum": [-1, 1]},
+        "y": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}}}}
+    # tools renderer: nested members flush left with their descriptions; anyOf is `any`; defaults trail
+    assert render_namespace([nested]).splitlines()[2:9] == [
+        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: any, // default: null", "},"]
+    # legacy `functions` renderer (hmarr): nested members indented, their descriptions and defaults dropped
+    assert render_namespace([nested], legacy=True).splitlines()[2:8] == [
+        "type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,", "  y?: string | null,", "},"]
+    undescribed = [0]
+    render_namespace([nested], undescribed)
+    assert undescribed == [1]  # y: o and x carry descriptions; a string enum would not count either
 
 
-def _n(body: dict) -> int:
+def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
+    """pamelafox/openai-messages-token-helper tests/functions.py (API-checked, gpt-35-turbo `tools`):
+    nested descriptions are counted and an undescribed non-enum property costs one token less."""
+    tool = {"type": "function", "function": {"name": "data_demonstration", "description": "This is the main function description",
+            "parameters": {"type": "object", "properties": {"object_1": {"type": "object", "description": "The object data type as a property",
+                "properties": {"string_2a": {"type": "string", "enum": ["Happy", "Sad"]},
+                               "string_2b": {"type": "string", "description": "Description in a second object is lost"}}}},
+                "required": ["object_1"]}}}
+    body = {"model": "gpt-35-turbo", "messages": [{"role": "system", "content": "You are a bot."}], "tool_choice": "none"}
+    assert count_request_input({**body, "tools": [tool]})[0] == 89  # inner_object_with_enum
+    tool2 = {"type": "function", "function": {"name": "search_sources", "description": "Retrieve sources from the Azure AI Search index",
+             "parameters": {"type": "object", "properties": {"search_query": {"type": "string"}}}}}
+    assert count_request_input({**body, "tools": [tool2], "tool_choice": "auto"})[0] == 49  # no_parameter_description_or_required
+
+
+def _n(body: dict[str, Any]) -> int:
     return count_request_input(body)[0]
 
 
@@ -267,14 +292,14 @@ def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
 def test_responses_function_items_count_like_chat_history_minus_two() -> None:
     tools = [{"type": "function", "name": "get_current_weather", "description": "Get the current weather in a given location",
               "parameters": CB_TOOLS[0]["function"]["parameters"]}]
-    base = {"model": "gpt-4o", "input": [{"role": "user", "content": "What's the weather like in San Francisco?"}], "tools": tools}
+    base: dict[str, Any] = {"model": "gpt-4o", "input": [{"role": "user", "content": "What's the weather like in San Francisco?"}], "tools": tools}
     items = [{"type": "function_call", "call_id": "c1", "name": "get_current_weather", "arguments": '{"location":"SF"}'},
              {"type": "function_call_output", "call_id": "c1", "output": "sunny"}]
     chat_like = [{"role": "assistant", "tool_calls": [{"id": "c1", "function": {"name": "get_current_weather",
                                                                                  "arguments": '{"location":"SF"}'}}]},
                  {"role": "tool", "tool_call_id": "c1", "content": "sunny"}]
     delta_resp = _n({**base, "input": base["input"] + items}) - _n(base)
-    chat = {"model": "gpt-4o", "messages": base["input"], "tools": CB_TOOLS}
+    chat: dict[str, Any] = {"model": "gpt-4o", "messages": base["input"], "tools": CB_TOOLS}
     delta_chat = _n({**chat, "messages": chat["messages"] + chat_like}) - _n(chat)
     assert delta_resp == delta_chat - 2
 
@@ -336,3 +361,16 @@ def test_generated_tool_calls_add_their_wrapper_and_are_flagged() -> None:
     plain, _ = count_output(["a{}"], "gpt-4o")
     n, flags = count_output(["a{}"], "gpt-4o", tool_calls=1)
     assert n == plain + 7 and flags == ["tool_call_output_approx"]
+
+
+def test_memo_is_bounded_by_characters_and_entries() -> None:
+    """Past its bound the memo is cleared, never grown; counts stay right across the reset."""
+    c = TokenCounter(memo_size=1000, memo_chars=10_000)
+    texts = [f"distinct text number {i} " * 20 for i in range(200)]  # ~100K characters in all
+    counts = c.count_texts("o200k_base", texts)
+    assert sum(len(t) for t in c.memos["o200k_base"]) <= 10_000
+    assert counts == [len(load_encoding("o200k_base").encode_ordinary(t)) for t in texts]
+    small = TokenCounter(memo_size=5)
+    small.count_texts("o200k_base", [f"t{i}" for i in range(50)])
+    assert len(small.memos["o200k_base"]) <= 5
+    assert small.count_texts("o200k_base", ["t49"]) == [2] and small.hits == 1

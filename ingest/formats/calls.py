@@ -12,6 +12,7 @@ from typing import Any
 
 from ..errors import RecordError
 from ..schema import Call
+from ..tool_fees import record_builtin_tool_calls
 from .base import ParseContext
 from .coerce import clean_model, parse_ts
 from .openai_bodies import (
@@ -118,6 +119,7 @@ def call_from_bodies(
         return _finish(call, flags)
 
     usage = usage or body_usage
+    call.metadata = record_builtin_tool_calls(call.metadata, request, response)  # per-call tool fees
     if usage is not None and usage.input is not None and usage.output is not None:
         apply_usage(call, usage)
         return _finish(call, flags)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any
 
@@ -14,57 +12,61 @@ from .vocab import get_encoding
 
 
 class TokenCounter:
-    """Counts plans in batches; a bounded LRU memo keyed by a content hash skips repeated texts."""
+    """Counts plans in batches; a memo keyed by the text itself skips repeated texts.
 
-    MEMO_MIN_CHARS = 256  # shorter texts (roles, names, short turns) are keyed by the text itself: no hashing
-    SHORT_MEMO_SIZE = 50_000  # bounded: at most ~13 MB of keys
+    The memo is one plain dict per encoding, text -> count. A `str` caches its own hash, and a
+    lookup is a hash plus (on a hit) one compare, so a hit costs a small fraction of encoding the
+    text; the earlier memo hashed every text with blake2b and kept LRU order in an OrderedDict,
+    which cost about as much as the encoding it saved. The memo is bounded by the characters it
+    holds (`memo_chars`): past the bound it is cleared and refilled (the texts that repeat in a log,
+    system prompts and tool definitions, are back after one miss each), never grown.
+    """
 
-    def __init__(self, memo_size: int = 100_000) -> None:
-        self.memo: OrderedDict[tuple[str, bytes], int] = OrderedDict()
-        self.short_memo: dict[tuple[str, str], int] = {}
-        self.memo_size = memo_size
+    def __init__(self, memo_size: int = 100_000, memo_chars: int = 8_000_000) -> None:
+        self.memos: dict[str, dict[str, int]] = {}
+        self.memo_size = memo_size  # most distinct texts held
+        # Most characters held: 8M characters are 8 MB of ASCII (32 MB at worst, 4-byte characters),
+        # room for thousands of distinct system prompts, within the peak-RSS budget of issue 17.
+        self.memo_chars = memo_chars
+        self._held = 0
         self.hits = 0
         self.misses = 0
         self.encoded_chars = 0
 
+    def _memo(self, encoding: str) -> dict[str, int]:
+        memo = self.memos.get(encoding)
+        if memo is None:
+            memo = self.memos[encoding] = {}
+        return memo
+
     def count_texts(self, encoding: str, texts: list[str]) -> list[int]:
-        """Token counts of `texts`; each distinct text is encoded once (memo, and within the batch).
+        """Token counts of `texts`; each distinct text is encoded once while it stays in the memo.
 
         Encoded one by one: tiktoken's `encode_ordinary_batch` hands every text to a thread pool,
         which costs more than encoding the short texts logs are made of.
         """
-        enc = get_encoding(encoding)
+        memo = self._memo(encoding)
+        get = memo.get
         out = [0] * len(texts)
-        pending: dict[tuple[str, Any], list[int]] = {}
+        encode = None
+        misses = 0
         for i, t in enumerate(texts):
-            short = len(t) < self.MEMO_MIN_CHARS
-            key = (encoding, t if short else hashlib.blake2b(t.encode("utf-8", "surrogatepass"), digest_size=16).digest())
-            hit = self.short_memo.get(key) if short else self.memo.get(key)  # type: ignore[arg-type]
-            if hit is not None:
-                if not short:
-                    self.memo.move_to_end(key)  # type: ignore[arg-type]
-                out[i] = hit
-                self.hits += 1
-            elif key in pending:
-                pending[key].append(i)
-                self.hits += 1
-            else:
-                pending[key] = [i]
-        encode = enc.encode_ordinary
-        for key, idxs in pending.items():
-            text = texts[idxs[0]]
-            n = len(encode(text))
-            self.misses += 1
-            self.encoded_chars += len(text)
-            for i in idxs:
-                out[i] = n
-            if isinstance(key[1], str):
-                if len(self.short_memo) < self.SHORT_MEMO_SIZE:
-                    self.short_memo[key] = n  # type: ignore[index]
-            else:
-                self.memo[key] = n  # type: ignore[index]
-                if len(self.memo) > self.memo_size:
-                    self.memo.popitem(last=False)
+            n = get(t)
+            if n is None:
+                if encode is None:
+                    encode = get_encoding(encoding).encode_ordinary
+                n = len(encode(t))
+                misses += 1
+                self.encoded_chars += len(t)
+                if self._held + len(t) > self.memo_chars or len(memo) >= self.memo_size:
+                    for m in self.memos.values():
+                        m.clear()
+                    self._held = 0
+                memo[t] = n
+                self._held += len(t)
+            out[i] = n
+        self.misses += misses
+        self.hits += len(texts) - misses
         return out
 
     def count_plans(self, encoding: str, plans: list[Plan]) -> list[int]:

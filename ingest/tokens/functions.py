@@ -1,8 +1,8 @@
 """Tool and function definitions as the model reads them: a TypeScript-like namespace.
 
 The API does not show the model the JSON schema of a tool; it renders each function as a
-TypeScript type inside `namespace functions { … }` (the form hmarr/openai-chat-tokens and
-pamelafox/openai-messages-token-helper document and verify against API-reported counts):
+TypeScript type inside `namespace functions { … }` (the form hmarr/openai-chat-tokens documents,
+and that openai/harmony's renderer writes out for the open-weight models):
 
     namespace functions {
 
@@ -14,6 +14,22 @@ pamelafox/openai-messages-token-helper document and verify against API-reported 
     }) => any;
 
     } // namespace functions
+
+Rules, each checked against API-reported counts (tests/accuracy/cases.jsonl):
+  * a property's `description` is a `// ` comment line above it, at every depth (nested members
+    keep theirs: pamelafox's `inner_object_with_enum` cases count them);
+  * members of nested objects are written flush left like the top level (indenting them costs
+    one token per member more than the API reports);
+  * string enums are quoted literals joined by ` | `, other enums their JSON literals;
+    `oneOf` and type lists are unions joined by ` | `; an `anyOf` without a `type` is `any` (the
+    MCP tools in pydantic-ai's temporal cassettes count that way; harmony's renderer has no anyOf
+    form either; the legacy renderer writes the union);
+  * a `default` is a trailing ` // default: <json>` comment (as harmony renders it);
+  * arrays are `<item type>[]`.
+
+Legacy `functions` requests (hmarr's cases, verified on gpt-3.5-turbo-0613) were rendered by the
+older form: nested members indented by two spaces per level, nested descriptions and defaults
+dropped. `render_namespace(..., legacy=True)` writes that form.
 """
 
 from __future__ import annotations
@@ -27,11 +43,23 @@ def _as_dict(value: Any, default: Any) -> dict[str, Any]:
     """`value` when it is a mapping, else `default` (keeps JSON walking total and typed)."""
     return value if isinstance(value, dict) else default
 
+
 def _literal(v: Any) -> str:
     return f'"{v}"' if isinstance(v, str) else msgspec.json.encode(v).decode()
 
 
-def format_type(schema: Any, indent: int) -> str:
+class _Stats:
+    """Rendering options and what the renderer saw that the framing prices separately
+    (see `Framing.undescribed_property`)."""
+
+    __slots__ = ("legacy", "undescribed")
+
+    def __init__(self, legacy: bool = False) -> None:
+        self.legacy = legacy
+        self.undescribed = 0
+
+
+def format_type(schema: Any, stats: _Stats, indent: int = 0) -> str:
     """One JSON-schema node as a TypeScript type."""
     if not isinstance(schema, dict):
         return "any"
@@ -39,10 +67,12 @@ def format_type(schema: Any, indent: int) -> str:
         return " | ".join(_literal(v) for v in schema["enum"])
     for key in ("anyOf", "oneOf"):
         if isinstance(schema.get(key), list) and schema[key]:
-            return " | ".join(format_type(s, indent) for s in schema[key])
+            if key == "anyOf" and not stats.legacy and "type" not in schema:
+                return "any"  # the tools renderer has no anyOf form (nor has harmony's): `any`
+            return " | ".join(format_type(s, stats, indent) for s in schema[key])
     t = schema.get("type")
     if isinstance(t, list):
-        return " | ".join(format_type({**schema, "type": x}, indent) for x in t)
+        return " | ".join(format_type({**schema, "type": x}, stats, indent) for x in t)
     if t == "string":
         return "string"
     if t in ("number", "integer"):
@@ -53,29 +83,38 @@ def format_type(schema: Any, indent: int) -> str:
         return "null"
     if t == "array":
         items = schema.get("items")
-        return f"{format_type(items, indent)}[]" if isinstance(items, dict) else "any[]"
+        return f"{format_type(items, stats, indent)}[]" if isinstance(items, dict) else "any[]"
     if t == "object" or "properties" in schema:
         props = schema.get("properties")
         if not isinstance(props, dict) or not props:
             return "object"
-        return "{\n" + format_properties(schema, indent + 2) + "\n}"
+        return "{\n" + format_properties(schema, stats, indent + 2 if stats.legacy else 0) + "\n}"
     return "any"
 
 
-def format_properties(schema: dict[str, Any], indent: int, undescribed: list[int] | None = None) -> str:
+def _is_string_enum(prop: dict[str, Any]) -> bool:
+    enum = prop.get("enum")
+    return isinstance(enum, list) and bool(enum) and all(isinstance(v, str) for v in enum)
+
+
+def format_properties(schema: dict[str, Any], stats: _Stats, indent: int = 0) -> str:
     """The members of an object type, one per line, with descriptions as `//` comments."""
+    pad = " " * indent
     req = schema.get("required")
     required: list[Any] = req if isinstance(req, list) else []
     lines: list[str] = []
-    pad = " " * indent
-    for name, prop in (schema.get("properties") or {}).items():
-        desc = prop.get("description") if isinstance(prop, dict) and indent == 0 else None
-        if isinstance(desc, str) and desc:  # nested members lose their descriptions
+    for name, raw in (schema.get("properties") or {}).items():
+        prop = _as_dict(raw, {})
+        desc = prop.get("description")
+        if isinstance(desc, str) and desc and not (stats.legacy and indent):
             lines.append(f"{pad}// {desc}")
-        elif undescribed is not None:
-            undescribed[0] += 1
+        elif not _is_string_enum(prop):
+            stats.undescribed += 1
         opt = "" if name in required else "?"
-        lines.append(f"{pad}{name}{opt}: {format_type(prop, indent)},")
+        line = f"{pad}{name}{opt}: {format_type(prop, stats, indent)},"
+        if "default" in prop and not stats.legacy:
+            line += f" // default: {msgspec.json.encode(prop['default']).decode()}"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -94,8 +133,11 @@ def function_defs(tools: Any) -> tuple[list[dict[str, Any]], list[str]]:
     return fns, builtin
 
 
-def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None) -> str:
-    """The namespace text; `undescribed` (a one-item list) counts top-level members without a description."""
+def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
+                     legacy: bool = False) -> str:
+    """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
+    have no description and are not string enums; `legacy` selects the older form (see above)."""
+    stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
     for fn in functions:
         desc = fn.get("description")
@@ -105,10 +147,12 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
             lines.append(f"type {name} = (_: {{")
-            lines.append(format_properties(params, 0, undescribed))
+            lines.append(format_properties(params, stats))
             lines.append("}) => any;")
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")
     lines.append("} // namespace functions")
+    if undescribed is not None:
+        undescribed[0] += stats.undescribed
     return "\n".join(lines)

@@ -69,18 +69,30 @@ class Framing:
     responses_tool_result: int = -2  # Responses function_call_output items cost 2 less than chat tool messages
     choice_none: int = 1  # tool_choice "none"
     choice_named: int = 7  # tool_choice naming a function, plus the name's tokens
-    undescribed_property: int = 0  # gpt-4o/4.1: a top-level parameter without a description costs one token less
+    # A property (any depth) without a description, other than a string enum, costs one token less
+    # than its text in `tools` requests: measured on gpt-35-turbo (pamelafox's cases) and gpt-4o/4.1
+    # (pydantic-ai's cassettes); legacy `functions` requests (hmarr's cases) price it at its text.
+    undescribed_property: int = -1
+    roles: bool = True  # the role name is text the model reads
 
 
 CLASSIC = Framing()
-O200K_CLASSIC = Framing(undescribed_property=-1)
+O200K_CLASSIC = Framing()
 CL100K_0301 = Framing(per_message=4, per_name=-1)
-REASONING = Framing(reply=2, reasoning=True, developer_preamble=81, tool_result=8, responses_tools=8,
+REASONING = Framing(reply=2, reasoning=True, undescribed_property=0, developer_preamble=81, tool_result=8, responses_tools=8,
                     responses_tools_with_instructions=22, choice_none=0, choice_named=-3)
+
+
+# The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents
+# alone as prompt tokens: no wrapper, no role, no reply priming (pydantic-ai's web-search cassettes:
+# 6 + 5 and 6 + 6 tokens of content reported as 11 and 12).
+SEARCH = Framing(per_message=0, per_name=0, reply=0, roles=False)
 
 
 def framing_for(model: str | None) -> Framing:
     m = base_model(model or "")
+    if "-search-preview" in m:
+        return SEARCH
     if m.startswith("gpt-3.5-turbo-0301"):
         return CL100K_0301
     if is_reasoning_model(m):

@@ -82,9 +82,16 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             continue
         role = msg.get("role")
         plan.fixed += fr.per_message
-        if role == "tool":  # rendered under the called function's name, `functions.<name>`
-            plan.add(call_names.get(str(msg.get("tool_call_id")), ""))
-        else:
+        if role == "tool":
+            # Rendered under the called function's name, `functions.<name>`, encoded as one text: the
+            # dot merges with the name's first letters differently from the name alone (`.d`+`ur`+
+            # `ability` against `dur`+`ability`), which pydantic-ai's `durability_…` cassettes count.
+            # `tool_result` holds the rest of the wrapper, less the `functions` token counted here.
+            name = call_names.get(str(msg.get("tool_call_id")), "")
+            if name:
+                plan.add("functions." + name)
+                plan.fixed -= 1
+        elif fr.roles:
             plan.add(role if isinstance(role, str) else None)
         suffix = ""
         if pad_system and role in _SYSTEM_ROLES:
@@ -133,16 +140,21 @@ def parallel_call_text(calls: list[dict[str, Any]]) -> str:
     return "multi_tool_use.parallel" + msgspec.json.encode({"tool_uses": uses}).decode()
 
 
-def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses: bool = False) -> bool:
-    """Function tools as the namespace text plus the preamble; built-in tools are flagged."""
+def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses: bool = False,
+               legacy: bool = False) -> bool:
+    """Function tools as the namespace text plus the preamble; built-in tools are flagged.
+
+    Legacy `functions` requests (hmarr's cases, gpt-3.5-turbo-0613) price an undescribed property at
+    its text; `tools` requests one token less (see `Framing.undescribed_property`)."""
     fns, builtin = function_defs(tools)
     for b in builtin:
         plan.flags.append(f"builtin_tool_{b}_not_counted")
     if not fns:
         return False
     undescribed = [0]
-    plan.add(render_namespace(fns, undescribed))
-    plan.fixed += fr.undescribed_property * undescribed[0]
+    plan.add(render_namespace(fns, undescribed, legacy=legacy))
+    if not legacy:
+        plan.fixed += fr.undescribed_property * undescribed[0]
     if responses:
         plan.fixed += fr.responses_tools_with_instructions if has_system else fr.responses_tools
     else:
@@ -198,9 +210,9 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     has_system = any(isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES for m in messages)
     plan_messages(plan, messages, model, fr, pad_system=bool(fns))
     plan.fixed += fr.reply
-    plan_tools(plan, tools, fr, has_system)
+    legacy = not request.get("tools")
+    plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
-        legacy = not request.get("tools")
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
     plan_response_format(plan, request.get("response_format"))
     if isinstance(request.get("web_search_options"), dict):
