@@ -300,8 +300,8 @@ class TokenCount:
 
 def count_tokens(body: dict[str, Any], model: str | None = None) -> TokenCount:
     """Estimated input tokens of one request body, counted the way the API would."""
-    from ingest.formats.openai_bodies import request_endpoint
     from ingest.tokens import count_request_input, encoding_for_model
+    from ingest.tokens.request import request_endpoint
 
     model = model or body.get("model")
     if not model or not isinstance(model, str):

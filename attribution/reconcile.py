@@ -29,7 +29,8 @@ from .query import WarehouseRef, connect
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 
 
-def base_model(model: str | None) -> str:
+def undated_model(model: str | None) -> str:
+    """`gpt-4o-2024-08-06` -> `gpt-4o`: how the provider's cost export names a line item (fine-tunes kept whole)."""
     if not model:
         return "(unknown)"
     m = model.strip().lower()
@@ -125,7 +126,7 @@ def read_costs(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict
                 amount = r.get("amount") or {}
                 value = as_float(amount.get("value") if isinstance(amount, dict) else amount, "amount.value") or 0.0
                 line_item = str(r.get("line_item") or "")
-                model = base_model(line_item.split(",")[0]) if line_item else ALL_MODELS
+                model = undated_model(line_item.split(",")[0]) if line_item else ALL_MODELS
                 key = (day, model, str(r.get("project_id") or ALL_PROJECTS), _key(r, keys or {}))
                 acc = out.setdefault(key, {"usd": 0.0, "tokens": 0.0})
                 acc["usd"] += value
@@ -154,7 +155,7 @@ def _read_costs_csv(path: Path) -> dict[Key, float]:
             raise ConfigError(f"{path}:{line}: too few columns")
         raw = r[date_c].strip()
         day = _day(raw) if raw.replace(".", "").isdigit() else raw[:10]
-        model = base_model(r[model_c].split(",")[0]) if model_c and r[model_c] else ALL_MODELS
+        model = undated_model(r[model_c].split(",")[0]) if model_c and r[model_c] else ALL_MODELS
         key = (day, model, r[proj_c] if proj_c and r[proj_c] else ALL_PROJECTS, ALL_KEYS)
         try:
             out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", "").replace(",", ""), cost_c) or 0.0)
@@ -175,7 +176,7 @@ def read_usage(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict
         for bucket in page["data"]:
             day = _day(bucket.get("start_time"))
             for r in bucket.get("results") or []:
-                key = (day, base_model(r.get("model")) if r.get("model") else ALL_MODELS,
+                key = (day, undated_model(r.get("model")) if r.get("model") else ALL_MODELS,
                        str(r.get("project_id") or ALL_PROJECTS), _key(r, keys or {}))
                 acc = out.setdefault(key, dict.fromkeys(USAGE_FIELDS, 0))
                 for ours, theirs in USAGE_FIELDS.items():
@@ -239,7 +240,7 @@ def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_pro
             FROM usage WHERE CAST(ts AS DATE) BETWEEN CAST($1 AS DATE) AND CAST($2 AS DATE) GROUP BY ALL
         """, [days[0], days[-1]]).fetchall()
         for day, model, project, key_id, cost, n, tin, tcached, tout in rows:
-            acc = ours.setdefault(fold((day, base_model(model), project, key_id)),
+            acc = ours.setdefault(fold((day, undated_model(model), project, key_id)),
                                   {"usd": 0.0, "requests": 0, "input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0})
             acc["usd"] += float(cost)
             acc["requests"] += n

@@ -288,9 +288,9 @@ class FileIngester:
 def _leave_unestimated(calls: list[Call]) -> int:
     """`estimate=False`: what the log lacks stays NULL, and the row says so (never a silent zero)."""
     for call in calls:
-        if call._estimate is None:
+        if call.estimate_request is None:
             continue
-        call._estimate = None
+        call.estimate_request = None
         if call.input_tokens is None or call.output_tokens is None:
             call.token_source = "missing"
             flags = set(call.estimate_flags.split(",")) if call.estimate_flags else set()

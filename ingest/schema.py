@@ -9,11 +9,14 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from .keys import scrub_column, scrub_metadata_column
+
+if TYPE_CHECKING:
+    from .tokens.request import EstimateRequest
 
 TOKEN_SOURCES = ("reported", "estimated", "mixed")
 
@@ -117,11 +120,12 @@ class Call:
     ingested_at: int = 0
     request_id: str | None = None
     estimate_flags: str | None = None
-    # Not stored: parse-time material used to estimate tokens, dropped before writing.
-    _estimate: object | None = field(default=None, repr=False, compare=False)
+    # Not stored: what to count when the log lacks usage (the parser's hand-off to ingest.tokens).
+    estimate_request: EstimateRequest | None = field(default=None, repr=False, compare=False)
 
 
-_RECORD_FIELDS = tuple(f.name for f in fields(Call) if not f.name.startswith("_"))
+_NOT_STORED = {"estimate_request"}
+_RECORD_FIELDS = tuple(f.name for f in fields(Call) if f.name not in _NOT_STORED)
 assert _RECORD_FIELDS == CALL_COLUMNS, "Call and CALL_SCHEMA must list the same columns in the same order"
 
 

@@ -28,10 +28,10 @@ import msgspec
 from .errors import RecordError
 from .formats.coerce import as_float, as_int, as_str, decode_line, merge_metadata, parse_ts
 from .formats.discover import discover
-from .formats.openai_bodies import EstimateRequest
 from .formats.otel import RESOURCE_KEYS, attr_value, attributes
 from .keys import scrub_text
 from .schema import Call
+from .tokens.request import EstimateRequest
 
 _CRI = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\S+) (stdout|stderr) ([PF])(?: (.*))?$", re.DOTALL)
 _CW_EXPORT = re.compile(rb"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?Z) (.*)$", re.DOTALL)
@@ -304,7 +304,7 @@ def apply_envelope(calls: list[Call], env: Envelope | None) -> None:
             call.ts = env.ts
             flags = [f for f in call.estimate_flags.split(",") if f != "ts_from_file_mtime"]
             call.estimate_flags = ",".join(flags) or None
-            est = call._estimate
+            est = call.estimate_request
             if isinstance(est, EstimateRequest) and "ts_from_file_mtime" in est.flags:
                 est.flags.remove("ts_from_file_mtime")
         f = env.fields

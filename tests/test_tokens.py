@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from ingest.errors import VocabularyError
-from ingest.images import image_size, image_tokens
 from ingest.tokens import TokenCounter, count_request_input, encoding_for_model, load_encoding
+from ingest.tokens.images import image_size, image_tokens
 
 CB_MESSAGES: list[dict[str, Any]] = [
     {"role": "system", "content": "You are a helpful, pattern-following assistant that translates corporate jargon into plain English."},
@@ -336,14 +336,14 @@ def test_responses_output_counts_the_closing_token_and_reasoning_is_flagged() ->
 
 
 def test_estimated_reasoning_outputs_carry_a_flag() -> None:
-    from ingest.formats.openai_bodies import EstimateRequest
     from ingest.schema import Call
     from ingest.tokens import fill_estimates
+    from ingest.tokens.request import EstimateRequest
 
     calls = []
     for model, texts in (("o4-mini", ["Paris."]), ("gpt-4o", ["Paris."]), ("gpt-5", None)):
         c = Call(call_id=model, ts=0)
-        c._estimate = EstimateRequest("chat.completions", model, {"model": model, "messages": CB_MESSAGES[-1:]}, texts)
+        c.estimate_request = EstimateRequest("chat.completions", model, {"model": model, "messages": CB_MESSAGES[-1:]}, texts)
         calls.append(c)
     assert fill_estimates(calls) == 3
     flags = {c.call_id: (c.estimate_flags or "").split(",") for c in calls}

@@ -12,11 +12,12 @@ from typing import Any
 
 from ..errors import RecordError
 from ..schema import Call
+from ..tokens.render import response_output_texts, response_tool_calls
+from ..tokens.request import EstimateRequest
 from ..tool_fees import record_builtin_tool_calls
 from .base import ParseContext
 from .coerce import clean_model, parse_ts
 from .openai_bodies import (
-    EstimateRequest,
     Usage,
     apply_usage,
     assemble_stream,
@@ -24,8 +25,6 @@ from .openai_bodies import (
     fill_from_response,
     is_pending_response,
     is_stream,
-    response_output_texts,
-    response_tool_calls,
 )
 from .sse_decode import parse_sse
 
@@ -128,7 +127,7 @@ def call_from_bodies(
     endpoint_name = call.endpoint or "chat.completions"
     if endpoint_name == "embeddings" and output_texts is None:
         output_texts = []
-    call._estimate = EstimateRequest(endpoint_name, call.model, request, output_texts, flags, output_tool_calls)
+    call.estimate_request = EstimateRequest(endpoint_name, call.model, request, output_texts, flags, output_tool_calls)
     call.token_source = "mixed" if usage is not None else "estimated"
     return _finish(call, flags)
 

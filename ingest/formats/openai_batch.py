@@ -161,6 +161,6 @@ class BatchOutputParser(FileParser):
         if call.call_id.startswith("tt-") and record.get("id"):
             call.call_id = str(record["id"])
         merge_metadata(call, [("batch_custom_id", custom_id)])
-        if request is None and call._estimate is not None:
+        if request is None and call.estimate_request is not None:
             call.estimate_flags = ",".join(filter(None, [call.estimate_flags, "batch_input_not_joined"]))
         return [call]

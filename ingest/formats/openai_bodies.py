@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import RecordError
 from ..schema import Call
+from ..tokens.request import request_endpoint
 from .coerce import as_bool, as_int, as_str, as_token_count, clean_model, merge_metadata
 
 RESPONSE_OBJECTS = {
@@ -95,17 +96,6 @@ def is_stream(obj: Any) -> bool:
             return True
         return str(first.get("type", "")).startswith("response.")
     return False
-
-
-def request_endpoint(req: dict[str, Any]) -> str:
-    if "messages" in req:
-        return "chat.completions"
-    if "prompt" in req:
-        return "completions"
-    model = str(req.get("model", ""))
-    if "embedding" in model or "encoding_format" in req or "dimensions" in req:
-        return "embeddings"
-    return "responses"
 
 
 @dataclass(slots=True)
@@ -322,30 +312,3 @@ def assemble_stream(events: list[dict[str, Any]]) -> StreamSummary:
     s.texts = ["".join(parts) for _, parts in sorted(content.items())]
     s.texts += ["".join(parts) for _, parts in sorted(tool_args.items())]
     return s
-
-
-def response_output_texts(resp: dict[str, Any]) -> list[str]:
-    """The generated text of a non-streamed response (for estimating output when usage is missing):
-    content, refusals, tool calls, legacy `function_call`, Responses output items."""
-    from ..tokens import response_output_texts as texts
-
-    return texts(resp)
-
-
-def response_tool_calls(resp: dict[str, Any]) -> int:
-    """How many tool calls the response made (each costs a few framing tokens)."""
-    from ..tokens import response_tool_calls as count
-
-    return count(resp)
-
-
-@dataclass(slots=True)
-class EstimateRequest:
-    """Hand-off to `ingest.tokens`: what to count for a call that lacks usage."""
-
-    endpoint: str
-    model: str | None
-    request: dict[str, Any] | None  # the request body, for input tokens
-    output_texts: list[str] | None  # generated text, for output tokens (None: unknown)
-    flags: list[str] = field(default_factory=list)
-    output_tool_calls: int = 0  # tool calls among the outputs (framing tokens each)

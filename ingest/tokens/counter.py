@@ -8,6 +8,7 @@ from typing import Any
 from ..schema import Call
 from .models import encoding_for_model, is_reasoning_model
 from .render import Plan, plan_input, plan_output_texts
+from .request import EstimateRequest, request_endpoint
 from .vocab import get_encoding
 
 
@@ -89,8 +90,6 @@ _default_counter = TokenCounter()
 def count_request_input(request: dict[str, Any], model: str | None = None, endpoint: str | None = None,
                         counter: TokenCounter | None = None) -> tuple[int, list[str]]:
     """Estimated input tokens of one request body (what `tokentrail tokens count` prints)."""
-    from ..formats.openai_bodies import request_endpoint
-
     model = model or request.get("model")
     enc_name, flags = encoding_for_model(model)
     plan = plan_input(endpoint or request_endpoint(request), request, model, enc_name)
@@ -108,17 +107,16 @@ def count_output(texts: list[str], model: str | None, endpoint: str = "chat.comp
 
 
 def fill_estimates(calls: Iterable[Call], counter: TokenCounter | None = None) -> int:
-    """Fill missing token counts of calls that carry an `_estimate` hand-off; returns how many.
+    """Fill missing token counts of calls that carry an `estimate_request` hand-off; returns how many.
 
     An estimated output of a reasoning model is flagged `reasoning_tokens_not_counted`: the
     hidden reasoning it was billed for is in no log line.
     """
-    from ..formats.openai_bodies import EstimateRequest
 
     counter = counter or _default_counter
     groups: dict[str, list[tuple[Call, Plan, Plan | None, list[str]]]] = {}
     for call in calls:
-        est = call._estimate
+        est = call.estimate_request
         if not isinstance(est, EstimateRequest):
             continue
         enc_name, flags = encoding_for_model(est.model)
@@ -148,6 +146,6 @@ def fill_estimates(calls: Iterable[Call], counter: TokenCounter | None = None) -
             existing = call.estimate_flags.split(",") if call.estimate_flags else []
             merged = sorted(set(existing + all_flags))
             call.estimate_flags = ",".join(merged) if merged else None
-            call._estimate = None
+            call.estimate_request = None
             n += 1
     return n

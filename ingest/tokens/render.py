@@ -13,8 +13,8 @@ from typing import Any
 
 import msgspec
 
-from ..images import image_tokens
 from .functions import function_defs, render_namespace
+from .images import image_tokens
 from .models import Framing, framing_for, is_reasoning_model
 
 _SYSTEM_ROLES = ("system", "developer")

@@ -36,7 +36,7 @@ _MAX_HEADER_B64 = 1 << 18  # decode at most 256 KiB of base64 looking for a JPEG
 
 
 def _model_key(model: str | None) -> str:
-    from .tokens import base_model
+    from .models import base_model
 
     return base_model(model or "gpt-4o")
 
