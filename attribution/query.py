@@ -121,7 +121,7 @@ def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | 
         elif dt is not None and files:
             con.register(name, dt.to_pyarrow_dataset())
         else:
-            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else _fallback_schema(table)  # type: ignore[arg-type]
+            schema = pa.schema(dt.schema().to_arrow()) if dt is not None else _fallback_schema(table)
             empty = schema.empty_table()
             if "date" not in empty.column_names:
                 empty = empty.append_column("date", pa.array([], pa.date32()))
