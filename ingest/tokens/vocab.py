@@ -64,12 +64,17 @@ def load_encoding(name: str, data: bytes | None = None) -> tiktoken.Encoding:
         spec = getattr(openai_public, name)()
     finally:
         openai_public.load_tiktoken_bpe = original
-    return tiktoken.Encoding(
+    enc = tiktoken.Encoding(
         name=spec["name"],
         pat_str=spec["pat_str"],
         mergeable_ranks=spec["mergeable_ranks"],
         special_tokens=spec["special_tokens"],
     )
+    # The Rust encoder holds its own copy of the ranks; tiktoken keeps the Python dict only to pickle
+    # the Encoding, which tokentrail never does (each worker process loads its own). Dropping it frees
+    # ~25-30 MB per vocabulary for the life of the process.
+    enc._mergeable_ranks = {}
+    return enc
 
 
 def get_encoding(name: str) -> tiktoken.Encoding:
