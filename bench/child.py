@@ -41,7 +41,7 @@ def ingest(args: argparse.Namespace) -> dict[str, object]:
 
     calls, inp, out = connect(args.warehouse).sql(
         "SELECT count(*), sum(input_tokens), sum(output_tokens) FROM calls_all").fetchall()[0]
-    return {"seconds": seconds, "calls": calls, "input_tokens": inp, "output_tokens": out,
+    return {"seconds": seconds, "calls": int(calls), "input_tokens": int(inp or 0), "output_tokens": int(out or 0),
             "estimated": report.summary.as_dict().get("estimated")}
 
 
@@ -53,8 +53,8 @@ def report(args: argparse.Namespace) -> dict[str, object]:
     table = run_report(args.warehouse, ["key_name", "day"], con=connect(args.warehouse))
     seconds = time.perf_counter() - t0
     return {"seconds": seconds, "groups": table.num_rows,
-            "requests": sum(table.column("requests").to_pylist()),
-            "input_tokens": sum(table.column("input_tokens").to_pylist())}
+            "requests": int(sum(table.column("requests").to_pylist())),
+            "input_tokens": int(sum(table.column("input_tokens").to_pylist()))}
 
 
 def reattribute(args: argparse.Namespace) -> dict[str, object]:
