@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from . import parallel
 from .formats import scan_run
-from .parallel import RANGE_BYTES, ingest_parallel
 from .pipeline import FileResult, IngestOptions, IngestSummary
 from .run import IngestRun
 from .sources import discover
@@ -41,7 +41,7 @@ def ingest_batches(
         summary.files.append(FileResult(str(path), None, note=why))
     run_inputs = scan_run(files)  # what formats need from all files first (Batch API inputs to join)
     if options.jobs > 1 and (len(files) > 1 or (files and _splittable(files[0]))):
-        yield from ingest_parallel(store, files, options, run_inputs, summary, progress)
+        yield from parallel.ingest_parallel(store, files, options, run_inputs, summary, progress)
     else:
         run = IngestRun(store, options, run_inputs)
         run.live_files = lambda: files
@@ -65,6 +65,6 @@ def ingest_batches(
 def _splittable(path: Path) -> bool:
     """One plain file big enough to be cut into ranges read by several workers at once."""
     try:
-        return path.stat().st_size >= 2 * RANGE_BYTES and not path.name.endswith(".gz")
+        return path.stat().st_size >= 2 * parallel.RANGE_BYTES and not path.name.endswith(".gz")
     except OSError:
         return False

@@ -38,9 +38,20 @@ def test_two_workers_on_one_big_file_commit_what_one_reader_commits(fixture: str
     monkeypatch.setattr(parallel, "RANGE_BYTES", 1500)  # many cuts, several inside multi-line records
     big = _big(tmp_path, fixture, 60)
     assert len(split_ranges(big, 0, identify(big))) > 10
+    cut: list[int] = []
+    real_split = parallel.split_ranges
+
+    def split(*args: Any, **kwargs: Any) -> list[tuple[int, int | None]]:
+        ranges = real_split(*args, **kwargs)
+        cut.append(len(ranges))
+        return ranges
+
+    monkeypatch.setattr(parallel, "split_ranges", split)
     one, two = tmp_path / "wh-one", tmp_path / "wh-two"
     s1 = ingest_files(one, big, jobs=1)
+    assert cut == []  # one worker reads the file whole
     s2 = ingest_files(two, big, jobs=2)
+    assert cut and cut[0] > 10  # two workers read it in ranges
     assert s1.total("calls") > 0 and s1.total("calls") == s2.total("calls")
     assert tt_sql(one, ROW).fetchall() == tt_sql(two, ROW).fetchall()
     assert tt_sql(one, BAD).fetchall() == tt_sql(two, BAD).fetchall()
