@@ -24,6 +24,12 @@ RULES = ROOT / "sample_logs" / "rules.yaml"
 
 
 def _peak_rss_mb() -> int:
+    """This process's own high-water mark (VmHWM). Not `ru_maxrss`: Linux carries that across exec,
+    so it would report the bench process's size at the moment it forked this child."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) // 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
