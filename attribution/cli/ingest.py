@@ -20,6 +20,21 @@ def sources_option(fn: Callable[..., Any]) -> Callable[..., Any]:
                              "when no PATH is given.")(fn)
 
 
+def reading_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """What `ingest` and `watch` both take: the rules and prices to attribute with, which format, which files."""
+    for option in reversed([
+        click.option("--rules", type=FILE,
+                     help="Rule file to attribute with [default: the one last used on this warehouse]."),
+        click.option("--prices", type=FILE, help="Price override file (YAML) that wins over the bundled price table."),
+        click.option("--format", "log_format", default=None,
+                     help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; "
+                          "default: detect per file."),
+        click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'."),
+    ]):
+        fn = option(fn)
+    return fn
+
+
 def check_log_format(log_format: str | None) -> None:
     """An unknown --format is a bad flag (exit 2), found before any file is read or worker started."""
     if log_format is None:
@@ -96,11 +111,7 @@ class ProgressBar:
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @warehouse_option
 @sources_option
-@click.option("--rules", type=FILE, help="Rule file to attribute with [default: the one last used on this warehouse].")
-@click.option("--prices", type=FILE, help="Price override file (YAML) that wins over the bundled price table.")
-@click.option("--format", "log_format", default=None,
-              help="Force a log format (see `tokentrail formats list`) or profile:FILE.yaml; default: detect per file.")
-@click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.jsonl'.")
+@reading_options
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
 @click.option("--no-estimate", is_flag=True,
               help="Do not re-count tokens a log lacks: they stay empty (token_source 'missing').")
@@ -170,10 +181,7 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @warehouse_option
 @sources_option
-@click.option("--rules", type=FILE, help="Rule file.")
-@click.option("--prices", type=FILE, help="Price override file.")
-@click.option("--format", "log_format", default=None, help="Force a log format or profile:FILE.yaml.")
-@click.option("--glob", "pattern", default=None, help="Only files whose name matches, e.g. '*.log'.")
+@reading_options
 @click.option("--flush-seconds", default=2.0, show_default=True, help="Commit new lines at least this often.")
 @click.option("--flush-rows", default=10_000, show_default=True, help="Commit after this many lines.")
 @click.option("--read-from", type=click.Choice(["beginning", "end"]), default="beginning", show_default=True,
