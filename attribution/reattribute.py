@@ -141,7 +141,8 @@ def reattribute(
                     files.append(path)
                 first = None
             if progress:
-                progress(group_days[-1], table.num_rows)
+                for day, n in group_days:
+                    progress(day, n)
         assert schema is not None
         data: pa.Table | pa.RecordBatchReader = (
             first if first is not None else ds.dataset(files, schema=schema, format="parquet").scanner().to_reader())
@@ -159,14 +160,16 @@ def reattribute(
 BATCH_ROWS = 200_000  # rows attributed in one pass: fewer engine passes, memory still bounded
 
 
-def _day_groups(dt: DeltaTable, days: list[str], claimed: dict[str, int]) -> Iterator[tuple[list[str], pa.Table]]:
-    """Consecutive days' claimed calls, grouped until a group holds about BATCH_ROWS rows."""
-    group: list[str] = []
+def _day_groups(dt: DeltaTable, days: list[str],
+                claimed: dict[str, int]) -> Iterator[tuple[list[tuple[str, int]], pa.Table]]:
+    """Consecutive days' claimed calls, grouped until a group holds about BATCH_ROWS rows; with each
+    group, its (day, rows) for progress."""
+    group: list[tuple[str, int]] = []
     tables: list[pa.Table] = []
     rows = 0
     for day in days:
         t = _claimed_rows(_read_day(dt, day), claimed)
-        group.append(day)
+        group.append((day, t.num_rows))
         tables.append(t)
         rows += t.num_rows
         if rows >= BATCH_ROWS:

@@ -21,7 +21,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .formats import RunInputs
+from .errors import FormatError
+from .formats import Format, RunInputs
 from .keys import KeyHasher
 from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions, IngestSummary
 from .run import IngestRun
@@ -63,7 +64,7 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
     run.live_files = lambda: files
     ordered = sorted(files, key=lambda p: -p.stat().st_size)  # biggest first: the pool finishes together
     jobs = {str(p): _File(p, FileResult(str(p), None)) for p in files}
-    ahead = options.jobs + 1  # ranges of one file read ahead of the one to commit next (bounds memory)
+    ahead = options.jobs + 1  # ranges read ahead of the ones to commit next, over all files (bounds memory)
     ctx = multiprocessing.get_context("spawn")  # a fork would copy DuckDB's threads mid-flight
     with ProcessPoolExecutor(max_workers=options.jobs, mp_context=ctx, initializer=worker_init,
                              initargs=(store.hasher, worker_options, run_inputs)) as pool:
@@ -92,13 +93,15 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
             fut = pool.submit(_worker_chunks, str(job.path), job.source_id, job.ident, offset, job.remembered_format)
             sequential[fut] = job
 
-        def top_up(job: _File) -> None:
-            assert job.ident is not None
-            while job.to_submit and len(job.in_flight) < ahead:
-                start, end = job.to_submit.popleft()
-                fut = pool.submit(_worker_range, str(job.path), job.source_id, job.ident, start, end,
-                                  job.remembered_format)
-                job.in_flight.append(_Range(start, end, fut))
+        def top_up() -> None:
+            """Give workers more ranges, the earliest files first, while few enough are in flight."""
+            for job in jobs.values():
+                while job.to_submit and sum(len(j.in_flight) for j in jobs.values()) < ahead:
+                    assert job.ident is not None
+                    start, end = job.to_submit.popleft()
+                    fut = pool.submit(_worker_range, str(job.path), job.source_id, job.ident, start, end,
+                                      job.remembered_format)
+                    job.in_flight.append(_Range(start, end, fut))
 
         for p in ordered:
             job = jobs[str(p)]
@@ -106,18 +109,19 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
             if offset is None or job.ident is None:
                 continue
             ranges = split_ranges(p, offset, job.ident) if options.jobs > 1 else []
-            if len(ranges) > 1:
+            if len(ranges) > 1 and _starts_anywhere(run, job):
                 job.to_submit.extend(ranges)
-                top_up(job)
             else:
                 submit_chunks(job, offset)
+        top_up()
 
         def finished(job: _File) -> None:
             if progress:
                 progress(job.path.stat().st_size if job.path.exists() else 0)
 
-        while sequential or any(j.in_flight for j in jobs.values()):
-            waiting = list(sequential) + [r.future for j in jobs.values() for r in j.in_flight]
+        while sequential or any(j.in_flight or j.to_submit for j in jobs.values()):
+            # only what can be committed next: a later range that is done waits for the one before it
+            waiting = list(sequential) + [j.in_flight[0].future for j in jobs.values() if j.in_flight]
             done, _ = wait(waiting, return_when=FIRST_COMPLETED)
             for fut in done:
                 job_of = sequential.pop(fut, None)
@@ -150,8 +154,7 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
                         # read on from the last boundary instead, as a single reader would
                         _drop_ranges(job)
                         submit_chunks(job, part.offset)
-                    else:
-                        top_up(job)
+            top_up()
         committed = run.flush()
         if committed is not None:
             yield committed
@@ -159,6 +162,20 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
         summary.files.append(jobs[str(p)].result)
         with contextlib.suppress(OSError):
             summary.bytes_read += p.stat().st_size
+
+
+def _starts_anywhere(run: IngestRun, job: _File) -> bool:
+    """The file's format reads each record alone, so a reader may start at any line boundary.
+
+    Formats with a per-file parser carry state from line to line (a CSV header, the previous line's
+    date in a batch output file): cutting such a file would start a range without it, so it is
+    read whole. The format is the one a single reader would use (forced, remembered or detected)."""
+    try:
+        state = run.ingester.open_file(job.path, FileResult(str(job.path), None),
+                                       remembered_format=job.remembered_format, source_id=job.source_id)
+    except (OSError, FormatError):
+        return False
+    return state is not None and state.format is not None and type(state.format).open_file is Format.open_file
 
 
 def _drop_ranges(job: _File) -> None:

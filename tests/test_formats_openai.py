@@ -138,3 +138,20 @@ def test_the_raw_key_appears_in_no_parquet_file(app_rows: dict[str, dict[str, An
     for f in files:
         data = f.read_bytes()
         assert FIXTURE_KEY.encode() not in data and secret_tail not in data
+
+
+@pytest.mark.parametrize("layout", ["object", "har list"])
+def test_header_columns_are_not_also_metadata_whatever_the_header_layout(layout: str, tmp_path: Path,
+                                                                        wh_path: Path) -> None:
+    import json
+
+    headers = {"openai-organization": "org-x", "x-request-id": "req_1", "x-feature": "essays"}
+    logged: Any = headers if layout == "object" else [{"name": k, "value": v} for k, v in headers.items()]
+    response = {"id": "chatcmpl-hdr", "object": "chat.completion", "created": 1741597200, "model": "gpt-4o-mini",
+                "choices": [], "usage": {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}}
+    log = tmp_path / "app.log"
+    log.write_text(json.dumps({"time": "2025-03-10T09:00:00Z", "headers": logged, "response": response}) + "\n")
+    ingest_files(wh_path, log)
+    (org, request_id, md), = tt_sql(wh_path, "SELECT org_id, request_id, metadata FROM calls_all").fetchall()
+    assert (org, request_id) == ("org-x", "req_1")
+    assert dict(md) == {"x-feature": "essays"}

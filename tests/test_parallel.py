@@ -120,3 +120,36 @@ def test_a_range_whose_file_changed_ends_the_file_there(tmp_path: Path, monkeypa
     alone = tmp_path / "wh-alone"
     ingest_files(alone, big, jobs=1)
     assert tt_sql(wh, ROW).fetchall() == tt_sql(alone, ROW).fetchall()
+
+
+def test_a_format_that_carries_state_from_line_to_line_is_not_cut(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """LiteLLM's spend CSV: rows are read with the last header line seen. Two exports concatenated, the
+    second with its columns in another order: a worker starting after the second header without
+    having seen it would swap prompt and completion tokens. Such files are read whole."""
+    import csv
+    import io
+
+    monkeypatch.setattr(parallel, "RANGE_BYTES", 4000)
+    with open(FIXTURES / "litellm" / "spend_logs.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    first = list(rows[0])
+    second = first[:]
+    i, j = second.index("prompt_tokens"), second.index("completion_tokens")
+    second[i], second[j] = second[j], second[i]
+    out = io.StringIO()
+    for columns in (first, second):
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for n in range(60):
+            for row in rows:
+                writer.writerow({**row, "request_id": f"{row['request_id']}-{columns is second}-{n}"})
+    big = tmp_path / "logs" / "spend_logs.csv"
+    big.parent.mkdir()
+    big.write_text(out.getvalue())
+    assert len(split_ranges(big, 0, identify(big))) > 10
+    one, two = tmp_path / "wh-one", tmp_path / "wh-two"
+    ingest_files(one, big, jobs=1)
+    ingest_files(two, big, jobs=2)
+    q = "SELECT call_id, input_tokens, output_tokens FROM calls_all ORDER BY source_offset"
+    assert tt_sql(one, q).fetchall() == tt_sql(two, q).fetchall()

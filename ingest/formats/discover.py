@@ -190,6 +190,13 @@ def _is_har(obj: dict[str, Any]) -> bool:
     return _har_keys(obj) is not None
 
 
+def header_dict(headers: Any) -> dict[str, Any] | None:
+    """A headers object as a dict: as logged, or from a HAR-style `[{name, value}]` list; else None."""
+    if isinstance(headers, list):
+        return _har_to_dict(headers)
+    return headers if isinstance(headers, dict) else None
+
+
 def _har_to_dict(items: list[Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for h in items:

@@ -26,7 +26,7 @@ from .coerce import (
     parse_ts,
     reduce_key,
 )
-from .discover import Found, discover, is_request_like
+from .discover import Found, discover, header_dict, is_request_like
 from .openai_bodies import endpoint_from_path, is_response, is_stream
 from .profile import DEFAULT_PROFILE, Profile
 
@@ -198,16 +198,12 @@ class OpenAIAppFormat(Format):
                        discovered: list[dict[str, Any]] | None = None) -> None:
         """The known header objects; or, with `discovered`, the ones found at depth that are not those
         (the known ones were applied already: applying one twice would file its columns as metadata)."""
-        known = [first_non_empty(record, [path], dotted=True) for path in self._paths["headers"]]
-        if discovered is not None:
-            known_ids = {id(h) for h in known}
-            known = [h for h in discovered if id(h) not in known_ids]
+        known = [h for h in (header_dict(first_non_empty(record, [path], dotted=True))
+                             for path in self._paths["headers"]) if h is not None]
+        if discovered is not None:  # the same object, or the same HAR list turned into a dict again
+            known = [h for h in discovered if not any(h is k or h == k for k in known)]
         kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
         for headers in known:
-            if isinstance(headers, list):  # HAR-style [{name, value}]
-                headers = {h.get("name"): h.get("value") for h in headers if isinstance(h, dict)}
-            if not isinstance(headers, dict):
-                continue
             for name, value in headers.items():
                 low = str(name).lower()
                 sval = as_str(value)
