@@ -72,7 +72,7 @@ def reattribute(args: argparse.Namespace) -> dict[str, object]:
     engine = build_engine(store, args.rules, None, remember=False)
     t0 = time.perf_counter()
     result = run(store, engine)
-    return {"seconds": time.perf_counter() - t0, "rows": getattr(result, "rows", None)}
+    return {"seconds": time.perf_counter() - t0, "rows": result.rows}
 
 
 def main() -> None:

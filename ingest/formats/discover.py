@@ -145,7 +145,7 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                             nxt.append((decoded, child, nk))
                         elif nk in _LEAF_NAMES or parent in _QUALIFIED_PARENTS:
                             _leaf(found, nk, parent, v, child)
-                    elif kind is dict or kind is list or isinstance(v, dict | list):
+                    elif isinstance(v, dict | list):
                         if found.response is None and is_stream(v):  # a list of chunks or events
                             found.response, found.paths["response"] = v, child
                             continue

@@ -201,7 +201,7 @@ class OpenAIAppFormat(Format):
         known = [h for h in (header_dict(first_non_empty(record, [path], dotted=True))
                              for path in self._paths["headers"]) if h is not None]
         if discovered is not None:  # the same object, or the same HAR list turned into a dict again
-            known = [h for h in discovered if not any(h is k or h == k for k in known)]
+            known = [h for h in discovered if h not in known]
         kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
         for headers in known:
             for name, value in headers.items():
