@@ -25,6 +25,10 @@ class WarehouseError(TokentrailError):
     """The warehouse is unusable: locked, unwritable, or its state is inconsistent."""
 
 
+class NoSuchVersion(WarehouseError):
+    """`--as-of` names a version or time at which a table did not exist (yet)."""
+
+
 class WarehouseNotFound(WarehouseError):
     """A read command was pointed at a place that holds no warehouse."""
 

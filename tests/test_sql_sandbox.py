@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, tree_digest
 
-from attribution.query import QueryError, run_sql
+from attribution.query import TABLES, QueryError, run_sql, tables_named
+from ingest.errors import WarehouseError
 
 
 @pytest.mark.parametrize("sql", [
@@ -70,3 +71,31 @@ def test_quotes_spaces_and_percent_signs_in_the_warehouse_path_work(tmp_path: Pa
 def test_brackets_in_the_warehouse_path_are_a_clear_error(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
     r = cli("ingest", FIXTURES / "openai" / "app_calls.jsonl", "--warehouse", tmp_path / "wh [1]")
     assert r.exit_code == 1 and "cannot use a path containing '[' or ']'" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize(("sql", "tables"), [
+    ("select 1", ()),
+    ("select count(*) from usage where model = 'gpt-4o'", ("usage",)),
+    ("SELECT * FROM Calls_All c JOIN quarantine q ON true", ("calls", "quarantine")),
+    ("select * from information_schema.tables", TABLES),
+    ("select * from duckdb_views()", TABLES),
+    ("pragma show_tables", TABLES),
+    ("describe usage", TABLES),
+])
+def test_a_query_opens_only_the_tables_it_names(sql: str, tables: tuple[str, ...]) -> None:
+    assert tables_named(sql) == tables
+
+
+def test_the_catalog_still_lists_every_view(loaded: Path) -> None:
+    names = run_sql(loaded, "select table_name from information_schema.tables order by 1").column(0).to_pylist()
+    assert names == ["calls", "calls_all", "quarantine", "usage", "usage_all"]
+
+
+def test_a_query_naming_one_table_does_not_open_the_others(loaded: Path) -> None:
+    """A `usage` query does not even read the `calls` table's log (here: corrupted)."""
+    before = run_sql(loaded, "select count(*) from usage").column(0)[0].as_py()
+    for log in (loaded / "calls" / "_delta_log").glob("*.json"):
+        log.write_text("not a delta log\n")
+    assert run_sql(loaded, "select count(*) from usage").column(0)[0].as_py() == before > 0
+    with pytest.raises(WarehouseError, match=r"calls: the table's Delta log cannot be read: .*literal"):
+        run_sql(loaded, "select count(*) from calls")

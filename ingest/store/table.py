@@ -16,11 +16,22 @@ from deltalake import DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import CommitProperties, Transaction
 
-from ..errors import ConflictError, WarehouseWriteError
+from ..errors import ConflictError, WarehouseError, WarehouseWriteError
 from .location import Location
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 12
+
+
+def open_delta(uri: str, storage_options: dict[str, str] | None) -> DeltaTable:
+    """A Delta table; `TableNotFoundError` if there is none. A log that exists but cannot be read is a
+    clear `WarehouseError`, never taken for a missing (empty) table and never a traceback."""
+    try:
+        return DeltaTable(uri, storage_options=storage_options or None)
+    except TableNotFoundError:
+        raise
+    except DeltaError as exc:
+        raise WarehouseError(f"{uri}: the table's Delta log cannot be read: {_reason(exc)}") from None
 
 
 class Table:
@@ -36,7 +47,7 @@ class Table:
         """The latest snapshot (None if the table does not exist yet)."""
         if self._dt is None:
             try:
-                self._dt = DeltaTable(self.uri, storage_options=self.loc.storage_options or None)
+                self._dt = open_delta(self.uri, self.loc.storage_options)
             except TableNotFoundError:
                 return None
         elif refresh:

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pyarrow as pa
 from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
-from ..errors import WarehouseError, WarehouseNotFound
+from ..errors import NoSuchVersion, WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
 from ..sources import FileIdentity
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
 from .rows import ChunkRows, CommitResult, filter_from, with_date
-from .table import Table, literal, retry_on_conflict, scan
+from .table import Table, literal, open_delta, retry_on_conflict, scan
 
 
 def _now_us() -> int:
@@ -53,7 +53,7 @@ class Store:
 
     # -- existence ------------------------------------------------------------------------
     def exists(self) -> bool:
-        return self.calls.exists() or self.meta.table.exists()
+        return self.meta.table.exists() or self.calls.exists()  # `_meta` first: every warehouse has it
 
     def require(self) -> Store:
         """For read commands: a missing warehouse is an error, never an empty 'all clear'."""
@@ -304,14 +304,14 @@ class Store:
     # -- files for readers ----------------------------------------------------------------
     def open_snapshot(self, name: str, as_of: int | datetime | None = None) -> DeltaTable | None:
         try:
-            dt = DeltaTable(self.loc.table_uri(name), storage_options=self.loc.storage_options or None)
-        except (DeltaError, OSError):
+            dt = open_delta(self.loc.table_uri(name), self.loc.storage_options)
+        except TableNotFoundError:
             return None
         if as_of is not None:
             try:
                 dt.load_as_version(as_of)
             except (DeltaError, ValueError, OSError) as exc:
-                raise WarehouseError(f"--as-of {as_of}: {name} has no such version ({exc})") from None
+                raise NoSuchVersion(f"--as-of {as_of}: {name} has no such version ({exc})") from None
         return dt
 
     # -- maintenance ----------------------------------------------------------------------
