@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, tree_digest
+from conftest import FIXTURES, run, tree_digest
 
 from attribution.query import TABLES, QueryError, run_sql, tables_named
 from ingest.errors import WarehouseError
@@ -99,3 +99,6 @@ def test_a_query_naming_one_table_does_not_open_the_others(loaded: Path) -> None
     assert run_sql(loaded, "select count(*) from usage").column(0)[0].as_py() == before > 0
     with pytest.raises(WarehouseError, match=r"calls: the table's Delta log cannot be read: .*literal"):
         run_sql(loaded, "select count(*) from calls")
+    result = run("sql", "select count(*) from calls", "--warehouse", loaded)
+    assert result.exit_code == 1
+    assert "calls: the table's Delta log cannot be read" in result.output
