@@ -126,6 +126,8 @@ def fig4_queries(work: Path) -> list[dict[str, Any]]:
     same = (ours["groups"], ours["requests"], ours["input_tokens"]) == (len(rows), sum(r[2] for r in rows),
                                                                        sum(r[3] for r in rows))
     select1 = min(wall([*TT, "sql", "select 1", "--warehouse", str(wh)]) for _ in range(3))
+    # `select 1` opens no table (a query opens only the tables it names): also time one that opens `usage`
+    count_usage = min(wall([*TT, "sql", "select count(*) from usage", "--warehouse", str(wh)]) for _ in range(3))
     help_s = min(wall([*TT, "--help"]) for _ in range(3))
     return [
         figure("4. report --by key_name --by day vs DuckDB, same Parquet", ours["seconds"],
@@ -133,7 +135,7 @@ def fig4_queries(work: Path) -> list[dict[str, Any]]:
                outputs_equal=same, note="best of 3 on both sides"),
         {"figure": "4b. sql \"select 1\" wall time, start-up included", "tokentrail_s": round(select1, 3),
          "baseline": "absolute target 0.3 s", "baseline_s": 0.3, "ratio": round(0.3 / select1, 2), "target": 1.0,
-         "met": select1 < 0.3, "help_s": round(help_s, 3)},
+         "met": select1 < 0.3, "help_s": round(help_s, 3), "count_usage_s": round(count_usage, 3)},
     ]
 
 
