@@ -13,6 +13,7 @@ from ingest.errors import (
     ConflictError,
     DeliveryError,
     FormatError,
+    MissingDataFile,
     NoSuchVersion,
     QueryError,
     ReportError,
@@ -72,8 +73,9 @@ __all__ = [
     "make_watcher", "open_store", "parse_as_of", "read_only_rules", "reattribute", "reconcile", "report",
     "rules_coverage", "rules_sql", "run_watcher", "sql", "suggest_profile", "try_profile", "watch",
     # the errors (ingest.errors)
-    "ConfigError", "ConflictError", "DeliveryError", "FormatError", "NoSuchVersion", "QueryError", "ReportError", "SecretError",
-    "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseNotFound", "WarehouseWriteError",
+    "ConfigError", "ConflictError", "DeliveryError", "FormatError", "MissingDataFile", "NoSuchVersion", "QueryError",
+    "ReportError", "SecretError", "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseNotFound",
+    "WarehouseWriteError",
 ]
 
 

@@ -82,7 +82,7 @@ def report(by: Sequence[str] = (), warehouse: WarehouseArg = None, since: date |
     from .reports import report as run
 
     store = _open(warehouse)
-    con = connect(store, as_of=parse_as_of(as_of) if isinstance(as_of, str) else as_of)
+    con = connect(store, as_of=parse_as_of(as_of) if isinstance(as_of, str) else as_of, tables=("usage",))
     return run(store, list(by), since, until, con=con)
 
 

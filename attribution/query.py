@@ -22,7 +22,7 @@ import duckdb
 import pyarrow as pa
 from deltalake import DeltaTable
 
-from ingest.errors import NoSuchVersion, QueryError
+from ingest.errors import MissingDataFile, NoSuchVersion, QueryError
 from ingest.store import Store
 
 WarehouseRef = str | Path | Store  # a location, or an opened store
@@ -145,7 +145,13 @@ def connect(location: WarehouseRef | None, user_sql: bool = False, as_of: int | 
         dt = snap.tables.get(table)
         files = local_files(dt) if dt is not None else []
         if dt is not None and files and store.loc.is_local:
-            rel = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
+            try:
+                rel = con.read_parquet(files, hive_partitioning=True, union_by_name=True)
+            except duckdb.IOException as exc:
+                raise MissingDataFile(
+                    f"{dt.table_uri}: a data file of version {dt.version()} cannot be read "
+                    f"({str(exc).splitlines()[0]}). Only `tokentrail compact` removes files from a warehouse, and only "
+                    f"files no snapshot within its retention uses; restore the file, or the table from a backup.") from None
             rel.create_view(name)
         elif dt is not None and files:
             con.register(name, dt.to_pyarrow_dataset())

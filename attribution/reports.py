@@ -55,7 +55,7 @@ def _dimension_sql(dim: str, columns: set[str]) -> str:
 
 def report(root: WarehouseRef, by: list[str], since: date | None = None, until: date | None = None,
            con: duckdb.DuckDBPyConnection | None = None, limit: int | None = None) -> pa.Table:
-    con = con or connect(root)
+    con = con or connect(root, tables=("usage",))
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
     dims = [_dimension_sql(d, columns) for d in by]
     select_dims = ", ".join(dims) + ", " if dims else ""

@@ -29,6 +29,10 @@ class NoSuchVersion(WarehouseError):
     """`--as-of` names a version or time at which a table did not exist (yet)."""
 
 
+class MissingDataFile(WarehouseError):
+    """A data file the table's current snapshot lists cannot be read (deleted or damaged outside tokentrail)."""
+
+
 class WarehouseNotFound(WarehouseError):
     """A read command was pointed at a place that holds no warehouse."""
 

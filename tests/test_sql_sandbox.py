@@ -9,7 +9,7 @@ import pytest
 from conftest import FIXTURES, run, tree_digest
 
 from attribution.query import TABLES, QueryError, run_sql, tables_named
-from ingest.errors import WarehouseError
+from ingest.errors import MissingDataFile, WarehouseError
 
 
 @pytest.mark.parametrize("sql", [
@@ -102,3 +102,15 @@ def test_a_query_naming_one_table_does_not_open_the_others(loaded: Path) -> None
     result = run("sql", "select count(*) from calls", "--warehouse", loaded)
     assert result.exit_code == 1
     assert "calls: the table's Delta log cannot be read" in result.output
+
+
+def test_a_data_file_deleted_outside_tokentrail_is_named_not_a_traceback(loaded: Path) -> None:
+    from attribution import api
+
+    next((loaded / "calls").rglob("*.parquet")).unlink()
+    with pytest.raises(MissingDataFile, match=r"calls/?: a data file of version \d+ cannot be read .*restore"):
+        run_sql(loaded, "select count(*) from calls")
+    result = run("sql", "select count(*) from calls", "--warehouse", loaded)
+    assert result.exit_code == 1
+    assert "a data file of version" in result.output
+    assert api.report(["model"], loaded).num_rows > 0  # a report reads `usage` only: unaffected
