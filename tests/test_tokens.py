@@ -374,3 +374,20 @@ def test_memo_is_bounded_by_characters_and_entries() -> None:
     small.count_texts("o200k_base", [f"t{i}" for i in range(50)])
     assert len(small.memos["o200k_base"]) <= 5
     assert small.count_texts("o200k_base", ["t49"]) == [2] and small.hits == 1
+
+
+def test_json_schema_response_format_is_a_response_formats_section() -> None:
+    """harmony's `# Response Formats` section; `required`, `additionalProperties`, `$schema` unseen (cookbook#2140)."""
+    enc = load_encoding("o200k_base")
+    schema = {"$schema": "x", "type": "object", "additionalProperties": False, "required": ["required"],
+              "properties": {"required": {"type": "string"}}}  # a property may be called `required`
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "description": "The answer", "schema": schema}}
+    shown = '# Response Formats\n\n## answer\n\n// The answer\n{"type":"object","properties":{"required":{"type":"string"}}}'
+    body: dict[str, Any] = {"messages": CB_TOOL_MESSAGES}
+    for model, section in (("gpt-4o", 1), ("gpt-5-mini", 0)):  # one token beyond the text on classic models only
+        with_format, flags = count_request_input({"model": model, **body, "response_format": fmt})
+        assert with_format - _n({"model": model, **body}) == len(enc.encode(shown)) + section
+        assert "response_format_approx" in flags
+    responses: dict[str, Any] = {"model": "gpt-4o", "input": "hi"}
+    text = {"format": {"type": "json_schema", **fmt["json_schema"]}}
+    assert _n({**responses, "text": text}) - _n(responses) == len(enc.encode(shown)) + 1

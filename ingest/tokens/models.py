@@ -74,13 +74,17 @@ class Framing:
     # (pydantic-ai's cassettes); legacy `functions` requests (hmarr's cases) price it at its text.
     undescribed_property: int = -1
     roles: bool = True  # the role name is text the model reads
+    # A json_schema response format beyond its section's text: one token on gpt-4o (pydantic-ai's five
+    # gpt-4o cases), none on reasoning models (gpt-5.4-mini's case; openai/openai-cookbook#2140 also
+    # finds o4-mini one token under gpt-4o with a format).
+    response_format: int = 1
 
 
 CLASSIC = Framing()
 O200K_CLASSIC = Framing()
 CL100K_0301 = Framing(per_message=4, per_name=-1)
 REASONING = Framing(reply=2, reasoning=True, undescribed_property=0, developer_preamble=81, tool_result=8, responses_tools=8,
-                    responses_tools_with_instructions=22, choice_none=0, choice_named=-3)
+                    responses_tools_with_instructions=22, choice_none=0, choice_named=-3, response_format=0)
 
 
 # The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents

@@ -176,22 +176,32 @@ def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None
             plan.add(name)
 
 
-def _without(value: Any, key: str) -> Any:
-    """A JSON value with `key` dropped from every object (strict schemas imply `additionalProperties: false`)."""
+def _schema_shown(value: Any) -> Any:
+    """The schema as the model reads it: `required` lists, `additionalProperties` and `$schema` dropped at
+    every depth (they steer the sampler, not the model). Source: wilfredjonathanjames' measurements in
+    openai/openai-cookbook#2140 (`omit(schema, ["required", "additionalProperties", "$schema"])`); it
+    turns pydantic-ai's `anyOf` cases (+17/+26 with `required` counted) exact."""
     if isinstance(value, dict):
-        return {k: _without(v, key) for k, v in value.items() if k != key}
+        return {k: _schema_shown(v) for k, v in value.items()
+                if k not in ("additionalProperties", "$schema") and not (k == "required" and isinstance(v, list))}
     if isinstance(value, list):
-        return [_without(v, key) for v in value]
+        return [_schema_shown(v) for v in value]
     return value
 
 
-def plan_response_format(plan: Plan, fmt: Any) -> None:
-    """A json_schema response format is shown to the model as schema text: counted as its compact JSON
-    without `additionalProperties` (exact on simple schemas, over on unions), flagged."""
+def plan_response_format(plan: Plan, fmt: Any, fr: Framing) -> None:
+    """A json_schema response format is a `# Response Formats` section of the developer message, the
+    form openai/harmony's docs/format.md gives ("## {name}", "// {description}", then the schema's
+    compact JSON); `Framing.response_format` is what the section costs beyond its text. Flagged: the
+    public cases are few (tests/accuracy, category `structured`)."""
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         spec = _as_dict(fmt.get("json_schema"), fmt)
-        plan.add(_without(spec.get("schema"), "additionalProperties"))
-        plan.add(spec.get("name"))
+        desc = spec.get("description")
+        head = f"# Response Formats\n\n## {spec.get('name') or ''}\n\n"
+        if isinstance(desc, str) and desc:
+            head += f"// {desc}\n"
+        plan.add(head + _json_text(_schema_shown(spec.get("schema"))))
+        plan.fixed += fr.response_format
         plan.flags.append("response_format_approx")
 
 
@@ -214,7 +224,7 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
-    plan_response_format(plan, request.get("response_format"))
+    plan_response_format(plan, request.get("response_format"), fr)
     if isinstance(request.get("web_search_options"), dict):
         plan.flags.append("web_search_not_counted")
 
@@ -267,7 +277,7 @@ def plan_responses(plan: Plan, request: dict[str, Any], model: str | None) -> No
     if isinstance(text, dict):
         fmt = text.get("format")
         if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
-            plan_response_format(plan, {"type": "json_schema", "json_schema": fmt})
+            plan_response_format(plan, {"type": "json_schema", "json_schema": fmt}, fr)
 
 
 def _token_arrays_or_texts(value: Any, plan: Plan) -> None:
