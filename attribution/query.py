@@ -17,13 +17,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
 import pyarrow as pa
-from deltalake import DeltaTable
 
 from ingest.errors import MissingDataFile, NoSuchVersion, QueryError
 from ingest.store import Store
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
 
 WarehouseRef = str | Path | Store  # a location, or an opened store
 READ_STATEMENTS = {"SELECT", "EXPLAIN", "PRAGMA"}  # PRAGMA is vetted below

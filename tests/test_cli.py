@@ -71,6 +71,22 @@ def test_the_help_does_not_load_the_heavy_libraries() -> None:
     assert out.strip() == "[]"
 
 
+def test_a_query_naming_no_table_loads_no_delta_reader(loaded: Path) -> None:
+    """`sql "select 1"` (the start-up floor) opens no table, so delta-rs is not even imported; a query on
+    `usage` does import it."""
+    import subprocess
+
+    def loads_deltalake(query: str) -> bool:
+        code = ("import sys; from click.testing import CliRunner; from attribution.cli import main; "
+                f"r = CliRunner().invoke(main, ['sql', {query!r}, '--warehouse', {str(loaded)!r}]); "
+                "assert r.exit_code == 0, r.output; print('deltalake' in sys.modules)")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
+        return out.stdout.strip().splitlines()[-1] == "True"
+
+    assert not loads_deltalake("select 1")
+    assert loads_deltalake("select count(*) from usage")
+
+
 def test_the_cli_offers_every_output_format() -> None:
     from attribution.cli import OUTPUT_FORMATS
     from attribution.output import FORMATS

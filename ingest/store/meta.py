@@ -11,7 +11,6 @@ import secrets
 import time
 
 import pyarrow as pa
-from deltalake.exceptions import CommitFailedError, DeltaError
 
 from .table import Table
 
@@ -59,6 +58,8 @@ class Meta:
     def secret(self, create: bool) -> bytes | None:
         """The warehouse's HMAC secret. Two hosts racing to create it both append one; the oldest
         row wins for everyone, so fingerprints agree across hosts."""
+        from deltalake.exceptions import CommitFailedError, DeltaError
+
         for _ in range(5):
             t = self.table.read()
             rows = sorted((r for r in t.to_pylist() if r["key"] == SECRET_KEY), key=lambda r: r["written_at"]) \

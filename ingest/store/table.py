@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import pyarrow as pa
-from deltalake import DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import CommitProperties, Transaction
 
 from ..errors import ConflictError, WarehouseError, WarehouseWriteError
 from .location import Location
+
+if TYPE_CHECKING:  # delta-rs's table and writer load on first use: `sql "select 1"` needs neither
+    from deltalake import DeltaTable
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 12
@@ -26,6 +26,9 @@ MAX_ATTEMPTS = 12
 def open_delta(uri: str, storage_options: dict[str, str] | None) -> DeltaTable:
     """A Delta table; `TableNotFoundError` if there is none. A log that exists but cannot be read is a
     clear `WarehouseError`, never taken for a missing (empty) table and never a traceback."""
+    from deltalake import DeltaTable
+    from deltalake.exceptions import DeltaError, TableNotFoundError
+
     try:
         return DeltaTable(uri, storage_options=storage_options or None)
     except TableNotFoundError:
@@ -46,6 +49,8 @@ class Table:
     def snapshot(self, refresh: bool = True) -> DeltaTable | None:
         """The latest snapshot (None if the table does not exist yet)."""
         if self._dt is None:
+            from deltalake.exceptions import TableNotFoundError
+
             try:
                 self._dt = open_delta(self.uri, self.loc.storage_options)
             except TableNotFoundError:
@@ -88,6 +93,10 @@ class Table:
 
     def _write(self, data: pa.Table, mode: str, txns: dict[str, int], dt: DeltaTable | None,
                predicate: str | None = None) -> None:
+        from deltalake import write_deltalake
+        from deltalake.exceptions import CommitFailedError, DeltaError
+        from deltalake.transaction import CommitProperties, Transaction
+
         props = CommitProperties(
             app_transactions=[Transaction(app_id, version) for app_id, version in txns.items()] or None,
             max_commit_retries=25,
@@ -161,6 +170,8 @@ def _reason(exc: BaseException) -> str:
 
 def retry_on_conflict(attempt: Callable[[], T], what: str) -> T:
     """Run `attempt` until it commits; it re-reads and re-checks its preconditions each time."""
+    from deltalake.exceptions import CommitFailedError
+
     delay = 0.05
     for i in range(MAX_ATTEMPTS):
         try:

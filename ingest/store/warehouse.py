@@ -15,10 +15,9 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
-from deltalake import DeltaTable
-from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from ..errors import NoSuchVersion, WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
@@ -29,9 +28,18 @@ from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source
 from .rows import ChunkRows, CommitResult, filter_from, with_date
 from .table import Table, literal, open_delta, retry_on_conflict, scan
 
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
 
 def _now_us() -> int:
     return int(time.time() * 1_000_000)
+
+
+def _has_commit(table_dir: Path) -> bool:
+    """A Delta log with a commit (the newest version's JSON is never cleaned up) or a checkpoint."""
+    log = table_dir / "_delta_log"
+    return log.is_dir() and any(p.suffix == ".json" or p.name.endswith(".checkpoint.parquet") for p in log.iterdir())
 
 
 class Store:
@@ -53,6 +61,8 @@ class Store:
 
     # -- existence ------------------------------------------------------------------------
     def exists(self) -> bool:
+        if self.loc.path is not None:  # a local table exists once its log holds a commit: no delta-rs needed
+            return any(_has_commit(self.loc.path / name) for name in ("_meta", "calls"))
         return self.meta.table.exists() or self.calls.exists()  # `_meta` first: every warehouse has it
 
     def require(self) -> Store:
@@ -303,6 +313,8 @@ class Store:
 
     # -- files for readers ----------------------------------------------------------------
     def open_snapshot(self, name: str, as_of: int | datetime | None = None) -> DeltaTable | None:
+        from deltalake.exceptions import DeltaError, TableNotFoundError
+
         try:
             dt = open_delta(self.loc.table_uri(name), self.loc.storage_options)
         except TableNotFoundError:
