@@ -26,6 +26,7 @@ from typing import Any
 import pyarrow as pa
 
 from ingest.tokens import base_model
+from ingest.tool_fees import TOOL_CALL_FIELDS
 
 from .price_data import (
     BuiltinOverrides,
@@ -44,8 +45,7 @@ RATE_TYPE = pa.decimal128(38, 18)  # USD per token: any $/1M price with up to 12
 COST_SQL_TYPE = "DECIMAL(38,12)"
 COST_COLUMNS = ("input_cost_usd", "cached_input_cost_usd", "output_cost_usd", "audio_cost_usd", "tool_cost_usd", "cost_usd")
 # Optional call columns counting built-in tool calls (priced per call when the batch has them).
-TOOL_CALL_COLUMNS = {"web_search": "web_search_calls", "file_search": "file_search_calls",
-                     "code_interpreter": "code_interpreter_sessions"}
+TOOL_CALL_COLUMNS = TOOL_CALL_FIELDS  # tool -> the calls column holding its per-call count
 _LIB_TOOL_FIELDS = {"web_search": "web_searches_kcount", "file_search": "storage_searches_kcount"}
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _TIER_ALIASES = {"fast": "priority"}
@@ -322,7 +322,8 @@ def regional_sql(column: str = "metadata") -> str:
 
 def _tool_count(tool: str, col: str, columns: tuple[str, ...] | list[str]) -> str:
     """SQL for one call's count of a per-call tool: the batch's count column where it has one, else
-    the count the formats recorded in `metadata` (`ingest.tool_fees.TOOL_CALL_KEYS`), else 0."""
+    the count rows from before those columns carry in `metadata` (`ingest.tool_fees.TOOL_CALL_KEYS`),
+    else 0."""
     from ingest.tool_fees import TOOL_CALL_KEYS
 
     parts = [f"b.{col}"] if col in columns else []

@@ -62,6 +62,10 @@ CALL_SCHEMA = pa.schema(
         # Additions beyond ARCHITECTURE.md's list (allowed: "add more as needed").
         pa.field("request_id", _STR),  # x-request-id / batch request_id, distinct from call_id
         pa.field("estimate_flags", _STR),  # comma-separated reasons an estimate is approximate
+        # Built-in tools the response billed per call (ingest.tool_fees); NULL: none.
+        pa.field("web_search_calls", _I64),
+        pa.field("file_search_calls", _I64),
+        pa.field("code_interpreter_sessions", _I64),  # distinct containers
     ]
 )
 
@@ -120,6 +124,9 @@ class Call:
     ingested_at: int = 0
     request_id: str | None = None
     estimate_flags: str | None = None
+    web_search_calls: int | None = None
+    file_search_calls: int | None = None
+    code_interpreter_sessions: int | None = None
     # Not stored: what to count when the log lacks usage (the parser's hand-off to ingest.tokens).
     estimate_request: EstimateRequest | None = field(default=None, repr=False, compare=False)
 

@@ -11,17 +11,24 @@ what the API returned, never from what was offered:
 * Chat Completions with `web_search_options`: the search models search once per request (the
   request asked for it and the response came back), so one web search call.
 
-The counts travel in the call's `metadata` under `TOOL_CALL_KEYS` (one string value per tool, only
-when non-zero), the same carrier the endpoint host uses for the regional uplift;
-`attribution.pricing.cost_select` prices them with the dated per-call fees.
+The counts are the call's columns `web_search_calls`, `file_search_calls` and
+`code_interpreter_sessions` (NULL when none); `attribution.pricing.cost_select` prices them with the
+dated per-call fees. Rows written before those columns existed carried the counts in `metadata`
+under `TOOL_CALL_KEYS`; pricing still reads them there, so re-attributing old rows keeps their fees.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-# tool -> metadata key; the tools are those of attribution.pricing.TOOL_CALL_COLUMNS
+if TYPE_CHECKING:
+    from .schema import Call
+
+# tool -> the call's column
+TOOL_CALL_FIELDS = {"web_search": "web_search_calls", "file_search": "file_search_calls",
+                    "code_interpreter": "code_interpreter_sessions"}
+# tool -> the metadata key rows written before the columns existed carry the count under (read only)
 TOOL_CALL_KEYS = {"web_search": "tokentrail.web_search_calls", "file_search": "tokentrail.file_search_calls",
                   "code_interpreter": "tokentrail.code_interpreter_sessions"}
 _ITEM_TOOLS = {"web_search_call": "web_search", "file_search_call": "file_search"}
@@ -72,13 +79,7 @@ def builtin_tool_calls(request: dict[str, Any] | None, response: Any) -> dict[st
     return counts
 
 
-def record_builtin_tool_calls(metadata: dict[str, str] | None, request: dict[str, Any] | None,
-                              response: Any) -> dict[str, str] | None:
-    """`metadata` with the per-call tool counts added (a new dict when there are any)."""
-    counts = builtin_tool_calls(request, response)
-    if not counts:
-        return metadata
-    out = dict(metadata or {})
-    for tool, n in counts.items():
-        out[TOOL_CALL_KEYS[tool]] = str(n)
-    return out
+def record_builtin_tool_calls(call: Call, request: dict[str, Any] | None, response: Any) -> None:
+    """Set the call's per-call tool counts (left NULL for tools with no calls)."""
+    for tool, n in builtin_tool_calls(request, response).items():
+        setattr(call, TOOL_CALL_FIELDS[tool], n)

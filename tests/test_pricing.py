@@ -45,7 +45,11 @@ def price(model: str, day: str, *, pricer: Pricer | None = None, extra: dict[str
           **fields: Any) -> dict[str, Any]:
     table = calls_to_table([_call(model, day, **fields)])
     for name, values in (extra or {}).items():
-        table = table.append_column(name, pa.array(values, pa.int64()))
+        column = pa.array(values, pa.int64())
+        if name in table.column_names:  # a calls column (the per-call tool counts)
+            table = table.set_column(table.column_names.index(name), name, column)
+        else:
+            table = table.append_column(name, column)
     (row,) = Engine(load_rules(None), pricer).apply(table).to_pylist()
     out: dict[str, Any] = row
     return out
@@ -335,4 +339,47 @@ def test_builtin_tool_fees_priced_end_to_end_from_an_app_log(tmp_path: Path) -> 
     ingest_files(tmp_path / "wh", log)
     ((tool_cost, cost),) = tt_sql(tmp_path / "wh", "SELECT tool_cost_usd, cost_usd FROM usage").fetchall()
     assert tool_cost == D("0.05")  # 2 x $0.01 + 1 x $0.03
+    # the counts are columns of their own, not metadata entries
+    assert tt_sql(tmp_path / "wh", "SELECT web_search_calls, file_search_calls, code_interpreter_sessions, "
+                                   "metadata FROM calls").fetchall() == [(2, None, 1, None)]
     assert cost == D(1000) * D("1.25") / M + D(100) * D(10) / M + D("0.05")
+
+
+def test_rows_from_before_the_count_columns_keep_their_fees() -> None:
+    """Rows written before the tool-count columns existed carry the counts in `metadata`
+    (`tokentrail.*` keys): re-attributing them prices the same fees."""
+    table = calls_to_table([_call("gpt-5", "2025-09-01", input_tokens=M)])
+    meta = pa.array([[("tokentrail.web_search_calls", "3"), ("tokentrail.code_interpreter_sessions", "1")]],
+                    table.schema.field("metadata").type)
+    old = table.set_column(table.column_names.index("metadata"), "metadata", meta)
+    old = old.drop_columns(["web_search_calls", "file_search_calls", "code_interpreter_sessions"])
+    (row,) = Engine(load_rules(None)).apply(old).to_pylist()
+    assert row["tool_cost_usd"] == D("0.06")  # 3 x $0.01 + 1 container x $0.03
+
+
+def test_a_warehouse_from_before_the_count_columns_takes_new_rows_and_reattributes(tmp_path: Path) -> None:
+    """Tables written without the tool-count columns gain them on the next write (Delta schema merge)."""
+    import json
+
+    from deltalake import DeltaTable, write_deltalake
+
+    from attribution import api
+    from tests.conftest import FIXTURES, REPO
+
+    wh = tmp_path / "wh"
+    api.ingest([FIXTURES / "openai" / "app_calls.jsonl"], wh)
+    counts = ["web_search_calls", "file_search_calls", "code_interpreter_sessions"]
+    for name in ("calls", "usage"):  # as an older tokentrail wrote them
+        old = pa.table(DeltaTable(str(wh / name)).to_pyarrow_table()).drop_columns(counts)
+        write_deltalake(str(wh / name), old, mode="overwrite", schema_mode="overwrite", partition_by=["date"])
+    resp = {"id": "resp_new1", "object": "response", "created_at": 1756720800, "model": "gpt-5-2025-08-07",
+            "status": "completed", "output": [{"type": "web_search_call", "id": "ws_1", "status": "completed"}],
+            "usage": {"input_tokens": 10, "output_tokens": 1, "total_tokens": 11}}
+    log = tmp_path / "new.jsonl"
+    log.write_text(json.dumps({"timestamp": "2025-09-01T10:00:00Z", "status_code": 200,
+                               "request": {"model": "gpt-5", "input": "x"}, "response": resp}) + "\n")
+    api.ingest([log], wh)
+    api.reattribute(REPO / "sample_logs" / "rules.yaml", wh)
+    (row,) = api.sql("SELECT count(*) AS n, sum(web_search_calls) AS ws, sum(tool_cost_usd) AS fee FROM usage",
+                     wh).to_pylist()
+    assert (row["n"], row["ws"], row["fee"]) == (14, 1, D("0.01"))

@@ -118,7 +118,7 @@ def call_from_bodies(
         return _finish(call, flags)
 
     usage = usage or body_usage
-    call.metadata = record_builtin_tool_calls(call.metadata, request, response)  # per-call tool fees
+    record_builtin_tool_calls(call, request, response)  # per-call tool fees
     if usage is not None and usage.input is not None and usage.output is not None:
         apply_usage(call, usage)
         return _finish(call, flags)
