@@ -1,0 +1,166 @@
+"""The fast path of the default `openai` format: lines with the common app-log envelope, read directly.
+
+Most application-log lines share one shape: `timestamp`, `route`, `client_ip`, `status_code`,
+`latency_ms`, a flat `headers` object, a `request` body and a `response` body or stream, plus
+logger fields (`level`, `event`, ...). For such a line the general parser's walk (`discover`)
+can only ever find what sits at those places, so this parser reads them there and builds the
+same Call. Any line it does not fully understand (an unknown key, a key or header name the walk
+would take for some field, a body logged as text, an odd type, a value that fails to parse) is
+handed to the general parser unchanged: the general parser stays the reference, this is only an
+optimisation. tests/test_fast_path.py checks that both give identical rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import RecordError
+from ..schema import Call
+from .base import FileParser
+from .calls import call_from_bodies
+from .coerce import as_float, parse_ts
+from .discover import HEADER_CONTAINERS, is_har_pair, is_request_like, names_a_leaf, norm
+from .openai_app import OpenAIAppFormat, apply_headers, first_ip
+from .openai_bodies import endpoint_from_path, is_response, is_stream
+from .profile import DEFAULT_PROFILE
+
+ENABLED = True  # False: every line takes the general parser (the differential tests, a suspected fast-path bug)
+
+
+@dataclass(slots=True)
+class PathCounts:
+    """Records read by the fast path and handed to the general parser (this process, all files)."""
+
+    fast: int = 0
+    general: int = 0
+
+    def reset(self) -> None:
+        self.fast = self.general = 0
+
+
+COUNTS = PathCounts()
+
+# The envelope's keys with a type and a meaning (each also where the default profile looks first).
+_TYPED = ("timestamp", "route", "client_ip", "status_code", "latency_ms", "headers", "request", "response")
+# Logger fields that say nothing about the call. A name that the walk or a profile path would read is
+# left out here (and so declined): the general parser could take its value for some field.
+_PLAIN_CANDIDATES = ("level", "severity", "logger", "logger_name", "event", "error", "message", "msg", "service",
+                     "env", "environment", "hostname", "pid", "thread", "caller", "trace_id", "span_id")
+_PROFILE_PATHS = frozenset(p for name, paths in DEFAULT_PROFILE.fields.model_dump().items()
+                           if isinstance(paths, list) for p in paths)
+PLAIN_KEYS = frozenset(k for k in _PLAIN_CANDIDATES
+                       if not names_a_leaf("", k) and norm(k) not in HEADER_CONTAINERS and k not in _PROFILE_PATHS)
+ENVELOPE_KEYS = frozenset(_TYPED) | PLAIN_KEYS
+_READ_ERRORS = (RecordError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
+
+# Header names: one verdict per distinct name (a log repeats a handful of names).
+_PLAIN, _REQUEST_ID, _DECLINE = 0, 1, 2
+_HEADER_VERDICTS: dict[str, int] = {}
+
+
+def _header_verdict(name: str) -> int:
+    """A header the walk ignores; the request id (the walk's only find in a flat header object); or decline."""
+    verdict = _HEADER_VERDICTS.get(name)
+    if verdict is None:
+        low = name.lower()
+        if not names_a_leaf("headers", name) or low == "authorization":  # the key: the header pass reduces it too
+            verdict = _PLAIN
+        elif low == "x-request-id":
+            verdict = _REQUEST_ID
+        else:
+            verdict = _DECLINE
+        if len(_HEADER_VERDICTS) < 4096:
+            _HEADER_VERDICTS[name] = verdict
+    return verdict
+
+
+def _inert(text: str) -> bool:
+    """Text the walk passes over: not JSON to decode and look into, not an SSE transcript."""
+    head = text.lstrip()[:1]
+    if head in ("{", "["):
+        return False
+    return not (head in ("d", "e") and is_stream(text))
+
+
+def _plain(value: Any) -> bool:
+    kind = type(value)
+    if kind is str:
+        return _inert(value)
+    return value is None or kind is int or kind is float or kind is bool
+
+
+def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FileParser) -> list[Call] | None:
+    """The record's call when it has the envelope exactly; None (decline) for anything else."""
+    if not record.keys() <= ENVELOPE_KEYS:
+        return None
+    request = record.get("request")
+    if type(request) is not dict or not is_request_like(request):
+        return None
+    response = record.get("response")
+    if response is not None:
+        if type(response) is dict:
+            if not is_response(response) or is_request_like(response):
+                return None
+        elif type(response) is not list or not is_stream(response):
+            return None
+    raw_ts = record.get("timestamp")
+    if not ((type(raw_ts) is str and raw_ts) or type(raw_ts) is int or type(raw_ts) is float):
+        return None
+    route, client_ip = record.get("route"), record.get("client_ip")
+    status, latency = record.get("status_code"), record.get("latency_ms")
+    if (route is not None and type(route) is not str) or (client_ip is not None and type(client_ip) is not str):
+        return None
+    if (status is not None and type(status) is not int) or (
+            latency is not None and type(latency) is not int and type(latency) is not float):
+        return None
+    for key, value in record.items():
+        if key in PLAIN_KEYS and not _plain(value):
+            return None
+    headers = record.get("headers")
+    request_id: str | None = None
+    if headers is not None:
+        if type(headers) is not dict or is_har_pair(headers) or is_request_like(headers) or is_response(headers):
+            return None
+        for name, value in headers.items():
+            if type(value) is not str or not _inert(value):
+                return None
+            verdict = _header_verdict(name)
+            if verdict == _DECLINE:
+                return None
+            if verdict == _REQUEST_ID and request_id is None and value:
+                request_id = value
+
+    ctx = parser.ctx
+    ts = parse_ts(raw_ts, "timestamp")
+    if status is not None and not 100 <= status <= 599:
+        status = None
+    route = route or None
+    call = call_from_bodies(ctx, fmt.name, request=request, response=response, ts=ts, status_code=status,
+                            endpoint=endpoint_from_path(route))
+    call.route = route
+    call.client_ip = first_ip(client_ip or None)
+    call.latency_ms = as_float(latency, "latency_ms")
+    call.key_alias = call.org_id = call.project_id = None
+    call.request_id = request_id
+    if headers is not None:
+        apply_headers(call, [headers], ctx)
+    return [call]
+
+
+class EnvelopeParser(FileParser):
+    """The default `openai` format's per-file parser: the envelope read directly, anything else the general way."""
+
+    format: OpenAIAppFormat
+
+    def parse(self, record: Any) -> list[Call]:
+        if type(record) is dict:
+            try:
+                calls = read_envelope(record, self.format, self)
+            except _READ_ERRORS:
+                calls = None  # the general parser says what is wrong with it (quarantine)
+            if calls is not None:
+                COUNTS.fast += 1
+                return calls
+        COUNTS.general += 1
+        return self.format.parse(record, self.ctx)
