@@ -104,15 +104,11 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
                 return None
         elif type(response) is not list or not is_stream(response):
             return None
-    raw_ts = record.get("timestamp")
-    if not ((type(raw_ts) is str and raw_ts) or type(raw_ts) is int or type(raw_ts) is float):
-        return None
-    route, client_ip = record.get("route"), record.get("client_ip")
-    status, latency = record.get("status_code"), record.get("latency_ms")
+    route, client_ip, status = record.get("route"), record.get("client_ip"), record.get("status_code")
+    # The general parser turns a number here into text, and looks into an object for the field.
     if (route is not None and type(route) is not str) or (client_ip is not None and type(client_ip) is not str):
         return None
-    if (status is not None and type(status) is not int) or (
-            latency is not None and type(latency) is not int and type(latency) is not float):
+    if status is not None and type(status) is not int:  # a bool is no status; "200" takes the general way
         return None
     for key, value in record.items():
         if key in PLAIN_KEYS and not _plain(value):
@@ -132,16 +128,17 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
                 request_id = value
 
     ctx = parser.ctx
-    ts = parse_ts(raw_ts, "timestamp")
+    # From here on, what the general parser does for this shape (`OpenAIAppFormat.parse`), minus the walk:
+    # the walk finds nothing but what is read here. A value that fails to parse raises (the general way).
+    ts = parse_ts(record.get("timestamp"), "timestamp")
     if status is not None and not 100 <= status <= 599:
         status = None
     route = route or None
     call = call_from_bodies(ctx, fmt.name, request=request, response=response, ts=ts, status_code=status,
                             endpoint=endpoint_from_path(route))
     call.route = route
-    call.client_ip = first_ip(client_ip or None)
-    call.latency_ms = as_float(latency, "latency_ms")
-    call.key_alias = call.org_id = call.project_id = None
+    call.client_ip = first_ip(client_ip)
+    call.latency_ms = as_float(record.get("latency_ms"), "latency_ms")
     call.request_id = request_id
     if headers is not None:
         apply_headers(call, [headers], ctx)
