@@ -24,6 +24,8 @@ from hypothesis import strategies as st
 
 from ingest.dispatch import Chunk, FileState, LineDispatcher
 from ingest.formats import ParseContext, fast_app, get_format
+from ingest.formats.discover import HEADER_CONTAINERS, names_a_leaf, norm
+from ingest.formats.profile import DEFAULT_PROFILE
 from ingest.keys import KeyHasher
 from ingest.sources import Line
 
@@ -301,6 +303,13 @@ def test_declined_lines_are_parsed_the_general_way(data: bytes) -> None:
     got = same_both_ways([data])
     assert (got.fast, got.general) == (0, 1)
     assert len(got.calls) + len(got.bad) == 1 or got.lines[2] == 1  # a call, quarantined, or skipped: never lost
+
+
+def test_no_logger_field_is_a_name_the_general_parser_reads() -> None:
+    """The fast path passes over `PLAIN_KEYS`: none may be a discovery name, header container or profile path."""
+    profile_paths = {p for paths in DEFAULT_PROFILE.fields.model_dump().values() if isinstance(paths, list) for p in paths}
+    for key in fast_app.PLAIN_KEYS:
+        assert not names_a_leaf("", key) and norm(key) not in HEADER_CONTAINERS and key not in profile_paths, key
 
 
 def test_the_request_id_is_the_first_non_empty_one() -> None:

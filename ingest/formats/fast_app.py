@@ -20,10 +20,9 @@ from ..schema import Call
 from .base import FileParser
 from .calls import call_from_bodies
 from .coerce import as_float, parse_ts
-from .discover import HEADER_CONTAINERS, is_har_pair, is_request_like, names_a_leaf, norm
+from .discover import is_har_pair, is_request_like, names_a_leaf
 from .openai_app import OpenAIAppFormat, apply_headers, first_ip
 from .openai_bodies import endpoint_from_path, is_response, is_stream
-from .profile import DEFAULT_PROFILE
 
 ENABLED = True  # False: every line takes the general parser (the differential tests, a suspected fast-path bug)
 
@@ -43,14 +42,10 @@ COUNTS = PathCounts()
 
 # The envelope's keys with a type and a meaning (each also where the default profile looks first).
 _TYPED = ("timestamp", "route", "client_ip", "status_code", "latency_ms", "headers", "request", "response")
-# Logger fields that say nothing about the call. A name that the walk or a profile path would read is
-# left out here (and so declined): the general parser could take its value for some field.
-_PLAIN_CANDIDATES = ("level", "severity", "logger", "logger_name", "event", "error", "message", "msg", "service",
-                     "env", "environment", "hostname", "pid", "thread", "caller", "trace_id", "span_id")
-_PROFILE_PATHS = frozenset(p for name, paths in DEFAULT_PROFILE.fields.model_dump().items()
-                           if isinstance(paths, list) for p in paths)
-PLAIN_KEYS = frozenset(k for k in _PLAIN_CANDIDATES
-                       if not names_a_leaf("", k) and norm(k) not in HEADER_CONTAINERS and k not in _PROFILE_PATHS)
+# Logger fields that say nothing about the call: no name here may be one the walk or a profile path
+# reads (tests/test_fast_path.py checks), else the general parser could take its value for some field.
+PLAIN_KEYS = frozenset({"level", "severity", "logger", "logger_name", "event", "error", "message", "msg", "service",
+                        "env", "environment", "hostname", "pid", "thread", "caller", "trace_id", "span_id"})
 ENVELOPE_KEYS = frozenset(_TYPED) | PLAIN_KEYS
 _READ_ERRORS = (RecordError, TypeError, ValueError, KeyError, AttributeError, IndexError, OverflowError)
 
@@ -95,7 +90,7 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
     if not record.keys() <= ENVELOPE_KEYS:
         return None
     request = record.get("request")
-    if type(request) is not dict or not is_request_like(request):
+    if not is_request_like(request):
         return None
     response = record.get("response")
     if response is not None:
