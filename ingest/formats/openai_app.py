@@ -9,6 +9,7 @@ response; a list of `chat.completion.chunk`s or an SSE string is a stream. The c
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -69,25 +70,41 @@ def first_ip(value: str | None) -> str | None:
     return (m.group(1) or m.group(2)) if m else (ip or None)
 
 
+_DROP, _KEY, _SECRET, _COLUMN, _KEEP = range(5)  # what a header is to `apply_headers`
+
+
+@lru_cache(maxsize=4096)
+def _header_kind(name: str) -> tuple[str, int]:
+    """(lower-cased name, what it is); a log repeats a handful of header names, so once per name."""
+    low = name.lower()
+    if low in ("authorization", "api-key", "x-api-key"):
+        return low, _KEY
+    if low in _SECRET_HEADERS:
+        return low, _SECRET
+    if low.startswith(_KEEP_HEADER_PREFIXES):
+        return low, _KEEP  # a column if that column is still empty, else kept as metadata
+    return low, _COLUMN if low in _HEADER_COLUMNS else _DROP
+
+
 def apply_headers(call: Call, objects: list[dict[str, Any]], ctx: ParseContext) -> None:
     """Key, org/project/request-id columns and kept metadata from header objects, in order."""
     kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
     for headers in objects:
         for name, value in headers.items():
-            low = str(name).lower()
+            low, kind = _header_kind(str(name))
+            if kind in (_DROP, _SECRET):
+                continue
             sval = as_str(value)
             if sval is None:
                 continue
-            if low in ("authorization", "api-key", "x-api-key"):
+            if kind == _KEY:
                 if call.api_key_fp is None:
                     reduce_key(call, sval, ctx.hasher, azure=low != "authorization")
-                continue
-            if low in _SECRET_HEADERS:
                 continue
             column = _HEADER_COLUMNS.get(low)
             if column and getattr(call, column) is None:
                 setattr(call, column, sval)
-            elif low.startswith(_KEEP_HEADER_PREFIXES):
+            elif kind == _KEEP:
                 kept.append((low, sval))
     if kept:
         merge_metadata(call, kept, overwrite=False)
