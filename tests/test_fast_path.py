@@ -49,7 +49,7 @@ def fast_path(on: bool) -> Iterator[None]:
 class Outcome:
     calls: list[dict[str, Any]]
     bad: list[dict[str, Any]]
-    lines: tuple[int, int, int]  # lines, call lines, skipped
+    lines: tuple[int, int, int, int]  # lines, call lines, skipped, repaired
     fast: int
     general: int
 
@@ -69,7 +69,8 @@ def outcome(lines: list[bytes], on: bool, fmt: str = "openai") -> Outcome:
             offset += len(data) + 1
         dispatch.finish_file(chunk)
         return Outcome([dataclasses.asdict(c) for c in chunk.calls], chunk.bad,
-                       (chunk.lines, chunk.call_lines, chunk.skipped), fast_app.COUNTS.fast, fast_app.COUNTS.general)
+                       (chunk.lines, chunk.call_lines, chunk.skipped, chunk.repaired), fast_app.COUNTS.fast,
+                       fast_app.COUNTS.general)
 
 
 def same_both_ways(lines: list[bytes], fmt: str = "openai") -> Outcome:
@@ -293,6 +294,7 @@ DECLINED = {
     # logger fields the walk would read (`_plain`, `_inert`)
     "level an object": line(level={"user_id": "u3"}),
     "event JSON text": line(event='{"user_id": "u3"}'),
+    "event JSON text after blanks": line(event=' \t{"user_id": "u3"}'),
     "error an SSE transcript": line(response=None, error="data: " + json.dumps(STREAM[0])),
     # headers (`type(headers)`, `is_har_pair`, request/response-shaped, header names and values)
     "HAR header list": line(headers=[{"name": "x-request-id", "value": "har-1"}]),
@@ -304,9 +306,11 @@ DECLINED = {
     "header value a number": line(headers={"x-feature": 5}),
     "header value JSON text": line(headers={"x-feature": '{"user": "u6"}'}),
     "header value a stream": line(response=None, headers={"x-feature": "data: " + json.dumps(STREAM[0])}),
+    "header value an SSE event": line(response=None, headers={"x-feature": "event: ping\ndata: " + json.dumps(STREAM[0])}),
     # a value that fails to parse: the general parser quarantines it
     "timestamp not a time": line(timestamp="garbage"),
     "latency not a number": line(latency_ms="slow"),
+    "created far beyond any date": line(timestamp=None, response={**CHAT_RESP, "created": 67_768_036_191_676_796}),
 }
 
 
@@ -331,8 +335,26 @@ def test_the_request_id_is_the_first_non_empty_one() -> None:
         assert got.fast == 1 and got.calls[0]["request_id"] in ("r1", "r2")
 
 
+def test_a_split_container_line_being_joined_is_finished_first() -> None:
+    """Kills `ctx.unwrap.idle` in the dispatcher: while a Docker or CRI line is being joined, no raw line is read
+    directly (the held pieces are given up as a line of their own first, in order)."""
+    whole = line().decode()
+    docker = json.dumps({"log": whole[:200], "stream": "stdout", "time": "2025-03-03T09:15:03Z"}).encode()
+    cri = b"2025-03-03T09:15:03.000000000Z stdout P " + whole[:200].encode()
+    for first in (docker, cri):
+        got = same_both_ways([first, line(route="/after")])
+        assert got.fast == 1 and [c["route"] for c in got.calls] == ["/after"] and len(got.bad) == 1
+
+
+def test_invalid_utf8_is_repaired_the_usual_way() -> None:
+    """A raw line the fast path cannot decode goes the usual way: repaired (and counted), then read."""
+    data = line(headers={"x-feature": "caf\u00e9"}).replace(b"caf\\u00e9", b"caf\xe9")
+    got = same_both_ways([data])
+    assert got.lines[3] == 1 and got.fast == 1 and got.calls[0]["metadata"]["x-feature"] == "caf\ufffd"
+
+
 def test_a_profile_never_takes_the_fast_path(tmp_path: Path) -> None:
-    """Kills `profile is DEFAULT_PROFILE` in `OpenAIAppFormat.open_file`: a profile's `when:` filter decides."""
+    """Kills `profile is DEFAULT_PROFILE` in `OpenAIAppFormat.record_parser`: a profile's `when:` filter decides."""
     profile = tmp_path / "warn-only.yaml"
     profile.write_text("name: warn-only\nwhen: {field: level, equals: warn}\n")
     got = same_both_ways([line(), line(level="warn")], fmt=f"profile:{profile}")

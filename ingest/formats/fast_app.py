@@ -15,6 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import msgspec
+
 from ..errors import RecordError
 from ..schema import Call
 from .base import FileParser
@@ -70,19 +72,18 @@ def _header_verdict(name: str) -> int:
     return verdict
 
 
+_LOOK_CLOSER = frozenset({"{", "[", "d", "e"})  # first characters of JSON text and of SSE transcripts
+
+
 def _inert(text: str) -> bool:
     """Text the walk passes over: not JSON to decode and look into, not an SSE transcript."""
+    head = text[:1]
+    if head not in _LOOK_CLOSER and not head.isspace():
+        return True  # most text: one look at the first character
     head = text.lstrip()[:1]
     if head in ("{", "["):
         return False
     return not (head in ("d", "e") and is_stream(text))
-
-
-def _plain(value: Any) -> bool:
-    kind = type(value)
-    if kind is str:
-        return _inert(value)
-    return value is None or kind is int or kind is float or kind is bool
 
 
 def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FileParser) -> list[Call] | None:
@@ -106,8 +107,13 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
     if status is not None and type(status) is not int:  # a bool is no status; "200" takes the general way
         return None
     for key, value in record.items():
-        if key in PLAIN_KEYS and not _plain(value):
-            return None
+        if key in PLAIN_KEYS:
+            kind = type(value)
+            if kind is str:
+                if not _inert(value):
+                    return None
+            elif not (value is None or kind is int or kind is float or kind is bool):
+                return None
     headers = record.get("headers")
     request_id: str | None = None
     if headers is not None:
@@ -116,7 +122,9 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
         for name, value in headers.items():
             if type(value) is not str or not _inert(value):
                 return None
-            verdict = _header_verdict(name)
+            verdict = _HEADER_VERDICTS.get(name)
+            if verdict is None:
+                verdict = _header_verdict(name)
             if verdict == _DECLINE:
                 return None
             if verdict == _REQUEST_ID and request_id is None and value:
@@ -144,15 +152,32 @@ class EnvelopeParser(FileParser):
     """The default `openai` format's per-file parser: the envelope read directly, anything else the general way."""
 
     format: OpenAIAppFormat
+    reads_lines = True
+
+    def parse_line(self, data: bytes) -> list[Call] | None:
+        """A raw line with the envelope, decoded here: no container or cloud wrapper has only envelope keys
+        (each is told by a key of its own: `log`, `MESSAGE`, `logName`, `logEvents`, `resourceLogs`, ...)."""
+        if not data.startswith(b"{"):
+            return None
+        try:
+            record = msgspec.json.decode(data)
+        except (ValueError, RecursionError):  # broken JSON, or invalid UTF-8 (repaired the usual way)
+            return None
+        calls = self._read(record) if type(record) is dict else None
+        if calls is not None:
+            COUNTS.fast += 1
+        return calls
 
     def parse(self, record: Any) -> list[Call]:
-        if type(record) is dict:
-            try:
-                calls = read_envelope(record, self.format, self)
-            except _READ_ERRORS:
-                calls = None  # the general parser says what is wrong with it (quarantine)
-            if calls is not None:
-                COUNTS.fast += 1
-                return calls
+        calls = self._read(record) if type(record) is dict else None
+        if calls is not None:
+            COUNTS.fast += 1
+            return calls
         COUNTS.general += 1
         return self.format.parse(record, self.ctx)
+
+    def _read(self, record: dict[str, Any]) -> list[Call] | None:
+        try:
+            return read_envelope(record, self.format, self)
+        except _READ_ERRORS:
+            return None  # the general parser says what is wrong with it (quarantine)

@@ -149,7 +149,7 @@ class OpenAIAppFormat(Format):
             return v in f.one_of
         return bool(v == f.equals)
 
-    def open_file(self, ctx: ParseContext, run_inputs: object | None = None) -> FileParser:
+    def record_parser(self, ctx: ParseContext) -> FileParser:
         """The default profile's lines mostly share one envelope: read those directly (`fast_app`)."""
         from . import fast_app
 
