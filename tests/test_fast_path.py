@@ -305,6 +305,7 @@ DECLINED = {
     "header user": line(headers={"user": "u8"}),
     "header value a number": line(headers={"x-feature": 5}),
     "header value JSON text": line(headers={"x-feature": '{"user": "u6"}'}),
+    "header value JSON text after blanks": line(headers={"x-feature": '\n {"user": "u6"}'}),
     "header value a stream": line(response=None, headers={"x-feature": "data: " + json.dumps(STREAM[0])}),
     "header value an SSE event": line(response=None, headers={"x-feature": "event: ping\ndata: " + json.dumps(STREAM[0])}),
     # a value that fails to parse: the general parser quarantines it

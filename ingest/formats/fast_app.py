@@ -76,10 +76,8 @@ _LOOK_CLOSER = frozenset({"{", "[", "d", "e"})  # first characters of JSON text 
 
 
 def _inert(text: str) -> bool:
-    """Text the walk passes over: not JSON to decode and look into, not an SSE transcript."""
-    head = text[:1]
-    if head not in _LOOK_CLOSER and not head.isspace():
-        return True  # most text: one look at the first character
+    """Text the walk passes over: not JSON to decode and look into, not an SSE transcript.
+    (Callers look at the first character first: most text needs no more, `_LOOK_CLOSER`.)"""
     head = text.lstrip()[:1]
     if head in ("{", "["):
         return False
@@ -110,7 +108,8 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
         if key in PLAIN_KEYS:
             kind = type(value)
             if kind is str:
-                if not _inert(value):
+                head = value[:1]
+                if (head in _LOOK_CLOSER or head.isspace()) and not _inert(value):
                     return None
             elif not (value is None or kind is int or kind is float or kind is bool):
                 return None
@@ -120,7 +119,10 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
         if type(headers) is not dict or is_har_pair(headers) or is_request_like(headers) or is_response(headers):
             return None
         for name, value in headers.items():
-            if type(value) is not str or not _inert(value):
+            if type(value) is not str:
+                return None
+            head = value[:1]
+            if (head in _LOOK_CLOSER or head.isspace()) and not _inert(value):
                 return None
             verdict = _HEADER_VERDICTS.get(name)
             if verdict is None:
