@@ -84,6 +84,7 @@ def same_both_ways(lines: list[bytes], fmt: str = "openai") -> Outcome:
 
 CHAT_REQ = {"model": "gpt-4o-mini", "messages": [{"role": "system", "content": "Review essays."},
                                                  {"role": "user", "content": "Is this good?"}], "user": "stu-1"}
+CHAT_REQ_NO_USER = {k: v for k, v in CHAT_REQ.items() if k != "user"}  # what the walk finds for `user` then shows
 CHAT_RESP = {"id": "chatcmpl-1", "object": "chat.completion", "created": 1741000000, "model": "gpt-4o-mini-2024-07-18",
              "choices": [{"index": 0, "message": {"role": "assistant", "content": "Yes."}, "finish_reason": "stop"}],
              "usage": {"prompt_tokens": 20, "completion_tokens": 2, "total_tokens": 22}, "service_tier": "default"}
@@ -135,6 +136,10 @@ HEADER_NAMES = ["authorization", "Authorization", "api-key", "x-api-key", "x-req
                 "openai-organization", "OpenAI-Project", "openai-processing-ms", "x-ratelimit-remaining-tokens",
                 "cookie", "content-type", "name", "value", "Name", "model", "input", "object", "timestamp", "date",
                 "path", "url", "status", "messages"]
+HEADER_TEXT = ["req_abc", "", "org-1", "9.9.9.9", "u-header", "/v1/embeddings", "/essays/other", BEARER,
+               "https://h.openai.azure.com/openai/deployments/d2/chat/completions", "Bearer not-a-key", "429",
+               "0123456789abcdef0123456789abcdef", "2025-03-04T05:06:07Z", ' {"user": "u6"}', '["x"]',
+               "data: " + json.dumps(STREAM[0]), "event: ping", "\tdone"]
 HEADER_VALUES: list[Any] = ["req_abc", "", "org-1", "proj_1", "text/plain", BEARER, "Bearer not-a-key", "  padded",
                             "0123456789abcdef0123456789abcdef", *ODD]
 EXTRA_NAMES = ["url", "uri", "request_url", "endpoint", "path", "user", "user_id", "end_user", "ip", "remote_addr",
@@ -189,7 +194,7 @@ def envelope(draw: st.DrawFn) -> dict[str, Any]:
         "route": "/essays/review", "client_ip": "203.0.113.10", "latency_ms": 812.4,
         "headers": {"authorization": BEARER, "x-feature": "essay-review", "openai-organization": "org-a",
                     "openai-project": "proj_a", "x-request-id": "req_1"},
-        "request": CHAT_REQ, "status_code": 200, "response": CHAT_RESP,
+        "request": draw(st.sampled_from([CHAT_REQ, CHAT_REQ_NO_USER])), "status_code": 200, "response": CHAT_RESP,
     }
     shuffle = False
     for change in draw(st.lists(st.sampled_from(CHANGES), max_size=3)):
@@ -199,7 +204,8 @@ def envelope(draw: st.DrawFn) -> dict[str, Any]:
         elif change == "headers":
             record["headers"] = draw(headers_strategy())
         elif change == "header" and isinstance(record.get("headers"), dict):
-            name, value = draw(st.sampled_from(HEADER_NAMES)), draw(st.sampled_from(HEADER_VALUES))
+            name = draw(st.sampled_from(HEADER_NAMES))
+            value = draw(st.sampled_from(HEADER_TEXT) | st.sampled_from(HEADER_VALUES))
             record["headers"] = {**record["headers"], name: value}
         elif change == "request":
             record["request"] = draw(st.sampled_from([*REQUESTS, _ABSENT]))
