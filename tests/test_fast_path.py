@@ -233,6 +233,34 @@ def test_envelope_variations_in_a_docker_wrapper_give_the_same_rows(record: dict
     same_both_ways([line.encode()])
 
 
+# Exhaustive: every header name and every extra key with every value, on envelopes where what the walk
+# finds shows (no user in the request; no route, client IP or status; no response).
+BASES = [{}, {"request": CHAT_REQ_NO_USER, "route": None, "client_ip": None, "status_code": None},
+         {"request": CHAT_REQ_NO_USER, "response": None, "status_code": None}]
+
+
+def test_every_header_name_with_every_value_gives_the_same_rows() -> None:
+    base_headers = {"authorization": BEARER, "x-feature": "essay-review", "x-request-id": "req_1"}
+    lines = [line(**base, headers={**base_headers, name: value})
+             for base in BASES for name in HEADER_NAMES for value in HEADER_TEXT + ODD]
+    got = same_both_ways(lines)
+    assert 0 < got.fast < len(lines)
+
+
+def test_every_extra_key_with_every_value_gives_the_same_rows() -> None:
+    lines = [line(**{**base, name: value}) for base in BASES for name in EXTRA_NAMES + sorted(TYPED_VALUES)
+             for value in ODD + HEADER_TEXT]
+    got = same_both_ways(lines)
+    assert 0 < got.fast < len(lines)
+
+
+def test_every_request_with_every_response_gives_the_same_rows() -> None:
+    lines = [line(**{**base, "request": request, "response": response}) for base in BASES
+             for request in [*REQUESTS, CHAT_REQ_NO_USER] for response in RESPONSES]
+    got = same_both_ways(lines)
+    assert 0 < got.fast < len(lines)
+
+
 # -- what takes the fast path, what declines, and why ---------------------------------------------
 
 def line(**changes: Any) -> bytes:
@@ -295,6 +323,8 @@ DECLINED = {
     # typed fields of another type (`type(route) is not str`, client_ip, status_code)
     "route a number": line(route=5),
     "route an object": line(route={"path": "/x"}),
+    "route JSON text": line(request=CHAT_REQ_NO_USER, route='{"user_id": "u3"}'),
+    "client ip JSON text after blanks": line(request=CHAT_REQ_NO_USER, client_ip=' {"user": "u6"}'),
     "client ip zero": line(client_ip=0),
     "status a bool": line(status_code=True),
     # logger fields the walk would read (`_plain`, `_inert`)

@@ -99,9 +99,11 @@ def read_envelope(record: dict[str, Any], fmt: OpenAIAppFormat, parser: FilePars
         elif type(response) is not list or not is_stream(response):
             return None
     route, client_ip, status = record.get("route"), record.get("client_ip"), record.get("status_code")
-    # The general parser turns a number here into text, and looks into an object for the field.
-    if (route is not None and type(route) is not str) or (client_ip is not None and type(client_ip) is not str):
-        return None
+    # The general parser turns a number here into text, and looks into an object for the field (and into
+    # JSON text, or takes an SSE transcript for the response, under any key).
+    for text in (route, client_ip):
+        if text is not None and (type(text) is not str or not _inert(text)):
+            return None
     if status is not None and type(status) is not int:  # a bool is no status; "200" takes the general way
         return None
     for key, value in record.items():
