@@ -117,6 +117,15 @@ class LineDispatcher:
             return
         if ctx.unwrap is None:
             ctx.unwrap = Unwrapper()
+        if st.format is not None and ctx.unwrap.idle:
+            parser = st.parser(st.format)
+            if parser.reads_lines:  # the format's fast path (`formats.fast_app`): a whole line read directly
+                ctx.offset, ctx.record_index = line.offset, 0
+                calls = parser.parse_line(data)
+                if calls:
+                    chunk.calls.extend(calls)
+                    chunk.call_lines += 1
+                    return
         inners = ctx.unwrap.feed(data, line.offset, decode=st.decodes_json)
         if inners is None:
             chunk.call_lines += 1  # a piece of a split line, joined with the next

@@ -81,7 +81,13 @@ class Format:
         return False
 
     def open_file(self, ctx: ParseContext, run_inputs: object | None = None) -> FileParser:
-        """The parser for one file. `run_inputs` is what this format's `scan_run` returned for the run."""
+        """The parser for one file. `run_inputs` is what this format's `scan_run` returned for the run.
+        A format that overrides this carries state from line to line: its files are never cut into ranges."""
+        return self.record_parser(ctx)
+
+    def record_parser(self, ctx: ParseContext) -> FileParser:
+        """The per-file parser of a format that reads each record alone; a subclass may return a faster
+        one (`fast_app`) that keeps no state from line to line (any line may start a range)."""
         return FileParser(self, ctx)
 
     def scan_run(self, paths: Sequence[Path]) -> object | None:
@@ -93,9 +99,16 @@ class Format:
 class FileParser:
     """One file's parser: the format, the file's context, and (in subclasses) typed per-file state."""
 
+    reads_lines: ClassVar[bool] = False  # True: `parse_line` may read a raw line itself
+
     def __init__(self, fmt: Format, ctx: ParseContext) -> None:
         self.format = fmt
         self.ctx = ctx
+
+    def parse_line(self, data: bytes) -> list[Call] | None:
+        """A fast path (`reads_lines`): the calls of one whole raw line, not wrapped, that this parser
+        reads directly (never []); None to have it read the usual way (unwrapped, decoded, `parse`)."""
+        return None
 
     def prepare(self, path: Path) -> None:
         """Per-file set-up before the first line is parsed (most formats need none)."""

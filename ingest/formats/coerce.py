@@ -46,6 +46,8 @@ MAX_TOKENS = 100_000_000  # no single call bills more; larger counts are corrupt
 
 
 def as_int(value: Any, field_name: str = "value") -> int | None:
+    if type(value) is int:  # the common case first (a bool is no int here)
+        return value
     if value is None or value == "" or value == "None":
         return None
     if isinstance(value, bool):
@@ -90,6 +92,8 @@ def as_float(value: Any, field_name: str = "value") -> float | None:
 
 
 def as_str(value: Any) -> str | None:
+    if type(value) is str:  # the common case first
+        return value or None
     if value is None or value == "":
         return None
     if isinstance(value, str):
@@ -156,7 +160,11 @@ def parse_ts(value: Any, field_name: str = "timestamp", unit: str | None = None)
 def _check_ts(us: int, field_name: str) -> int:
     now = datetime.now(UTC).timestamp() * 1_000_000
     if us < _MIN_TS or us > now + 86_400 * 1_000_000:
-        raise RecordError(f"{field_name} {datetime.fromtimestamp(us / 1e6, UTC):%Y-%m-%d} is implausible")
+        try:
+            when = f"{datetime.fromtimestamp(us / 1e6, UTC):%Y-%m-%d}"
+        except (OverflowError, OSError, ValueError):  # beyond what the platform's time functions take
+            when = f"{us} µs after 1970"
+        raise RecordError(f"{field_name} {when} is implausible")
     return us
 
 

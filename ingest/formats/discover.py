@@ -63,6 +63,12 @@ _LEAF_NAMES = frozenset(_BY_NAME) | KEY_NAMES  # a leaf under any other name (an
 _QUALIFIED_PARENTS = frozenset(n.rsplit(".", 1)[0] for n in _BY_NAME if "." in n)  # `parent.key` names' parents
 
 
+def names_a_leaf(parent: str, key: str) -> bool:
+    """Whether the walk would look at a scalar under `key` in an object under `parent` (normalized):
+    what a fast path must decline, since the walk could take the value for some field."""
+    return norm(key) in _LEAF_NAMES or parent in _QUALIFIED_PARENTS
+
+
 @lru_cache(maxsize=4096)
 def norm(name: str) -> str:
     """`X-Request-Id` -> `xrequestid`, `@timestamp` -> `timestamp` (dots kept: `user.id`). Keys repeat: cached."""
@@ -122,7 +128,7 @@ def discover(record: Any, max_depth: int = MAX_DEPTH) -> Found:
                 if found.response is None and is_response(obj):
                     found.response, found.paths["response"] = obj, path
                     continue
-                if _is_har(obj):
+                if is_har_pair(obj):
                     _take(found, obj, path, parent)  # a single {name, value} pair
                     continue
                 for k, v in obj.items():
@@ -186,7 +192,8 @@ def _har_keys(obj: dict[str, Any]) -> tuple[str, str] | None:
     return None
 
 
-def _is_har(obj: dict[str, Any]) -> bool:
+def is_har_pair(obj: dict[str, Any]) -> bool:
+    """A single HAR-style `{name, value}` object (the walk reads it as one named value)."""
     return _har_keys(obj) is not None
 
 

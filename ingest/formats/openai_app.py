@@ -9,11 +9,12 @@ response; a list of `chat.completion.chunk`s or an SSE string is a stream. The c
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
 from ..schema import Call
-from .base import Format, ParseContext
+from .base import FileParser, Format, ParseContext
 from .calls import call_from_bodies
 from .coerce import (
     as_float,
@@ -60,13 +61,53 @@ def route_of(url: str | None) -> str | None:
 _HOST_PORT = re.compile(r"^(\d{1,3}(?:\.\d{1,3}){3}):\d+$|^\[([0-9A-Fa-f:.]+)\]:\d+$")
 
 
-def _first_ip(value: str | None) -> str | None:
+def first_ip(value: str | None) -> str | None:
     """`X-Forwarded-For: client, proxy1` -> the client; Go's `RemoteAddr` `1.2.3.4:5678` -> `1.2.3.4`."""
     if not value:
         return None
     ip = value.split(",", 1)[0].strip()
     m = _HOST_PORT.match(ip)
     return (m.group(1) or m.group(2)) if m else (ip or None)
+
+
+_DROP, _KEY, _SECRET, _COLUMN, _KEEP = range(5)  # what a header is to `apply_headers`
+
+
+@lru_cache(maxsize=4096)
+def _header_kind(name: str) -> tuple[str, int]:
+    """(lower-cased name, what it is); a log repeats a handful of header names, so once per name."""
+    low = name.lower()
+    if low in ("authorization", "api-key", "x-api-key"):
+        return low, _KEY
+    if low in _SECRET_HEADERS:
+        return low, _SECRET
+    if low.startswith(_KEEP_HEADER_PREFIXES):
+        return low, _KEEP  # a column if that column is still empty, else kept as metadata
+    return low, _COLUMN if low in _HEADER_COLUMNS else _DROP
+
+
+def apply_headers(call: Call, objects: list[dict[str, Any]], ctx: ParseContext) -> None:
+    """Key, org/project/request-id columns and kept metadata from header objects, in order."""
+    kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
+    for headers in objects:
+        for name, value in headers.items():
+            low, kind = _header_kind(str(name))
+            if kind in (_DROP, _SECRET):
+                continue
+            sval = as_str(value)
+            if sval is None:
+                continue
+            if kind == _KEY:
+                if call.api_key_fp is None:
+                    reduce_key(call, sval, ctx.hasher, azure=low != "authorization")
+                continue
+            column = _HEADER_COLUMNS.get(low)
+            if column and getattr(call, column) is None:
+                setattr(call, column, sval)
+            elif kind == _KEEP:
+                kept.append((low, sval))
+    if kept:
+        merge_metadata(call, kept, overwrite=False)
 
 
 class OpenAIAppFormat(Format):
@@ -107,6 +148,14 @@ class OpenAIAppFormat(Format):
         if f.one_of is not None:
             return v in f.one_of
         return bool(v == f.equals)
+
+    def record_parser(self, ctx: ParseContext) -> FileParser:
+        """The default profile's lines mostly share one envelope: read those directly (`fast_app`)."""
+        from . import fast_app
+
+        if self.profile is DEFAULT_PROFILE and fast_app.ENABLED:
+            return fast_app.EnvelopeParser(self, ctx)
+        return FileParser(self, ctx)
 
     def _discover(self, record: dict[str, Any]) -> Found:
         """One walk per record, shared by detect() and parse() of the same record."""
@@ -175,7 +224,7 @@ class OpenAIAppFormat(Format):
             call.model = call.model or deployment
             merge_metadata(call, [("azure_deployment", deployment)])
         call.route = route
-        call.client_ip = _first_ip(as_str(pick("client_ip")))
+        call.client_ip = first_ip(as_str(pick("client_ip")))
         call.latency_ms = as_float(first_non_empty(record, p["latency_ms"], dotted=True), "latency_ms")
         call.key_alias = as_str(first_non_empty(record, p["key_alias"], dotted=True))
         call.org_id = as_str(first_non_empty(record, p["org_id"], dotted=True))
@@ -185,43 +234,22 @@ class OpenAIAppFormat(Format):
             user = pick("user")
             call.user = as_str(user) if not isinstance(user, dict) else None
         reduce_key(call, first_non_empty(record, p["api_key"], dotted=True), ctx.hasher)
-        self._apply_headers(call, record, ctx)
+        known = self.header_objects(record)
+        apply_headers(call, known, ctx)
         if call.api_key_fp is None or lazy:
             found = found_()
             if call.api_key_fp is None and found.key is not None:
                 reduce_key(call, found.key, ctx.hasher, azure=found.key_azure)
-            self._apply_headers(call, record, ctx, found.headers)
+            # the ones found at depth that are not the known ones (the same object, or the same HAR list
+            # turned into a dict again): applying one twice would file its columns as metadata
+            apply_headers(call, [h for h in found.headers if h not in known], ctx)
         self._apply_metadata(call, record)
         return [call]
 
-    def _apply_headers(self, call: Call, record: dict[str, Any], ctx: ParseContext,
-                       discovered: list[dict[str, Any]] | None = None) -> None:
-        """The known header objects; or, with `discovered`, the ones found at depth that are not those
-        (the known ones were applied already: applying one twice would file its columns as metadata)."""
-        known = [h for h in (header_dict(first_non_empty(record, [path], dotted=True))
-                             for path in self._paths["headers"]) if h is not None]
-        if discovered is not None:  # the same object, or the same HAR list turned into a dict again
-            known = [h for h in discovered if h not in known]
-        kept: list[tuple[str, str]] = []  # headers worth keeping as metadata, merged once at the end
-        for headers in known:
-            for name, value in headers.items():
-                low = str(name).lower()
-                sval = as_str(value)
-                if sval is None:
-                    continue
-                if low in ("authorization", "api-key", "x-api-key"):
-                    if call.api_key_fp is None:
-                        reduce_key(call, sval, ctx.hasher, azure=low != "authorization")
-                    continue
-                if low in _SECRET_HEADERS:
-                    continue
-                column = _HEADER_COLUMNS.get(low)
-                if column and getattr(call, column) is None:
-                    setattr(call, column, sval)
-                elif low.startswith(_KEEP_HEADER_PREFIXES):
-                    kept.append((low, sval))
-        if kept:
-            merge_metadata(call, kept, overwrite=False)
+    def header_objects(self, record: dict[str, Any]) -> list[dict[str, Any]]:
+        """The header objects at the profile's paths (HAR-style lists turned into dicts)."""
+        return [h for h in (header_dict(first_non_empty(record, [path], dotted=True))
+                            for path in self._paths["headers"]) if h is not None]
 
     def _apply_metadata(self, call: Call, record: dict[str, Any]) -> None:
         f = self.profile.fields
