@@ -383,3 +383,16 @@ def test_a_warehouse_from_before_the_count_columns_takes_new_rows_and_reattribut
     (row,) = api.sql("SELECT count(*) AS n, sum(web_search_calls) AS ws, sum(tool_cost_usd) AS fee FROM usage",
                      wh).to_pylist()
     assert (row["n"], row["ws"], row["fee"]) == (14, 1, D("0.01"))
+
+
+def test_one_engine_applied_to_tables_of_different_shapes_keeps_each_ones_columns() -> None:
+    """The result columns of a batch are remembered per SQL *and* input schema: a later batch with
+    another column (a re-attributed warehouse's extra column, say) keeps it."""
+    engine = Engine(load_rules(None))
+    con = engine.connect()
+    plain = calls_to_table([_call("gpt-4o-mini", "2025-03-01", input_tokens=7)])
+    wider = plain.append_column("team_note", pa.array(["x"]))
+    assert "team_note" not in engine.apply(plain, con).column_names
+    out = engine.apply(wider, con)
+    assert out.column("team_note").to_pylist() == ["x"]
+    assert out.column("cost_usd").to_pylist() == engine.apply(plain, con).column("cost_usd").to_pylist()
