@@ -122,7 +122,10 @@ class Table:
                 f"Fix the cause (space, quota, permissions, credentials) and run the command again: "
                 f"it resumes where it stopped."
             ) from exc
-        self._dt = None  # the next read loads the new version
+        if dt is not None and dt is self._dt:
+            dt.update_incremental()  # the cached snapshot reads just the new commit(s), not the whole log again
+        else:
+            self._dt = None  # the next read loads the new version
 
 
 def literal(value: object) -> str:
