@@ -246,6 +246,22 @@ def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
     assert count_request_input({**body, "tools": [tool2], "tool_choice": "auto"})[0] == 49  # no_parameter_description_or_required
 
 
+def test_property_titles_are_comment_lines_as_mirascope_counts() -> None:
+    """A Pydantic-made schema's property `title` is `// Title` and an empty `//` line (openai/harmony's
+    renderer); Mirascope/mirascope test_call_with_tool_error cassette, gpt-4o, API prompt_tokens 71."""
+    from ingest.tokens import render_namespace
+
+    params = {"properties": {"passphrase": {"title": "Passphrase", "type": "string"}}, "required": ["passphrase"],
+              "additionalProperties": False, "type": "object"}
+    fn = {"name": "passphrase_test_tool", "description": "A tool that must be called with a passphrase.", "parameters": params,
+          "strict": True}
+    assert render_namespace([fn]).splitlines()[3:7] == ["type passphrase_test_tool = (_: {", "// Passphrase", "//", "passphrase: string,"]
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Use the test tool to retrieve the secret phrase. "
+                                                                        "The passphrase is 'portal"}],
+            "tools": [{"type": "function", "function": fn}]}
+    assert _n(body) == 71
+
+
 def _n(body: dict[str, Any]) -> int:
     return count_request_input(body)[0]
 

@@ -16,6 +16,8 @@ and that openai/harmony's renderer writes out for the open-weight models):
     } // namespace functions
 
 Rules, each checked against API-reported counts (tests/accuracy/cases.jsonl):
+  * a property's `title` is `// <title>` and an empty `//` line above it (and above its description),
+    as openai/harmony's renderer writes it; Pydantic puts a title on every property;
   * a property's `description` is a `// ` comment line above it, at every depth (nested members
     keep theirs: pamelafox's `inner_object_with_enum` cases count them);
   * members of nested objects are written flush left like the top level (indenting them costs
@@ -106,6 +108,13 @@ def format_properties(schema: dict[str, Any], stats: _Stats, indent: int = 0) ->
     for name, raw in (schema.get("properties") or {}).items():
         prop = _as_dict(raw, {})
         desc = prop.get("description")
+        title = prop.get("title")
+        if isinstance(title, str):
+            # A property's `title` is a comment line and an empty comment line above its description, as
+            # openai/harmony's json_schema_to_typescript writes it; Mirascope's Pydantic-made tool schemas
+            # (116 cases, none exact without it) count it. It does not stand in for a description.
+            lines.append(f"{pad}// {title}")
+            lines.append(f"{pad}//")
         if isinstance(desc, str) and desc and not (stats.legacy and indent):
             lines.append(f"{pad}// {desc}")
         elif not _is_string_enum(prop):
