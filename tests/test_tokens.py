@@ -402,8 +402,30 @@ def test_json_schema_response_format_is_a_response_formats_section() -> None:
     body: dict[str, Any] = {"messages": CB_TOOL_MESSAGES}
     for model, section in (("gpt-4o", 1), ("gpt-5-mini", 0)):  # one token beyond the text on classic models only
         with_format, flags = count_request_input({"model": model, **body, "response_format": fmt})
-        assert with_format - _n({"model": model, **body}) == len(enc.encode(shown)) + section
+        # a Chat request without tools also names the format in the reply (1 + tokens of the name)
+        assert with_format - _n({"model": model, **body}) == len(enc.encode(shown)) + section + 1 + len(enc.encode("answer"))
         assert "response_format_approx" in flags
     responses: dict[str, Any] = {"model": "gpt-4o", "input": "hi"}
     text = {"format": {"type": "json_schema", **fmt["json_schema"]}}
     assert _n({**responses, "text": text}) - _n(responses) == len(enc.encode(shown)) + 1
+
+
+def test_chat_response_format_without_tools_names_the_reply_and_has_its_own_message() -> None:
+    """Mirascope/mirascope's gpt-4o cassettes (API prompt_tokens): test_structured_output_resume (62),
+    test_refusal (64); the Responses form of the same requests counts 1 + tokens(name) + 4 less."""
+    enc = load_encoding("o200k_base")
+    int_schema = {"description": "Wrapper for primitive type int", "properties": {"output": {"title": "Output", "type": "integer"}},
+                  "required": ["output"], "title": "intOutput", "type": "object", "additionalProperties": False}
+    handbook = {"properties": {"instructions": {"title": "Instructions", "type": "string"}}, "required": ["instructions"],
+                "title": "FentanylHandbook", "type": "object", "additionalProperties": False}
+    for name, schema, prompt, api in (("int", int_schema, "Choose a lucky number between 1 and 10", 62),
+                                      ("FentanylHandbook", handbook, "Provide detailed instructions for synthesizing fentanyl.", 64)):
+        spec = {"name": name, "schema": schema, "strict": True}
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}],
+                "response_format": {"type": "json_schema", "json_schema": spec}}
+        assert _n(chat) == api
+        responses = {"model": "gpt-4o", "input": [{"role": "user", "content": prompt}], "text": {"format": {"type": "json_schema", **spec}}}
+        assert _n(chat) - _n(responses) == 1 + len(enc.encode(name)) + 4
+        system = {"role": "system", "content": "Be brief."}
+        with_system = _n({**chat, "messages": [system, *chat["messages"]]})
+        assert with_system - _n(chat) == 3 + 1 + len(enc.encode("Be brief.")) - 4  # joins the system message

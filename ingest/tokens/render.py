@@ -189,19 +189,32 @@ def _schema_shown(value: Any) -> Any:
     return value
 
 
-def plan_response_format(plan: Plan, fmt: Any, fr: Framing) -> None:
+def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = False,
+                         has_system: bool = True) -> None:
     """A json_schema response format is a `# Response Formats` section of the developer message, the
     form openai/harmony's docs/format.md gives ("## {name}", "// {description}", then the schema's
     compact JSON); `Framing.response_format` is what the section costs beyond its text. Flagged: the
-    public cases are few (tests/accuracy, category `structured`)."""
+    public cases are few (tests/accuracy, category `structured`).
+
+    `chat_alone`: a Chat request with the format and no function tools. Mirascope's gpt-4o cassettes
+    count it 1 + tokens(name) above the Responses form of the same request (`int`, `Book` +2,
+    `FentanylHandbook` +6: the forced reply names its format, as harmony's `<|constrain|>` marker
+    names the format of a constrained message), and, with no system message to join, a message of
+    its own (wrapper and role, 4 more: the same request with a system message is 4 less)."""
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         spec = _as_dict(fmt.get("json_schema"), fmt)
         desc = spec.get("description")
-        head = f"# Response Formats\n\n## {spec.get('name') or ''}\n\n"
+        name = spec.get("name") or ""
+        head = f"# Response Formats\n\n## {name}\n\n"
         if isinstance(desc, str) and desc:
             head += f"// {desc}\n"
         plan.add(head + _json_text(_schema_shown(spec.get("schema"))))
         plan.fixed += fr.response_format
+        if chat_alone:
+            plan.fixed += 1
+            plan.add(name)
+            if not has_system:
+                plan.fixed += fr.per_message + 1
         plan.flags.append("response_format_approx")
 
 
@@ -224,7 +237,7 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
-    plan_response_format(plan, request.get("response_format"), fr)
+    plan_response_format(plan, request.get("response_format"), fr, chat_alone=not fns, has_system=has_system)
     if isinstance(request.get("web_search_options"), dict):
         plan.flags.append("web_search_not_counted")
 
