@@ -262,6 +262,33 @@ def test_property_titles_are_comment_lines_as_mirascope_counts() -> None:
     assert _n(body) == 71
 
 
+def test_refs_are_expanded_in_place_with_the_definitions_title_and_description() -> None:
+    """Mirascope's formatted-output tool (test_structured_output/tool cassette, gpt-4o, API prompt_tokens 172)."""
+    from ingest.tokens import render_namespace
+
+    author = {"description": "The author of a book.", "properties": {"first_name": {"title": "First Name", "type": "string"},
+              "last_name": {"title": "Last Name", "type": "string"}}, "required": ["first_name", "last_name"], "title": "Author",
+              "type": "object", "additionalProperties": False}
+    params = {"properties": {"title": {"title": "Title", "type": "string"}, "author": {"$ref": "#/$defs/Author"},
+                             "rating": {"description": "For testing purposes, the rating should be 7", "title": "Rating", "type": "integer"}},
+              "required": ["title", "author", "rating"], "additionalProperties": False, "$defs": {"Author": author}, "type": "object"}
+    name = "__mirascope_formatted_output_tool__"
+    fn = {"name": name, "description": "Use this tool to extract data in Book format for a final response.\n"
+          "A book with a rating. The title should be in all caps!", "parameters": params, "strict": True}
+    assert render_namespace([fn]).splitlines()[8:17] == [
+        "// Author", "//", "// The author of a book.", "author: {", "// First Name", "//", "first_name: string,", "// Last Name", "//"]
+    body = {"model": "gpt-4o", "messages": [
+        {"role": "system", "content": f"Always respond to the user's query using the {name} tool for structured output."},
+        {"role": "user", "content": "Please recommend the most popular book by Patrick Rothfuss"}],
+        "parallel_tool_calls": False, "tool_choice": {"type": "function", "function": {"name": name}},
+        "tools": [{"type": "function", "function": fn}]}
+    assert _n(body) == 172
+    # a recursive model stops at `any` instead of expanding forever
+    node = {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}
+    tree = {"name": "t", "parameters": {"type": "object", "properties": {"root": {"$ref": "#/$defs/Node"}}, "$defs": {"Node": node}}}
+    assert "child?: any," in render_namespace([tree])
+
+
 def _n(body: dict[str, Any]) -> int:
     return count_request_input(body)[0]
 
