@@ -456,3 +456,21 @@ def test_chat_response_format_without_tools_names_the_reply_and_has_its_own_mess
         system = {"role": "system", "content": "Be brief."}
         with_system = _n({**chat, "messages": [system, *chat["messages"]]})
         assert with_system - _n(chat) == 3 + 1 + len(enc.encode("Be brief.")) - 4  # joins the system message
+
+
+def test_a_stored_responses_function_call_costs_three_more_and_is_flagged() -> None:
+    """Mirascope test_model_call_with_tool_outputs cassette, interaction 1 (gpt-4o-mini, API input_tokens 80):
+    a `function_call` item replayed with its output item id is read from the stored item."""
+    call = {"arguments": '{"location":"Tokyo"}', "call_id": "call_W4le", "name": "get_weather", "type": "function_call",
+            "status": "completed"}
+    tool = {"type": "function", "name": "get_weather", "description": "Get the current weather for a location.",
+            "parameters": {"properties": {"location": {"title": "Location", "type": "string"}}, "required": ["location"],
+                           "additionalProperties": False, "type": "object"}, "strict": False}
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "tools": [tool], "input": [
+        {"content": "What's the weather in Tokyo?", "role": "user"}, {**call, "id": "fc_078dc246495066dd"},
+        {"call_id": "call_W4le", "output": "Weather in Tokyo: 72\u00b0F, sunny", "type": "function_call_output"}]}
+    n, flags = count_request_input(body)
+    assert n == 80 and "stored_function_call_approx" in flags
+    without_id = {**body, "input": [body["input"][0], call, body["input"][2]]}
+    n2, flags2 = count_request_input(without_id)
+    assert n - n2 == 3 and "stored_function_call_approx" not in flags2

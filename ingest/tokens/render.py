@@ -259,6 +259,9 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
                 continue
             itype = item.get("type")
             if itype == "function_call":
+                if isinstance(item.get("id"), str) and item["id"]:
+                    plan.flags.append("stored_function_call_approx")  # see `Framing.responses_stored_call`
+                    plan.fixed += framing_for(request.get("model")).responses_stored_call
                 call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
                 if items and items[-1].get("role") == "assistant" and items[-1].get("tool_calls") is not None \
                         and not items[-1].get("content"):
