@@ -474,3 +474,27 @@ def test_a_stored_responses_function_call_costs_three_more_and_is_flagged() -> N
     without_id = {**body, "input": [body["input"][0], call, body["input"][2]]}
     n2, flags2 = count_request_input(without_id)
     assert n - n2 == 3 and "stored_function_call_approx" not in flags2
+
+
+def test_chat_tool_call_arguments_are_read_as_compact_json_and_responses_arguments_verbatim() -> None:
+    """Mirascope's test_resume_with_override_thinking_and_tools cassettes (gpt-4o): a call replayed with
+    `{"n": 100}` costs what `{"n":100}` costs in Chat (API prompt_tokens 91), as parallel calls are
+    re-encoded; the Responses replay of the same call (API input_tokens 84) keeps the spaces."""
+    fn = {"name": "compute_fib", "description": "Compute the nth Fibonacci number (1-indexed).",
+          "parameters": {"properties": {"n": {"title": "N", "type": "integer"}}, "required": ["n"],
+                         "additionalProperties": False, "type": "object"}, "strict": False}
+    question = {"role": "user", "content": "What is the 100th fibonacci number?"}
+
+    def chat(args: str) -> dict[str, Any]:
+        return {"model": "gpt-4o", "tools": [{"type": "function", "function": fn}], "messages": [question,
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "g1", "type": "function",
+                 "function": {"name": "compute_fib", "arguments": args}}]},
+                {"role": "tool", "content": "218922995834555169026", "tool_call_id": "g1"}]}
+
+    assert _n(chat('{"n": 100}')) == _n(chat('{"n":100}')) == 91
+    responses = {"model": "gpt-4o", "tools": [{"type": "function", **fn}], "input": [question,
+                 {"arguments": '{"n": 100}', "call_id": "g1", "name": "compute_fib", "type": "function_call"},
+                 {"call_id": "g1", "output": "218922995834555169026", "type": "function_call_output"}]}
+    assert _n(responses) == 84
+    compact = {**responses, "input": [question, {**responses["input"][1], "arguments": '{"n":100}'}, responses["input"][2]]}
+    assert _n(responses) - _n(compact) == 1

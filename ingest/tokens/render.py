@@ -115,7 +115,8 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
                 for tc in calls:
                     plan.fixed += fr.tool_call
                     plan.add(tc["function"].get("name"))
-                    plan.add(tc["function"].get("arguments"))
+                    args = tc["function"].get("arguments")
+                    plan.add(args if msg.get("_responses") else _compact_json(args))
             else:  # parallel calls reach the model as one call of `multi_tool_use.parallel`
                 plan.fixed += fr.tool_call + fr.parallel_call
                 plan.add(parallel_call_text(calls))
@@ -124,6 +125,16 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             plan.fixed += 3
             plan.add(fc.get("name"))
             plan.add(fc.get("arguments"))
+
+
+def _compact_json(text: Any) -> Any:
+    """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return msgspec.json.encode(msgspec.json.decode(text)).decode()
+    except msgspec.DecodeError:
+        return text
 
 
 def parallel_call_text(calls: list[dict[str, Any]]) -> str:
@@ -267,7 +278,7 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
                         and not items[-1].get("content"):
                     items[-1]["tool_calls"].append(call)
                 else:
-                    items.append({"role": "assistant", "tool_calls": [call]})
+                    items.append({"role": "assistant", "tool_calls": [call], "_responses": True})
             elif itype == "function_call_output":
                 items.append({"role": "tool", "content": _json_text(item.get("output")), "tool_call_id": item.get("call_id"),
                               "_responses": True})
