@@ -109,6 +109,10 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         calls = [tc for tc in msg.get("tool_calls") or () if isinstance(tc, dict) and isinstance(tc.get("function"), dict)]
         if calls:
             plan.fixed += fr.tool_calls_message
+            stored = sum(1 for tc in calls if tc.get("_stored"))
+            if stored:
+                plan.fixed += fr.responses_stored_call * stored
+                plan.flags.append("stored_function_call_approx")
             for tc in calls:
                 call_names[str(tc.get("id"))] = str(tc["function"].get("name") or "")
             if len(calls) == 1 or not fr.parallel_wrapper:
@@ -128,7 +132,9 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
 
 
 def _compact_json(text: Any) -> Any:
-    """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces."""
+    """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces, as the
+    arguments of parallel calls are (pydantic-ai's `{"path": ".env"}` calls count compact). Mirascope's
+    Chat replay of `{"n": 100}` counts one token less than the text; its Responses replay keeps it."""
     if not isinstance(text, str):
         return text
     try:
@@ -270,10 +276,8 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
                 continue
             itype = item.get("type")
             if itype == "function_call":
-                if isinstance(item.get("id"), str) and item["id"]:
-                    plan.flags.append("stored_function_call_approx")  # see `Framing.responses_stored_call`
-                    plan.fixed += framing_for(request.get("model")).responses_stored_call
-                call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+                call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                        "_stored": isinstance(item.get("id"), str) and bool(item["id"])}  # see `Framing.responses_stored_call`
                 if items and items[-1].get("role") == "assistant" and items[-1].get("tool_calls") is not None \
                         and not items[-1].get("content"):
                     items[-1]["tool_calls"].append(call)
