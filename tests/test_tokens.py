@@ -246,6 +246,49 @@ def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
     assert count_request_input({**body, "tools": [tool2], "tool_choice": "auto"})[0] == 49  # no_parameter_description_or_required
 
 
+def test_property_titles_are_comment_lines_as_mirascope_counts() -> None:
+    """A Pydantic-made schema's property `title` is `// Title` and an empty `//` line (openai/harmony's
+    renderer); Mirascope/mirascope test_call_with_tool_error cassette, gpt-4o, API prompt_tokens 71."""
+    from ingest.tokens import render_namespace
+
+    params = {"properties": {"passphrase": {"title": "Passphrase", "type": "string"}}, "required": ["passphrase"],
+              "additionalProperties": False, "type": "object"}
+    fn = {"name": "passphrase_test_tool", "description": "A tool that must be called with a passphrase.", "parameters": params,
+          "strict": True}
+    assert render_namespace([fn]).splitlines()[3:7] == ["type passphrase_test_tool = (_: {", "// Passphrase", "//", "passphrase: string,"]
+    body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "Use the test tool to retrieve the secret phrase. "
+                                                                        "The passphrase is 'portal"}],
+            "tools": [{"type": "function", "function": fn}]}
+    assert _n(body) == 71
+
+
+def test_refs_are_expanded_in_place_with_the_definitions_title_and_description() -> None:
+    """Mirascope's formatted-output tool (test_structured_output/tool cassette, gpt-4o, API prompt_tokens 172)."""
+    from ingest.tokens import render_namespace
+
+    author = {"description": "The author of a book.", "properties": {"first_name": {"title": "First Name", "type": "string"},
+              "last_name": {"title": "Last Name", "type": "string"}}, "required": ["first_name", "last_name"], "title": "Author",
+              "type": "object", "additionalProperties": False}
+    params = {"properties": {"title": {"title": "Title", "type": "string"}, "author": {"$ref": "#/$defs/Author"},
+                             "rating": {"description": "For testing purposes, the rating should be 7", "title": "Rating", "type": "integer"}},
+              "required": ["title", "author", "rating"], "additionalProperties": False, "$defs": {"Author": author}, "type": "object"}
+    name = "__mirascope_formatted_output_tool__"
+    fn = {"name": name, "description": "Use this tool to extract data in Book format for a final response.\n"
+          "A book with a rating. The title should be in all caps!", "parameters": params, "strict": True}
+    assert render_namespace([fn]).splitlines()[8:17] == [
+        "// Author", "//", "// The author of a book.", "author: {", "// First Name", "//", "first_name: string,", "// Last Name", "//"]
+    body = {"model": "gpt-4o", "messages": [
+        {"role": "system", "content": f"Always respond to the user's query using the {name} tool for structured output."},
+        {"role": "user", "content": "Please recommend the most popular book by Patrick Rothfuss"}],
+        "parallel_tool_calls": False, "tool_choice": {"type": "function", "function": {"name": name}},
+        "tools": [{"type": "function", "function": fn}]}
+    assert _n(body) == 172
+    # a recursive model stops at `any` instead of expanding forever
+    node = {"type": "object", "properties": {"child": {"$ref": "#/$defs/Node"}}}
+    tree = {"name": "t", "parameters": {"type": "object", "properties": {"root": {"$ref": "#/$defs/Node"}}, "$defs": {"Node": node}}}
+    assert "child?: any," in render_namespace([tree])
+
+
 def _n(body: dict[str, Any]) -> int:
     return count_request_input(body)[0]
 
@@ -386,8 +429,72 @@ def test_json_schema_response_format_is_a_response_formats_section() -> None:
     body: dict[str, Any] = {"messages": CB_TOOL_MESSAGES}
     for model, section in (("gpt-4o", 1), ("gpt-5-mini", 0)):  # one token beyond the text on classic models only
         with_format, flags = count_request_input({"model": model, **body, "response_format": fmt})
-        assert with_format - _n({"model": model, **body}) == len(enc.encode(shown)) + section
+        # a Chat request without tools also names the format in the reply (1 + tokens of the name)
+        assert with_format - _n({"model": model, **body}) == len(enc.encode(shown)) + section + 1 + len(enc.encode("answer"))
         assert "response_format_approx" in flags
     responses: dict[str, Any] = {"model": "gpt-4o", "input": "hi"}
     text = {"format": {"type": "json_schema", **fmt["json_schema"]}}
     assert _n({**responses, "text": text}) - _n(responses) == len(enc.encode(shown)) + 1
+
+
+def test_chat_response_format_without_tools_names_the_reply_and_has_its_own_message() -> None:
+    """Mirascope/mirascope's gpt-4o cassettes (API prompt_tokens): test_structured_output_resume (62),
+    test_refusal (64); the Responses form of the same requests counts 1 + tokens(name) + 4 less."""
+    enc = load_encoding("o200k_base")
+    int_schema = {"description": "Wrapper for primitive type int", "properties": {"output": {"title": "Output", "type": "integer"}},
+                  "required": ["output"], "title": "intOutput", "type": "object", "additionalProperties": False}
+    handbook = {"properties": {"instructions": {"title": "Instructions", "type": "string"}}, "required": ["instructions"],
+                "title": "FentanylHandbook", "type": "object", "additionalProperties": False}
+    for name, schema, prompt, api in (("int", int_schema, "Choose a lucky number between 1 and 10", 62),
+                                      ("FentanylHandbook", handbook, "Provide detailed instructions for synthesizing fentanyl.", 64)):
+        spec = {"name": name, "schema": schema, "strict": True}
+        chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": prompt}],
+                "response_format": {"type": "json_schema", "json_schema": spec}}
+        assert _n(chat) == api
+        responses = {"model": "gpt-4o", "input": [{"role": "user", "content": prompt}], "text": {"format": {"type": "json_schema", **spec}}}
+        assert _n(chat) - _n(responses) == 1 + len(enc.encode(name)) + 4
+        system = {"role": "system", "content": "Be brief."}
+        with_system = _n({**chat, "messages": [system, *chat["messages"]]})
+        assert with_system - _n(chat) == 3 + 1 + len(enc.encode("Be brief.")) - 4  # joins the system message
+
+
+def test_a_stored_responses_function_call_costs_three_more_and_is_flagged() -> None:
+    """Mirascope test_model_call_with_tool_outputs cassette, interaction 1 (gpt-4o-mini, API input_tokens 80):
+    a `function_call` item replayed with its output item id is read from the stored item."""
+    call = {"arguments": '{"location":"Tokyo"}', "call_id": "call_W4le", "name": "get_weather", "type": "function_call",
+            "status": "completed"}
+    tool = {"type": "function", "name": "get_weather", "description": "Get the current weather for a location.",
+            "parameters": {"properties": {"location": {"title": "Location", "type": "string"}}, "required": ["location"],
+                           "additionalProperties": False, "type": "object"}, "strict": False}
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "tools": [tool], "input": [
+        {"content": "What's the weather in Tokyo?", "role": "user"}, {**call, "id": "fc_078dc246495066dd"},
+        {"call_id": "call_W4le", "output": "Weather in Tokyo: 72\u00b0F, sunny", "type": "function_call_output"}]}
+    n, flags = count_request_input(body)
+    assert n == 80 and "stored_function_call_approx" in flags
+    without_id = {**body, "input": [body["input"][0], call, body["input"][2]]}
+    n2, flags2 = count_request_input(without_id)
+    assert n - n2 == 3 and "stored_function_call_approx" not in flags2
+
+
+def test_chat_tool_call_arguments_are_read_as_compact_json_and_responses_arguments_verbatim() -> None:
+    """Mirascope's test_resume_with_override_thinking_and_tools cassettes (gpt-4o): a call replayed with
+    `{"n": 100}` costs what `{"n":100}` costs in Chat (API prompt_tokens 91), as parallel calls are
+    re-encoded; the Responses replay of the same call (API input_tokens 84) keeps the spaces."""
+    fn = {"name": "compute_fib", "description": "Compute the nth Fibonacci number (1-indexed).",
+          "parameters": {"properties": {"n": {"title": "N", "type": "integer"}}, "required": ["n"],
+                         "additionalProperties": False, "type": "object"}, "strict": False}
+    question = {"role": "user", "content": "What is the 100th fibonacci number?"}
+
+    def chat(args: str) -> dict[str, Any]:
+        return {"model": "gpt-4o", "tools": [{"type": "function", "function": fn}], "messages": [question,
+                {"role": "assistant", "content": None, "tool_calls": [{"id": "g1", "type": "function",
+                 "function": {"name": "compute_fib", "arguments": args}}]},
+                {"role": "tool", "content": "218922995834555169026", "tool_call_id": "g1"}]}
+
+    assert _n(chat('{"n": 100}')) == _n(chat('{"n":100}')) == 91
+    responses = {"model": "gpt-4o", "tools": [{"type": "function", **fn}], "input": [question,
+                 {"arguments": '{"n": 100}', "call_id": "g1", "name": "compute_fib", "type": "function_call"},
+                 {"call_id": "g1", "output": "218922995834555169026", "type": "function_call_output"}]}
+    assert _n(responses) == 84
+    compact = {**responses, "input": [question, {**responses["input"][1], "arguments": '{"n":100}'}, responses["input"][2]]}
+    assert _n(responses) - _n(compact) == 1

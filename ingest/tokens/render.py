@@ -109,13 +109,18 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         calls = [tc for tc in msg.get("tool_calls") or () if isinstance(tc, dict) and isinstance(tc.get("function"), dict)]
         if calls:
             plan.fixed += fr.tool_calls_message
+            stored = sum(1 for tc in calls if tc.get("_stored"))
+            if stored:
+                plan.fixed += fr.responses_stored_call * stored
+                plan.flags.append("stored_function_call_approx")
             for tc in calls:
                 call_names[str(tc.get("id"))] = str(tc["function"].get("name") or "")
             if len(calls) == 1 or not fr.parallel_wrapper:
                 for tc in calls:
                     plan.fixed += fr.tool_call
                     plan.add(tc["function"].get("name"))
-                    plan.add(tc["function"].get("arguments"))
+                    args = tc["function"].get("arguments")
+                    plan.add(args if msg.get("_responses") else _compact_json(args))
             else:  # parallel calls reach the model as one call of `multi_tool_use.parallel`
                 plan.fixed += fr.tool_call + fr.parallel_call
                 plan.add(parallel_call_text(calls))
@@ -124,6 +129,18 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             plan.fixed += 3
             plan.add(fc.get("name"))
             plan.add(fc.get("arguments"))
+
+
+def _compact_json(text: Any) -> Any:
+    """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces, as the
+    arguments of parallel calls are (pydantic-ai's `{"path": ".env"}` calls count compact). Mirascope's
+    Chat replay of `{"n": 100}` counts one token less than the text; its Responses replay keeps it."""
+    if not isinstance(text, str):
+        return text
+    try:
+        return msgspec.json.encode(msgspec.json.decode(text)).decode()
+    except msgspec.DecodeError:
+        return text
 
 
 def parallel_call_text(calls: list[dict[str, Any]]) -> str:
@@ -189,19 +206,32 @@ def _schema_shown(value: Any) -> Any:
     return value
 
 
-def plan_response_format(plan: Plan, fmt: Any, fr: Framing) -> None:
+def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = False,
+                         has_system: bool = True) -> None:
     """A json_schema response format is a `# Response Formats` section of the developer message, the
     form openai/harmony's docs/format.md gives ("## {name}", "// {description}", then the schema's
     compact JSON); `Framing.response_format` is what the section costs beyond its text. Flagged: the
-    public cases are few (tests/accuracy, category `structured`)."""
+    public cases are few (tests/accuracy, category `structured`).
+
+    `chat_alone`: a Chat request with the format and no function tools. Mirascope's gpt-4o cassettes
+    count it 1 + tokens(name) above the Responses form of the same request (`int`, `Book` +2,
+    `FentanylHandbook` +6: the forced reply names its format, as harmony's `<|constrain|>` marker
+    names the format of a constrained message), and, with no system message to join, a message of
+    its own (wrapper and role, 4 more: the same request with a system message is 4 less)."""
     if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
         spec = _as_dict(fmt.get("json_schema"), fmt)
         desc = spec.get("description")
-        head = f"# Response Formats\n\n## {spec.get('name') or ''}\n\n"
+        name = spec.get("name") or ""
+        head = f"# Response Formats\n\n## {name}\n\n"
         if isinstance(desc, str) and desc:
             head += f"// {desc}\n"
         plan.add(head + _json_text(_schema_shown(spec.get("schema"))))
         plan.fixed += fr.response_format
+        if chat_alone:
+            plan.fixed += 1
+            plan.add(name)
+            if not has_system:
+                plan.fixed += fr.per_message + 1
         plan.flags.append("response_format_approx")
 
 
@@ -224,7 +254,7 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
-    plan_response_format(plan, request.get("response_format"), fr)
+    plan_response_format(plan, request.get("response_format"), fr, chat_alone=not fns, has_system=has_system)
     if isinstance(request.get("web_search_options"), dict):
         plan.flags.append("web_search_not_counted")
 
@@ -246,12 +276,13 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
                 continue
             itype = item.get("type")
             if itype == "function_call":
-                call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")}}
+                call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")},
+                        "_stored": isinstance(item.get("id"), str) and bool(item["id"])}  # see `Framing.responses_stored_call`
                 if items and items[-1].get("role") == "assistant" and items[-1].get("tool_calls") is not None \
                         and not items[-1].get("content"):
                     items[-1]["tool_calls"].append(call)
                 else:
-                    items.append({"role": "assistant", "tool_calls": [call]})
+                    items.append({"role": "assistant", "tool_calls": [call], "_responses": True})
             elif itype == "function_call_output":
                 items.append({"role": "tool", "content": _json_text(item.get("output")), "tool_call_id": item.get("call_id"),
                               "_responses": True})
