@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import yaml
@@ -57,11 +58,11 @@ def category(endpoint: str, model: str, req: dict[str, Any]) -> str | None:
     return "plain"
 
 
-def harvest(repo: str, name: str) -> list[dict[str, Any]]:
-    commit = git(repo, "rev-parse", "HEAD").strip()
+def openai_interactions(repo: str) -> Iterator[tuple[str, int, str, dict[str, Any], dict[str, Any]]]:
+    """(cassette path, index, endpoint, request, response) of every successful Chat Completions or Responses
+    call recorded in a repository's VCR cassettes (its HEAD)."""
     paths = [p for p in git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
              if "cassettes/" in p and p.endswith(".yaml")]
-    out = []
     for path in paths:
         try:
             text = git(repo, "show", f"HEAD:{path}")
@@ -76,22 +77,38 @@ def harvest(repo: str, name: str) -> list[dict[str, Any]]:
         for i, inter in enumerate((doc or {}).get("interactions") or ()):
             req, resp = inter.get("request") or {}, inter.get("response") or {}
             uri = str(req.get("uri", ""))
-            if not uri.startswith("https://api.openai.com/v1/") or (resp.get("status") or {}).get("code") != 200:
-                continue
             endpoint = "chat.completions" if uri.endswith("/chat/completions") else \
                 "responses" if uri.endswith("/responses") else None
-            body, rbody = req.get("parsed_body"), resp.get("parsed_body")
-            if endpoint is None or not isinstance(body, dict) or not isinstance(rbody, dict) or body.get("stream"):
-                continue
-            usage = rbody.get("usage") or {}
-            n = usage.get("prompt_tokens") if endpoint == "chat.completions" else usage.get("input_tokens")
-            model = str(body.get("model", ""))
-            cat = category(endpoint, model, body)
-            if not isinstance(n, int) or cat is None or len(json.dumps(body)) > MAX_BODY:
-                continue
-            out.append({"id": f"{name}:{path.rsplit('/', 1)[-1]}#{i}", "category": cat, "endpoint": endpoint,
-                        "model": model, "served_model": rbody.get("model"), "request": body, "input_tokens": n,
-                        "source": f"github.com/{name}@{commit[:12]}:{path} interaction {i}"})
+            if uri.startswith("https://api.openai.com/v1/") and endpoint is not None \
+                    and (resp.get("status") or {}).get("code") == 200:
+                yield path, i, endpoint, req, resp
+
+
+def countable(endpoint: str, body: Any, rbody: Any) -> tuple[str, str, int] | None:
+    """(category, model, API-reported input tokens) of a non-streamed call worth a case; else None."""
+    if not isinstance(body, dict) or not isinstance(rbody, dict) or body.get("stream"):
+        return None
+    usage = rbody.get("usage") or {}
+    n = usage.get("prompt_tokens") if endpoint == "chat.completions" else usage.get("input_tokens")
+    model = str(body.get("model", ""))
+    cat = category(endpoint, model, body)
+    if not isinstance(n, int) or cat is None or len(json.dumps(body)) > MAX_BODY:
+        return None
+    return cat, model, n
+
+
+def harvest(repo: str, name: str) -> list[dict[str, Any]]:
+    commit = git(repo, "rev-parse", "HEAD").strip()
+    out = []
+    for path, i, endpoint, req, resp in openai_interactions(repo):
+        body, rbody = req.get("parsed_body"), resp.get("parsed_body")
+        found = countable(endpoint, body, rbody)
+        if found is None:
+            continue
+        cat, model, n = found
+        out.append({"id": f"{name}:{path.rsplit('/', 1)[-1]}#{i}", "category": cat, "endpoint": endpoint,
+                    "model": model, "served_model": rbody.get("model"), "request": body, "input_tokens": n,
+                    "source": f"github.com/{name}@{commit[:12]}:{path} interaction {i}"})
     return out
 
 
