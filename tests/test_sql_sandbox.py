@@ -114,3 +114,18 @@ def test_a_data_file_deleted_outside_tokentrail_is_named_not_a_traceback(loaded:
     assert result.exit_code == 1
     assert "a data file of version" in result.output
     assert api.report(["model"], loaded).num_rows > 0  # a report reads `usage` only: unaffected
+
+
+def test_an_unreadable_delta_log_is_named_not_taken_for_a_missing_warehouse(
+        loaded: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = Path.iterdir
+
+    def iterdir(self: Path):  # type: ignore[no-untyped-def]
+        if self.name == "_delta_log":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    result = run("sql", "select 1", "--warehouse", loaded)
+    assert result.exit_code == 1
+    assert "_delta_log: cannot be read (Permission denied)" in result.output

@@ -39,7 +39,10 @@ def _now_us() -> int:
 def _has_commit(table_dir: Path) -> bool:
     """A Delta log with a commit (the newest version's JSON is never cleaned up) or a checkpoint."""
     log = table_dir / "_delta_log"
-    return log.is_dir() and any(p.suffix == ".json" or p.name.endswith(".checkpoint.parquet") for p in log.iterdir())
+    try:
+        return log.is_dir() and any(p.suffix == ".json" or p.name.endswith(".checkpoint.parquet") for p in log.iterdir())
+    except OSError as exc:  # e.g. no permission to list it: say so, never take it for a missing warehouse
+        raise WarehouseError(f"{log}: cannot be read ({exc.strerror or exc})") from None
 
 
 class Store:
