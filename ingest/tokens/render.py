@@ -89,10 +89,15 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             # `ability` against `dur`+`ability`), which pydantic-ai's `durability_…` cassettes count.
             # `tool_result` holds the rest of the wrapper, less the `functions` token counted here.
             # A result of one of several parallel calls answers `multi_tool_use.parallel`, not the function:
-            # no `.<name>` after `functions`, and a string output is JSON-encoded (quoted). With the framing
-            # unchanged this makes both public parallel conversations exact: pydantic-ai's `delete_file` +
-            # `create_file` ("true", "Success") and Mirascope's `secret_retrieval_tool` twice ("Welcome to
-            # Moria!", "Life before Death"), which the named form priced +7. Flagged: two conversations.
+            # it is priced without `.<name>`, and a string output is JSON-encoded (quoted). Evidence: the two
+            # public parallel conversations (pydantic-ai: `delete_file` + `create_file`, outputs "true",
+            # "Success"; Mirascope: `secret_retrieval_tool` twice, "Welcome to Moria!", "Life before Death").
+            # Their generated parallel calls cost the call text + 6 (46 = 40 + 6, 53 = 47 + 6), so the call
+            # side is right; with named results Mirascope's two results would leave 1 token of framing in
+            # all (it was +7, pydantic-ai exact). Unnamed, the framing is equal in both; the last token is
+            # `Moria!` merging with what follows it (`!"`), i.e. the output is followed by text, not an end
+            # token. A JSON array or newline-joined outputs fit too (with a refitted constant); quoting needs
+            # none. Flagged: two conversations, both of two calls.
             tcid = str(msg.get("tool_call_id"))
             name = call_names.get(tcid, "")
             if tcid in parallel_ids:
