@@ -332,6 +332,30 @@ def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
                                          '"parameters":{"x":1}},{"recipient_name":"functions.b","parameters":{}}]}')
 
 
+def test_results_of_parallel_calls_answer_multi_tool_use_without_the_function_name() -> None:
+    """Mirascope's gpt-4o `secret_retrieval_tool` conversation (two calls in one turn, API prompt_tokens
+    149; 75 before the history): each result costs wrapper 3 + 2 + its output JSON-quoted, no name."""
+    enc = load_encoding("o200k_base")
+    tools = [{"type": "function", "function": {
+        "name": "secret_retrieval_tool", "description": "A tool that requires a password to retrieve a secret.",
+        "parameters": {"properties": {"password": {"title": "Password", "type": "string"}}, "required": ["password"],
+                       "additionalProperties": False, "type": "object"}, "strict": False}}]
+    ask = [{"role": "system", "content": "Use parallel tool calling."},
+           {"role": "user", "content": "Please retrieve the secrets associated with each of these passwords: mellon,radiance"}]
+    calls = {"role": "assistant", "tool_calls": [
+        {"id": "c1", "type": "function", "function": {"name": "secret_retrieval_tool", "arguments": '{"password": "mellon"}'}},
+        {"id": "c2", "type": "function", "function": {"name": "secret_retrieval_tool", "arguments": '{"password": "radiance"}'}}]}
+    outputs = ["Welcome to Moria!", "Life before Death"]
+    results = [{"role": "tool", "tool_call_id": f"c{i + 1}", "content": out} for i, out in enumerate(outputs)]
+    assert _n({"model": "gpt-4o", "messages": ask, "tools": tools}) == 75
+    n, flags = count_request_input({"model": "gpt-4o", "messages": [*ask, calls, *results], "tools": tools})
+    assert n == 149
+    assert "parallel_tool_results_approx" in flags
+    with_one_result = _n({"model": "gpt-4o", "messages": [*ask, calls, results[0]], "tools": tools})
+    assert with_one_result - _n({"model": "gpt-4o", "messages": [*ask, calls], "tools": tools}) == 3 + 2 + len(
+        enc.encode('"Welcome to Moria!"'))
+
+
 def test_responses_function_items_count_like_chat_history_minus_two() -> None:
     tools = [{"type": "function", "name": "get_current_weather", "description": "Get the current weather in a given location",
               "parameters": CB_TOOLS[0]["function"]["parameters"]}]
