@@ -177,8 +177,9 @@ class Engine:
 
     def apply(self, calls: pa.Table, con: duckdb.DuckDBPyConnection | None = None) -> pa.Table:
         """`calls` with the attribution and cost columns added. Two statements per batch: the price
-        keys (rates depend only on the calls' own columns), then attribution and cost in one query, so
-        a batch pays DuckDB's fixed per-statement cost (~20 ms for this SQL) twice, not three times."""
+        keys (rates depend only on the calls' own columns), then attribution and cost in one query (the
+        result columns are bound once per run, `_result_columns`). Each statement has a fixed cost of
+        ~20 ms for this SQL; a batch used to run five (two binds, attribution, keys, cost)."""
         con = con or self.connect()
         con.register("tt_batch", _numbered(calls))
         keys = con.sql(
