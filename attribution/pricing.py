@@ -328,7 +328,7 @@ def _tool_count(tool: str, col: str, columns: tuple[str, ...] | list[str]) -> st
 
     parts = [f"b.{col}"] if col in columns else []
     if "metadata" in columns:
-        parts.append(f"CAST(b.metadata['{TOOL_CALL_KEYS[tool]}'] AS BIGINT)")
+        parts.append(f"TRY_CAST(b.metadata['{TOOL_CALL_KEYS[tool]}'] AS BIGINT)")
     return f"coalesce({', '.join(parts)}, 0)"
 
 

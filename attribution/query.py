@@ -102,7 +102,9 @@ def open_snapshot(store: Store, as_of: int | datetime | None = None,
 
 # Names through which a query can see the catalog without naming a table: then every view is made.
 _CATALOG_WORDS = frozenset({"information_schema", "pg_catalog", "show", "show_tables", "show_tables_expanded",
-                            "describe", "summarize", "query_table", "table_info", "sqlite_master", "tables"})
+                            "describe", "summarize", "query", "query_table", "table_info", "tables"})
+# DuckDB's catalog functions and the pg_catalog / sqlite compatibility views (found without a schema prefix)
+_CATALOG_PREFIXES = ("duckdb_", "pg_", "sqlite_")
 _WORD = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
@@ -112,7 +114,7 @@ def tables_named(sql: str) -> tuple[str, ...]:
     A query that can reach the catalog another way gets them all. Each table left out is one Delta
     snapshot not opened (`sql "select 1"` opens none)."""
     words = set(_WORD.findall(sql.lower()))
-    if words & _CATALOG_WORDS or any(w.startswith("duckdb_") for w in words):
+    if words & _CATALOG_WORDS or any(w.startswith(_CATALOG_PREFIXES) for w in words):
         return TABLES
     return tuple(t for t in TABLES if t in words or f"{t}_all" in words)
 

@@ -140,6 +140,17 @@ _ROW = operator.attrgetter(*CALL_COLUMNS)
 _SAFE_BY_CONSTRUCTION = frozenset({"api_key_fp"})  # an HMAC hex digest, never text from the log
 
 
+RESERVED_METADATA = "tokentrail."  # names only tokentrail wrote (older rows' tool counts): never taken from a log
+
+
+def _without_reserved(column: Sequence[dict[str, str] | None]) -> Sequence[dict[str, str] | None]:
+    """Metadata without names in tokentrail's own namespace: pricing reads older rows' tool-call counts
+    there, so a log must not be able to put them in (a request's `metadata` is copied into the call's)."""
+    if not any(k.startswith(RESERVED_METADATA) for d in column if d for k in d):
+        return column
+    return [({k: v for k, v in d.items() if not k.startswith(RESERVED_METADATA)} or None) if d else d for d in column]
+
+
 def calls_to_table(calls: list[Call]) -> pa.Table:
     """Build the Arrow table column by column: one C-level getter per row, one transpose.
 
@@ -151,7 +162,7 @@ def calls_to_table(calls: list[Call]) -> pa.Table:
     for f, column in zip(CALL_SCHEMA, columns, strict=True):
         values: Sequence[Any] = column
         if f.name == "metadata":
-            values = scrub_metadata_column(column)
+            values = scrub_metadata_column(_without_reserved(column))
         elif f.type == _STR and f.name not in _SAFE_BY_CONSTRUCTION:
             values = scrub_column(column)
         arrays.append(pa.array(values, type=f.type))

@@ -396,3 +396,25 @@ def test_one_engine_applied_to_tables_of_different_shapes_keeps_each_ones_column
     out = engine.apply(wider, con)
     assert out.column("team_note").to_pylist() == ["x"]
     assert out.column("cost_usd").to_pylist() == engine.apply(plain, con).column("cost_usd").to_pylist()
+
+
+def test_a_log_cannot_put_tool_counts_in_tokentrails_metadata_namespace(tmp_path: Path) -> None:
+    """Older rows carried tool counts as `tokentrail.*` metadata, which pricing still reads; a request's own
+    `metadata` is copied into the call's, so names in that namespace are dropped at ingest (no fee, no crash)."""
+    import json
+
+    from tests.conftest import ingest_files, tt_sql
+
+    log = tmp_path / "calls.jsonl"
+    lines = []
+    for i, value in enumerate(["3", "abc"]):
+        resp = {"id": f"chatcmpl-meta{i}", "object": "chat.completion", "created": 1756720800, "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": 1, "total_tokens": 11}}
+        lines.append(json.dumps({"timestamp": "2025-09-01T10:00:00Z", "status_code": 200, "response": resp,
+                                 "request": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x"}],
+                                             "metadata": {"tokentrail.web_search_calls": value, "team": "a"}}}))
+    log.write_text("\n".join(lines) + "\n")
+    ingest_files(tmp_path / "wh", log)
+    rows = tt_sql(tmp_path / "wh", "SELECT map_keys(metadata), tool_cost_usd FROM usage ORDER BY call_id").fetchall()
+    assert rows == [(["team"], D(0)), (["team"], D(0))]

@@ -81,6 +81,9 @@ def test_brackets_in_the_warehouse_path_are_a_clear_error(tmp_path: Path, cli) -
     ("select * from duckdb_views()", TABLES),
     ("pragma show_tables", TABLES),
     ("describe usage", TABLES),
+    ("select name from sqlite_schema", TABLES),
+    ("select viewname from pg_views where schemaname = 'main'", TABLES),
+    ("from query('SH' || 'OW TABLES')", TABLES),
 ])
 def test_a_query_opens_only_the_tables_it_names(sql: str, tables: tuple[str, ...]) -> None:
     assert tables_named(sql) == tables
