@@ -45,7 +45,6 @@ RATE_TYPE = pa.decimal128(38, 18)  # USD per token: any $/1M price with up to 12
 COST_SQL_TYPE = "DECIMAL(38,12)"
 COST_COLUMNS = ("input_cost_usd", "cached_input_cost_usd", "output_cost_usd", "audio_cost_usd", "tool_cost_usd", "cost_usd")
 # Optional call columns counting built-in tool calls (priced per call when the batch has them).
-TOOL_CALL_COLUMNS = TOOL_CALL_FIELDS  # tool -> the calls column holding its per-call count
 _LIB_TOOL_FIELDS = {"web_search": "web_searches_kcount", "file_search": "storage_searches_kcount"}
 _DATED = re.compile(r"-\d{4}-\d{2}-\d{2}$")
 _TIER_ALIASES = {"fast": "priority"}
@@ -280,7 +279,7 @@ class Pricer:
         names = ["r_model", "r_day", "r_tier", "r_batch", "r_regional", "rate_input", "rate_cached_input", "rate_output",
                  "rate_audio_input", "rate_audio_output", "price_source", "price_model", "tier_start",
                  "tier_rate_input", "tier_rate_cached_input", "tier_rate_output",
-                 *(f"fee_{t}" for t in TOOL_CALL_COLUMNS)]
+                 *(f"fee_{t}" for t in TOOL_CALL_FIELDS)]
         cols: dict[str, list[Any]] = {k: [] for k in names}
         for key in keys:
             model, day, tier, batch = key[:4]
@@ -293,7 +292,7 @@ class Pricer:
                    per_token(r.audio_input, f), per_token(r.audio_output, f), r.source, r.price_model, r.tier_start,
                    per_token(r.tier_input, f), per_token(r.tier_cached_input, f), per_token(r.tier_output, f),
                    *((fees[t] / _THOUSAND).quantize(Decimal(1).scaleb(-18)) if t in fees and r.source else None
-                     for t in TOOL_CALL_COLUMNS)]
+                     for t in TOOL_CALL_FIELDS)]
             for k, v in zip(names, row, strict=True):
                 cols[k].append(v)
         types = {"r_model": pa.string(), "r_day": pa.date32(), "r_tier": pa.string(), "r_batch": pa.bool_(),
@@ -339,7 +338,7 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
     """SQL selecting every column of `batch` plus the exact cost columns, joined to `rates`.
 
     `columns` are the batch's column names: optional tool-call count columns present there
-    (`TOOL_CALL_COLUMNS`) are priced per call. Rates are USD per token (DECIMAL(38,18)); a token
+    (`TOOL_CALL_FIELDS`) are priced per call. Rates are USD per token (DECIMAL(38,18)); a token
     count times a rate is exact, and each part is cast once to DECIMAL(38,12). `ranged`: the rates
     table has day ranges [`r_from`, `r_until`) instead of one row per `r_day` (portable views).
     """
@@ -353,7 +352,7 @@ def cost_select(batch: str, rates: str, columns: tuple[str, ...] | list[str] = (
     rate = "CAST({} AS DECIMAL(24,18))"
     over = "r.tier_start IS NOT NULL AND b.input_tokens > r.tier_start"
     tool_terms = [f"{tok.format(_tool_count(tool, col, columns))} * {rate.format(f'coalesce(r.fee_{tool}, 0)')}"
-                  for tool, col in TOOL_CALL_COLUMNS.items() if col in columns or "metadata" in columns]
+                  for tool, col in TOOL_CALL_FIELDS.items() if col in columns or "metadata" in columns]
     tool_sum = " + ".join(tool_terms) if tool_terms else "0"
     ri = rate.format(f"CASE WHEN {over} THEN r.tier_rate_input ELSE coalesce(r.rate_input, 0) END")
     rc = rate.format(f"CASE WHEN {over} THEN coalesce(r.tier_rate_cached_input, r.tier_rate_input) "

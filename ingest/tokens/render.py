@@ -148,16 +148,22 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             plan.add(fc.get("arguments"))
 
 
+def _decoded(args: Any) -> Any:
+    """Tool-call arguments as a JSON value: the text decoded, or the value itself when it is not JSON text."""
+    if not isinstance(args, str):
+        return args
+    try:
+        return msgspec.json.decode(args)
+    except msgspec.DecodeError:
+        return args
+
+
 def _compact_json(text: Any) -> Any:
     """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces, as the
     arguments of parallel calls are (pydantic-ai's `{"path": ".env"}` calls count compact). Mirascope's
     Chat replay of `{"n": 100}` counts one token less than the text; its Responses replay keeps it."""
-    if not isinstance(text, str):
-        return text
-    try:
-        return msgspec.json.encode(msgspec.json.decode(text)).decode()
-    except msgspec.DecodeError:
-        return text
+    value = _decoded(text)
+    return text if value is text else msgspec.json.encode(value).decode()
 
 
 def parallel_call_text(calls: list[dict[str, Any]]) -> str:
@@ -165,12 +171,7 @@ def parallel_call_text(calls: list[dict[str, Any]]) -> str:
     uses = []
     for tc in calls:
         fn = tc["function"]
-        args = fn.get("arguments")
-        try:
-            params = msgspec.json.decode(args) if isinstance(args, str) else args
-        except msgspec.DecodeError:
-            params = args
-        uses.append({"recipient_name": f"functions.{fn.get('name')}", "parameters": params})
+        uses.append({"recipient_name": f"functions.{fn.get('name')}", "parameters": _decoded(fn.get("arguments"))})
     return "multi_tool_use.parallel" + msgspec.json.encode({"tool_uses": uses}).decode()
 
 
