@@ -335,3 +335,21 @@ def test_compact_prunes_source_records_and_resume_still_works(tmp_path: Path, wh
     s = ingest_files(wh_path, log)
     assert s.total("calls") == 5 and not s.files[0].note
     assert Counter(ids(wh_path)) == Counter(f"chatcmpl-c{i}" for i in range(45))
+
+
+def test_a_write_not_made_through_the_cached_snapshot_is_seen_by_the_next_read(tmp_path: Path) -> None:
+    """A table keeps its cached snapshot after a write made through it (delta-rs advances that object);
+    a write made any other way drops the cache, so even a read that does not refresh sees the new version."""
+    import pyarrow as pa
+
+    from ingest.store.table import Table
+
+    table = Table(Store(tmp_path / "wh").loc, "scratch")
+    table.append(pa.table({"n": [1]}), {})
+    cached = table.snapshot()
+    assert cached is not None and cached.version() == 0
+    table.append(pa.table({"n": [2]}), {}, cached)  # through the cached snapshot: kept, and current
+    assert table.snapshot(refresh=False) is cached and cached.version() == 1
+    table.append(pa.table({"n": [3]}), {})  # by URI: the cache no longer knows the table's version
+    after = table.snapshot(refresh=False)
+    assert after is not None and after.version() == 2
