@@ -122,9 +122,7 @@ class Table:
                 f"Fix the cause (space, quota, permissions, credentials) and run the command again: "
                 f"it resumes where it stopped."
             ) from exc
-        if dt is None or dt is not self._dt:
-            self._dt = None  # the next read loads the new version
-        # else: delta-rs advanced the cached snapshot to the version just written (no re-read of the log)
+        self._dt = None  # the next read loads the new version
 
 
 def literal(value: object) -> str:
