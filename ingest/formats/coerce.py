@@ -34,6 +34,13 @@ def decode_line(line: bytes) -> tuple[Any, bool]:
         raise msgspec.DecodeError("JSON nesting is too deep") from None
     except UnicodeDecodeError:
         pass
+    except msgspec.DecodeError:  # msgspec 0.23 reports invalid UTF-8 as a DecodeError ("Invalid UTF-8 encoded string")
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            pass
+        else:
+            raise  # valid UTF-8: the JSON itself is broken
     try:
         return msgspec.json.decode(line.decode("utf-8", "replace").encode()), True
     except RecursionError:
