@@ -21,6 +21,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .copies import copy_note
 from .errors import FormatError
 from .formats import Format, RunInputs
 from .keys import KeyHasher
@@ -81,6 +82,9 @@ def ingest_parallel(store: Store, files: list[Path], options: IngestOptions, run
                 return None
             path = job.path
             resolved = store.resolve(ident, head, run.live, lambda off: tail_hash(path, off), str(path))
+            if resolved.copy_of:
+                job.result.note, job.result.deferred = copy_note(resolved.copy_of), True
+                return None
             job.source_id, job.ident, job.remembered_format = resolved.source_id, ident, resolved.format
             job.result.source_id = resolved.source_id
             job.result.note = job.result.note or resolved.note

@@ -52,6 +52,7 @@ class FileResult:
     held_bytes: int = 0  # a partial last line waiting for its newline
     offset: int = 0  # where reading stopped (the committed checkpoint)
     more: bool = False  # stopped at max_chunks with data left
+    deferred: bool = False  # not read now: a copy of another file being read (`ingest.copies`)
     note: str | None = None
     source_id: str | None = None
     not_a_log: bool = False  # none of the sampled first lines is JSON or a known text format: not read

@@ -6,15 +6,14 @@ workers of `ingest.parallel`) and by the watcher.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from .copies import LiveFiles, copy_note
 from .formats import RunInputs
 from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions
 from .sources import (
-    identify,
     identify_open,
     identify_with_head,
     open_binary,
@@ -41,16 +40,12 @@ class IngestRun:
         self._pending_end: dict[str, int] = {}
         self._rows = self._bytes = 0
         self.live_files: Callable[[], list[Path]] = lambda: []  # the files being read now (for identity)
-        self._live: set[tuple[int, int, str]] | None = None
+        self._live: LiveFiles | None = None
 
-    def live(self) -> set[tuple[int, int, str]]:
-        """(dev, inode, head fingerprint) of every file being read now; computed once per pass."""
+    def live(self) -> LiveFiles:
+        """Every file being read now, identified once per pass."""
         if self._live is None:
-            self._live = set()
-            for p in self.live_files():
-                with contextlib.suppress(OSError):
-                    ident = identify(p)
-                    self._live.add((ident.dev, ident.inode, ident.fp))
+            self._live = LiveFiles(self.live_files())
         return self._live
 
     def new_pass(self) -> None:
@@ -78,6 +73,10 @@ class IngestRun:
                     result.note = f"{exc.strerror or exc}: nothing could be read"
             return  # an empty file: nothing to read, and all empty files look alike
         resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
+        if resolved.copy_of:
+            result.note = copy_note(resolved.copy_of)
+            result.deferred = True
+            return
         offset = max(resolved.offset, self.pending_end(resolved.source_id))
         result.source_id = resolved.source_id
         if resolved.note:

@@ -12,6 +12,8 @@ Lessons taken from the log shippers (Vector, Fluent Bit, Filebeat):
   * Copytruncate shows as a file shorter than its checkpoint (restart at 0 under the new
     content's identity); the copy carries the old fingerprint and resumes at the old offset.
     A `.gz` rotation is fingerprinted on decompressed bytes and so is recognised as read.
+  * A rotation seen half done (the copy made, the original not yet truncated or deleted) holds
+    the same calls twice: the copy waits until the original no longer holds them (`ingest.copies`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from .store import ChunkRows, CommitResult, Store
 from .watch_options import Tick, WatchOptions, WatchStats, default_max_open
 
 log = logging.getLogger("tokentrail.watch")
+DEFERRED_WARN_SECONDS = 60.0
 
 
 @dataclass
@@ -54,6 +57,8 @@ class Tracked:
     gz_done_stat: tuple[int, float] | None = None  # a .gz read to its end at this (size, mtime)
     source_id: str | None = None
     plain: bool = True  # not compressed; a plain file without a held `handle` is read by path (over the fd cap)
+    deferred_since: float | None = None  # not read: a copy of another file being read (`ingest.copies`)
+    deferral_said: bool = False
 
 
 class Watcher:
@@ -68,8 +73,11 @@ class Watcher:
         self.options = options
         ingest_options.chunk_lines = options.flush_rows
         self.run = IngestRun(store, ingest_options, batch_rows=1 << 62, batch_bytes=1 << 62)
-        # files still in the watched set (not rotated away) are the ones another file must not impersonate
-        self.run.live_files = lambda: [t.path for t in self.tracked.values() if not t.gone and t.plain]
+        # the files in the watched set this pass (not those rotated away): the ones another file must not
+        # impersonate, and the ones a rotation's copy may repeat. All of them, tracked yet or not, so the
+        # first file met in a pass is checked against those met after it too.
+        self._watched: list[Path] = []
+        self.run.live_files = lambda: self._watched
         self.max_open = options.max_open or default_max_open()
         self._fd_warned = False
         self.tracked: dict[tuple[int, int], Tracked] = {}
@@ -140,7 +148,8 @@ class Watcher:
         seen: set[tuple[int, int]] = set()
         first_scan = not self._started
         self._started = True
-        for path in self._discover():
+        self._watched = self._discover()
+        for path in self._watched:
             try:
                 st = path.stat()
             except FileNotFoundError:
@@ -206,7 +215,9 @@ class Watcher:
         ident, head = identify_open(handle)
         if ident.fp_len == 0:
             return
-        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(handle, off))
+        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(handle, off), str(t.path))
+        if resolved.copy_of:
+            return  # a rotation's copy: resolved again when it is read, after the original let go of its lines
         # a source committed before (any record with an end offset) resumes; `resolve` also leaves a
         # provisional record (end 0) for a new source, which must not count as "seen before"
         if resolved.offset or any(r.end_offset for r in self.store.source_index().by_id.get(resolved.source_id, ())):
@@ -279,12 +290,26 @@ class Watcher:
                         yield committed
                 self._count(res)
                 t.source_id = res.source_id or t.source_id
+                if res.deferred:  # a copy of a file still being read: looked at again on the next pass
+                    self._note_deferred(t, res.note)
+                    return False
+                t.deferred_since = None
                 if not res.more or self.stop.is_set():
                     return not res.more
         except (EOFError, zlib.error, gzip.BadGzipFile):
             return False  # a .gz still being written: try again on the next scan
         except FileNotFoundError:
             return False
+
+    def _note_deferred(self, t: Tracked, note: str | None) -> None:
+        """A rotation's copy waits a moment; one still waiting after DEFERRED_WARN_SECONDS is said once
+        (a copy made by hand of a log being read is never read while the two are the same)."""
+        now = time.monotonic()
+        if t.deferred_since is None:
+            t.deferred_since = now
+        elif now - t.deferred_since >= DEFERRED_WARN_SECONDS and not t.deferral_said:
+            t.deferral_said = True
+            log.warning("%s: %s", t.path, note)
 
     def _take_results(self) -> list[FileResult]:
         out, self._results = self._results, []

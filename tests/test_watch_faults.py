@@ -34,7 +34,8 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     rnd = random.Random(int(os.environ.get("TOKENTRAIL_FAULT_SEED", "20261124")))
     logs, wh = tmp_path / "logs", tmp_path / "wh"
     logs.mkdir()
-    writer = subprocess.Popen([sys.executable, str(HELPER), str(logs), str(total), str(rate), str(rnd.randint(0, 9999))])
+    writer = subprocess.Popen([sys.executable, str(HELPER), str(logs), str(total), str(rate), str(rnd.randint(0, 9999)),
+                               "", "0.5"])  # no id prefix; rotations pause up to 0.5 s between their two steps
     kills = 0
     try:
         while kills < kills_wanted or writer.poll() is None:

@@ -9,7 +9,9 @@ source, in order:
      perhaps grown past a head that was shorter than the fingerprint window);
   2. same head fingerprint, recorded file no longer live with that head on this host, and the
      bytes before the recorded offset still match: a rotation copy, a moved file, a replaced host;
-  3. otherwise a new source. Two live files with the same first bytes are two sources.
+  3. otherwise a new source. Two live files with the same first bytes are two sources, unless
+     one only repeats the other's bytes (a rotation's copy being made): that one is not read
+     until the other is truncated or removed (`ingest.copies`), then matches by 2.
 On resume the offset is verified: a file shorter than it, or whose bytes before it changed,
 was truncated or replaced, and is read from 0 under a new (deterministic) source id.
 """
@@ -71,6 +73,7 @@ class Resolved:
     note: str | None = None
     duplicate_of: str | None = None  # another live file with the same head fingerprint
     format: str | None = None  # the format spec it was read with before
+    copy_of: str | None = None  # not to be read now: it repeats the bytes of this live file (a rotation in progress)
 
 
 class SourceIndex:
@@ -104,6 +107,15 @@ class SourceIndex:
             self.tiny_lens.add(r.fp_len)
         elif r.fp_len < FINGERPRINT_BYTES:
             self.short_by_prefix[r.prefix or ""].append(r)
+
+    def source_of(self, host: str, dev: int, inode: int, head: bytes) -> str | None:
+        """The newest source read from this file (found by inode) whose recorded head it still begins with."""
+        best: SourceRecord | None = None
+        for r in self.by_inode.get((host, dev, inode), ()):
+            if len(head) >= r.fp_len and fingerprint(head[:r.fp_len]) == r.fp and \
+                    (best is None or r.committed_at > best.committed_at):
+                best = r
+        return best.source_id if best is not None else None
 
     def tail_at(self, source_id: str, offset: int) -> str | None:
         for r in self.by_id.get(source_id, ()):

@@ -31,6 +31,8 @@ from .table import Table, literal, open_delta, retry_on_conflict, scan
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
+    from ..copies import LiveFiles
+
 
 def _now_us() -> int:
     return int(time.time() * 1_000_000)
@@ -57,6 +59,8 @@ class Store:
         self.meta = Meta(Table(self.loc, "_meta"))
         self.host = host_name()
         self._index: SourceIndex | None = None
+        # (dev, inode) of a file seen repeating the bytes of a file being read -> that file's source
+        self._copies: dict[tuple[int, int], str] = {}
         self._hasher: KeyHasher | None = None
 
     def __repr__(self) -> str:
@@ -101,32 +105,49 @@ class Store:
             self._index = SourceIndex.from_table(self.sources.read(), self.host)
         return self._index
 
-    def resolve(self, ident: FileIdentity, head: bytes, live: Callable[[], set[tuple[int, int, str]]] | None = None,
+    def resolve(self, ident: FileIdentity, head: bytes, live: Callable[[], LiveFiles] | None = None,
                 tail_at: object = None, path: str = "") -> Resolved:
         """The source id of a file and the verified offset to resume from.
 
-        `live()`: (dev, inode, fp) of the files being read on this host now (asked only when needed), so a
-        record of a file that still exists with the same head is not adopted by another (identical banners).
-        `tail_at(offset) -> hash|None`: the hash of the file's 32 bytes before `offset`.
+        `live()`: the files being read on this host now (asked only when needed). A record whose file
+        still exists and holds what the record saw is not adopted by another file with the same head
+        (identical banners); and a file that only repeats the bytes of another live file (a rotation's
+        copy being made) is not read at all while that file holds them (`Resolved.copy_of`).
+        `tail_at(offset) -> hash|None`: the hash of the file's bytes before `offset` (`sources.TAIL_BYTES`).
         """
         index = self.source_index()
-        live_set: set[tuple[int, int, str]] | None = None
         cands = index.candidates(ident, head)
         chosen: SourceRecord | None = None
         duplicate: str | None = None
+        adopted = False
         for r in cands:
             if r.host == self.host and r.dev == ident.dev and r.inode == ident.inode:
                 chosen = r
                 break
         if chosen is None:
+            peers = live() if live is not None else None
+            if peers is not None:  # not a file read before on this host: is it a copy of one being read?
+                original = peers.copied(ident, head, Path(path), lambda f: bool(index.by_inode.get(
+                    (self.host, f.ident.dev, f.ident.inode))))
+                if original is not None:
+                    sid = index.source_of(self.host, original.ident.dev, original.ident.inode, original.head)
+                    if sid is not None:
+                        self._copies[(ident.dev, ident.inode)] = sid
+                    return Resolved("", 0, copy_of=str(original.path))
+            copied_from = self._copies.get((ident.dev, ident.inode))
             for r in cands:
-                if live_set is None:
-                    live_set = live() if live is not None else set()
-                still_live = r.host == self.host and (r.dev, r.inode, r.fp) in live_set and \
-                    not (r.dev == ident.dev and r.inode == ident.inode)
+                still_live = r.host == self.host and peers is not None and \
+                    not (r.dev == ident.dev and r.inode == ident.inode) and \
+                    peers.holding(r.dev, r.inode, r.fp, r.fp_len, r.end_offset, r.tail_hash) is not None
                 if still_live:
                     duplicate = r.path
                     continue
+                if r.source_id == copied_from:
+                    # seen repeating that source's file byte for byte: it is that source, even where the
+                    # source was read past this copy's end (copytruncate's window: the log was written
+                    # and read between the copy and the truncate), so there is nothing to verify or restart
+                    chosen, adopted = r, True
+                    break
                 if ident.compressed or r.compressed:
                     chosen = r  # a gzip rotation of a file read before: same decompressed head
                     break
@@ -145,7 +166,7 @@ class Store:
         remembered = next((r.format for r in sorted(index.by_id.get(sid, ()), key=lambda r: -r.committed_at)
                            if r.format), None)
         offset = self.calls.txn_version(sid) or 0
-        if offset and not ident.compressed:
+        if offset and not ident.compressed and not adopted:
             if offset > ident.size:
                 return self._restart(sid, offset, "file is shorter than its checkpoint: truncated, reading from 0")
             expected = index.tail_at(sid, offset)

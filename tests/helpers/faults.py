@@ -1,7 +1,9 @@
 """Fault scenarios shared by the local and the S3 tests: real writers, real watchers, real SIGKILLs.
 
-Several log directories, each with its own writer (appending and rotating in all three styles)
-and its own watcher process, all committing to one warehouse. Watchers are SIGKILLed at random
+Several log directories, each with its own writer (appending and rotating in all three styles,
+pausing up to `rotation_pause` seconds between a rotation's two steps, so watcher passes land
+while the copy and the original both hold the same calls) and its own watcher process, all
+committing to one warehouse. Watchers are SIGKILLed at random
 moments and restarted; meanwhile `reattribute` and `compact` processes are started and
 SIGKILLed at random moments too. At the end every written call must be in `calls` and in
 `usage` exactly once (raw rows, not the de-duplicating views).
@@ -30,7 +32,7 @@ def _spawn(args: list[str], env: dict[str, str], log: Path | None = None) -> sub
 
 def run_scenario(tmp_path: Path, warehouse: str, env: dict[str, str], *, hosts: int, total: int, rate: float,
                  kills_per_host: int, seed: int, rules: Path, side_kills: int = 4,
-                 flush_seconds: str = "0.1") -> dict[str, int]:
+                 flush_seconds: str = "0.1", rotation_pause: float = 0.5) -> dict[str, int]:
     rnd = random.Random(seed)
     dirs = []
     writers = []
@@ -39,7 +41,7 @@ def run_scenario(tmp_path: Path, warehouse: str, env: dict[str, str], *, hosts: 
         d.mkdir(parents=True)
         dirs.append(d)
         writers.append(subprocess.Popen([sys.executable, str(HELPER), str(d), str(total), str(rate),
-                                         str(rnd.randint(0, 9999)), f"h{h}-"]))
+                                         str(rnd.randint(0, 9999)), f"h{h}-", str(rotation_pause)]))
 
     def watch(d: Path) -> subprocess.Popen[bytes]:
         return _spawn(["watch", str(d), "--warehouse", warehouse, "--rules", str(rules),

@@ -1,10 +1,13 @@
 """A log-writing process for the fault-injection tests: appends calls at a steady rate and
 rotates its log in all three styles (rename+create, copytruncate, rename then gzip).
 
-    python log_writer.py DIR TOTAL RATE SEED [PREFIX]
+    python log_writer.py DIR TOTAL RATE SEED [PREFIX [PAUSE]]
 
 Every id is recorded in DIR/../written[-PREFIX].txt once its line is written (the writer is never
-killed). PREFIX keeps the ids of several writers apart.
+killed). PREFIX keeps the ids of several writers apart. PAUSE (seconds, default 0) is the most a
+rotation waits between its two steps (copy, then truncate; compress, then delete the original), as
+logrotate does while it copies or compresses a big file: for that while both files hold the same
+calls, and a watcher pass that lands there must read them once.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ def line(i: int, prefix: str = "") -> bytes:
 def main() -> None:
     d, total, rate, seed = Path(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
     prefix = sys.argv[5] if len(sys.argv) > 5 else ""
+    pause = float(sys.argv[6]) if len(sys.argv) > 6 else 0.0
     rnd = random.Random(seed)
     record = open(d.parent / (f"written-{prefix}.txt" if prefix else "written.txt"), "w")  # noqa: SIM115
     log = d / "app.log"
@@ -45,6 +49,7 @@ def main() -> None:
             style = rnd.choice(("rename", "copytruncate", "gzip"))
             if style == "copytruncate":
                 shutil.copyfile(log, d / f"app.log.{generation}")
+                time.sleep(rnd.uniform(0, pause))
                 fh.truncate(0)
                 fh.seek(0)
             else:
@@ -55,6 +60,7 @@ def main() -> None:
                 if style == "gzip":
                     with open(rotated, "rb") as src, gzip.open(str(rotated) + ".gz", "wb") as dst:
                         shutil.copyfileobj(src, dst)
+                    time.sleep(rnd.uniform(0, pause))
                     rotated.unlink()
             next_rotation = i + rnd.randint(150, 400)
         time.sleep(rnd.expovariate(rate))

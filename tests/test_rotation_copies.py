@@ -1,0 +1,303 @@
+"""A rotation seen half done: the copy and the file it copies, both present, hold the same calls once.
+
+copytruncate copies the log and then truncates it; a gzip rotation compresses the renamed log and
+then deletes it. A watcher pass (or an `ingest` run) that lands between the two steps sees the
+calls twice. Before `ingest.copies`, the copy was read as a second source from its start: in the
+three-hosts SIGKILL test a copytruncate copy seen before the truncate stored 150 calls twice.
+
+The watcher is driven pass by pass here, so each test puts a pass exactly inside the window.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import shutil
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import ingest_files, tt_sql
+from test_store import call_line
+
+import ingest.watch
+from ingest.pipeline import IngestOptions
+from ingest.watch import Watcher, WatchOptions
+
+
+class Passes:
+    """A watcher over `logs`, advanced one pass (scan, read, commit) at a time. With `flush_seconds=0`
+    every changed file is due on every pass, and an unchanged one is skipped, as in `watch`."""
+
+    def __init__(self, logs: Path, wh: Path) -> None:
+        from attribution.api import make_watcher
+
+        options = WatchOptions(flush_seconds=0, rescan_seconds=0.1, final_after_seconds=0)
+        self.watcher: Watcher = make_watcher([logs], wh, None, None, IngestOptions(), options)[0]
+
+    def run(self, n: int = 1) -> None:
+        for _ in range(n):
+            self.watcher.run.new_pass()
+            for _committed in self.watcher.scan():
+                pass
+            self.watcher.run.flush()
+
+
+@pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def passes(logs: Path, wh_path: Path) -> Iterator[Passes]:
+    p = Passes(logs, wh_path)
+    yield p
+    p.watcher.close()
+
+
+def lines(ids: range, prefix: str = "c") -> str:
+    return "".join(call_line(i, prefix=prefix) for i in ids)
+
+
+def stored(wh: Path) -> Counter[str]:
+    return Counter(r[0] for r in tt_sql(wh, "SELECT call_id FROM calls_all").fetchall())
+
+
+def expect_once(wh: Path, ids: range, prefix: str = "c") -> None:
+    counts = stored(wh)
+    assert {k: n for k, n in counts.items() if n > 1} == {}, "calls stored twice"
+    assert sorted(counts) == sorted(f"chatcmpl-{prefix}{i}" for i in ids)
+
+
+def truncate_and_write(f: Path, text: str) -> None:
+    with f.open("r+") as fh:
+        fh.truncate(0)
+    with f.open("a") as fh:
+        fh.write(text)
+
+
+def test_a_copytruncate_copy_seen_before_the_truncate_is_read_once(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `resolve` not asking `LiveFiles.copied` (the copy becomes a second source, 25 calls twice).
+    The copy also holds lines the watcher had not read yet: they are read from it after the truncate."""
+    f = logs / "app.log"
+    f.write_text(lines(range(20)))
+    passes.run()
+    with f.open("a") as fh:
+        fh.write(lines(range(20, 25)))
+    shutil.copyfile(f, logs / "app.log.1")
+    passes.run()  # both files hold calls 0-24: the copy waits, the original is read on
+    expect_once(wh_path, range(25))
+    truncate_and_write(f, lines(range(100, 102)))
+    passes.run(3)
+    expect_once(wh_path, [*range(25), 100, 101])  # type: ignore[arg-type]
+
+
+def test_a_copy_the_log_was_read_past_before_its_truncate_adds_nothing(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """copytruncate's own window: the application writes between the copy and the truncate, and the
+    watcher reads that line from the log, so the source's offset lies beyond the copy's end. The copy
+    is still that source's bytes (checked at an earlier commit's end), all of them read."""
+    f = logs / "app.log"
+    f.write_text(lines(range(10)))
+    passes.run()
+    shutil.copyfile(f, logs / "app.log.1")
+    with f.open("a") as fh:
+        fh.write(lines(range(10, 11)))
+    passes.run()
+    expect_once(wh_path, range(11))
+    truncate_and_write(f, lines(range(100, 101)))
+    passes.run(3)
+    expect_once(wh_path, [*range(11), 100])  # type: ignore[arg-type]
+
+
+def test_a_copy_still_being_made_waits_and_resumes_where_its_original_stopped(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """A copy half written (a prefix of the log) waits; the rest of the copy, completed after the
+    truncate, holds lines never read from the original, and they are read once."""
+    f = logs / "app.log"
+    f.write_text(lines(range(30)))
+    passes.run()
+    whole = f.read_bytes() + lines(range(30, 40)).encode()
+    f.write_bytes(whole)
+    half = logs / "app.log.1"
+    half.write_bytes(whole[: len(whole) // 3])
+    passes.run()
+    expect_once(wh_path, range(40))  # the original read to its end, the partial copy left alone
+    truncate_and_write(f, "")
+    half.write_bytes(whole)
+    passes.run(3)
+    expect_once(wh_path, range(40))
+
+
+def test_a_copy_just_begun_shorter_than_the_fingerprint_window_waits(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `copied` looking for twins by equal fingerprint only. A copy of under 1 KiB has a head
+    fingerprint of its own; it begins the log, which makes it a copy all the same."""
+    f = logs / "app.log"
+    f.write_text(lines(range(12)))
+    passes.run()
+    whole = f.read_bytes()
+    part = whole[: whole.index(b"\n", 500) + 1]
+    assert len(part) < 1024
+    (logs / "app.log.1").write_bytes(part)
+    passes.run()
+    (logs / "app.log.1").write_bytes(whole)
+    truncate_and_write(f, lines(range(100, 101)))
+    passes.run(3)
+    expect_once(wh_path, [*range(12), 100])  # type: ignore[arg-type]
+
+
+def test_a_copy_whose_name_sorts_first_still_waits_for_the_file_being_read(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `copied` deciding a tie between two equal files by name only (not `known` first): the
+    complete copy `a-backup.log` sorts before `z.log`, the file being read, and would be read too."""
+    f = logs / "z.log"
+    f.write_text(lines(range(10)))
+    passes.run()
+    shutil.copyfile(f, logs / "a-backup.log")
+    passes.run(2)
+    expect_once(wh_path, range(10))
+
+
+def test_a_watcher_starting_mid_rotation_checks_the_first_file_against_those_met_after_it(logs: Path, wh_path: Path) -> None:
+    """Kills: the watcher offering only the files tracked so far as live: on its first pass the copy
+    `a-web.log.1` (sorted first) is met before `web.log`, the longer log it copies, and was read as a
+    source; the log then became a second source holding the same calls."""
+    (logs / "web.log").write_text(lines(range(6)))
+    shutil.copyfile(logs / "web.log", logs / "a-web.log.1")
+    with (logs / "web.log").open("a") as fh:
+        fh.write(lines(range(6, 9)))
+    p = Passes(logs, wh_path)
+    p.run(2)
+    p.watcher.close()
+    expect_once(wh_path, range(9))
+
+
+def test_a_gzip_rotation_seen_before_the_plain_file_is_removed_is_read_once(passes: Passes, logs: Path, wh_path: Path) -> None:
+    f = logs / "app.log"
+    f.write_text(lines(range(15)))
+    passes.run()
+    rotated = logs / "app.log.1"
+    f.rename(rotated)
+    with gzip.open(str(rotated) + ".gz", "wb") as gz:
+        gz.write(rotated.read_bytes())
+    f.write_text(lines(range(100, 101)))
+    passes.run()  # app.log.1 and app.log.1.gz both hold calls 0-14
+    rotated.unlink()
+    passes.run(3)
+    expect_once(wh_path, [*range(15), 100])  # type: ignore[arg-type]
+
+
+def test_a_gzip_still_being_written_beside_its_plain_file_is_not_a_new_source(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """The compressor has written part of the stream: what can be decompressed is a prefix of the
+    plain file, so the `.gz` waits (read as a new source, it would commit its readable part twice)."""
+    f = logs / "app.log"
+    f.write_text(lines(range(400)))
+    passes.run()
+    rotated = logs / "app.log.1"
+    f.rename(rotated)
+    gz = gzip.compress(rotated.read_bytes(), compresslevel=1)
+    (logs / "app.log.1.gz").write_bytes(gz[: len(gz) // 2])
+    passes.run()
+    expect_once(wh_path, range(400))
+    (logs / "app.log.1.gz").write_bytes(gz)
+    rotated.unlink()
+    passes.run(3)
+    expect_once(wh_path, range(400))
+
+
+def test_a_log_restarted_with_the_same_banner_no_longer_holds_its_copys_source(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `LiveFiles.holding` not checking the bytes before the record's end. After copytruncate
+    the log starts again with the same 1 KiB banner, so it has the old head but not the old lines;
+    the copy, which holds lines never read, must resume the old source, not start a new one."""
+    banner = "# service banner " + "y" * 1100 + "\n"
+    f = logs / "app.log"
+    f.write_text(banner + lines(range(5)))
+    passes.run()
+    with f.open("a") as fh:
+        fh.write(lines(range(5, 8)))
+    shutil.copyfile(f, logs / "app.log.1")
+    truncate_and_write(f, banner + lines(range(100, 102)))
+    passes.run(3)
+    expect_once(wh_path, [*range(8), 100, 101])  # type: ignore[arg-type]
+
+
+def test_two_logs_with_the_same_banner_are_still_two_sources(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Files that only start alike diverge after the banner: neither is a copy of the other."""
+    banner = "# service banner " + "y" * 1100 + "\n"
+    (logs / "a.log").write_text(banner + lines(range(3), "a"))
+    (logs / "b.log").write_text(banner + lines(range(4), "b"))
+    passes.run(2)
+    assert sorted(stored(wh_path)) == sorted([*(f"chatcmpl-a{i}" for i in range(3)), *(f"chatcmpl-b{i}" for i in range(4))])
+
+
+def test_a_log_that_grew_past_a_short_head_still_holds_its_source(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `LiveFiles.holding` comparing whole fingerprints. a.log was read while it held only a
+    600-byte banner; it grew, so its head fingerprint is longer than the recorded one. b.log, with the
+    same banner, must not adopt a.log's source (which made a.log restart from 0 and store its banner,
+    a quarantined line, twice)."""
+    banner = "# service banner " + "y" * 580 + "\n"
+    a = logs / "a.log"
+    a.write_text(banner)
+    passes.run()
+    with a.open("a") as fh:
+        fh.write(lines(range(3), "a"))
+    (logs / "b.log").write_text(banner + lines(range(2), "b"))
+    passes.run(3)
+    assert sorted(stored(wh_path)) == sorted([*(f"chatcmpl-a{i}" for i in range(3)), *(f"chatcmpl-b{i}" for i in range(2))])
+    assert tt_sql(wh_path, "SELECT count(*) FROM quarantine").fetchall() == [(2,)]  # the banner, once per file
+
+
+def test_a_hand_made_copy_is_never_read_and_is_said_once(passes: Passes, logs: Path, wh_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    f = logs / "app.log"
+    f.write_text(lines(range(6)))
+    passes.run()
+    shutil.copyfile(f, logs / "app.log.bak")
+    monkeypatch.setattr(ingest.watch, "DEFERRED_WARN_SECONDS", 0.0)
+    with caplog.at_level(logging.WARNING, logger="tokentrail.watch"):
+        passes.run(4)
+    said = [r.getMessage() for r in caplog.records if "holds the same bytes as" in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(str(logs / "app.log.bak"))
+    with f.open("a") as fh:
+        fh.write(lines(range(6, 8)))
+    passes.run(2)
+    expect_once(wh_path, range(8))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ingest_of_a_directory_mid_rotation_reads_each_call_once(tmp_path: Path, wh_path: Path, jobs: int) -> None:
+    """Batch ingest sees the same windows: a `.gz` beside the plain file it was made from, and a copy
+    that sorts before the (longer, still written) log it copies. Either order, each call once."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "app.log.1").write_text(lines(range(10)))
+    with gzip.open(logs / "app.log.1.gz", "wb") as gz:
+        gz.write((logs / "app.log.1").read_bytes())
+    (logs / "web.log").write_text(lines(range(6), "w"))
+    shutil.copyfile(logs / "web.log", logs / "a-web.log.1")
+    with (logs / "web.log").open("a") as fh:
+        fh.write(lines(range(6, 9), "w"))
+    summary = ingest_files(wh_path, logs, jobs=jobs)
+    counts = stored(wh_path)
+    assert {k: n for k, n in counts.items() if n > 1} == {}
+    assert sorted(counts) == sorted([*(f"chatcmpl-c{i}" for i in range(10)), *(f"chatcmpl-w{i}" for i in range(9))])
+    waiting = sorted(Path(r.path).name for r in summary.files if r.deferred)
+    assert waiting == ["a-web.log.1", "app.log.1.gz"]
+    assert all("holds the same bytes as" in (r.note or "") for r in summary.files if r.deferred)
+
+
+def test_of_a_log_and_its_equal_gzip_the_plain_one_carries_the_source(tmp_path: Path, wh_path: Path) -> None:
+    """Kills: `copied` not preferring the plain file of two equal ones. Here the `.gz` sorts first; read
+    as the source, the plain file (a renamed log its writer still appends to) would later be a new
+    source read from its start."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "b.log").write_text(lines(range(5)))
+    with gzip.open(logs / "a.log.gz", "wb") as gz:
+        gz.write((logs / "b.log").read_bytes())
+    ingest_files(wh_path, logs)
+    with (logs / "b.log").open("a") as fh:
+        fh.write(lines(range(5, 7)))
+    ingest_files(wh_path, logs)
+    expect_once(wh_path, range(7))
