@@ -11,6 +11,7 @@ Sources of the expected numbers:
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 import subprocess
@@ -522,3 +523,48 @@ def test_chat_tool_call_arguments_are_read_as_compact_json_and_responses_argumen
     assert _n(responses) == 84
     compact = {**responses, "input": [question, {**responses["input"][1], "arguments": '{"n":100}'}, responses["input"][2]]}
     assert _n(responses) - _n(compact) == 1
+
+
+# -- rules checked on whole public cases (tests/accuracy/cases.jsonl, each with its source) ----------------
+
+_CASES = Path(__file__).parent / "accuracy" / "cases.jsonl"
+
+
+def _case(case_id: str) -> dict[str, Any]:
+    """One API-reported case of the accuracy suite (request as recorded, count, source)."""
+    for line in _CASES.read_text(encoding="utf-8").splitlines():
+        if line.startswith(f'{{"id": "{case_id}"'):
+            case: dict[str, Any] = json.loads(line)
+            return case
+    raise KeyError(case_id)
+
+
+def _case_count(case: dict[str, Any]) -> int:
+    return count_request_input(case["request"], model=case["model"], endpoint=case["endpoint"])[0]
+
+
+def test_tools_join_only_a_system_message_that_opens_the_conversation() -> None:
+    """pydantic-ai test_tool_availability_portability_matrix[R4-T6-announcement] (gpt-5, API prompt_tokens 304):
+    user, system, user with tools; the tools get a message of their own (4 tokens) instead of joining the
+    later system message."""
+    case = _case("9a7007309c9a")
+    assert _case_count(case) == case["input_tokens"] == 304
+    msgs = case["request"]["messages"]
+    leading = {**case["request"], "messages": [msgs[1], msgs[0], msgs[2]]}  # the same messages, system first
+    enc = load_encoding("o200k_base")
+    # the leading system message hosts the tools: 4 less, and 1 more for the newline that ends it
+    pad = len(enc.encode(msgs[1]["content"] + "\n")) - len(enc.encode(msgs[1]["content"]))
+    assert _case_count(case) - _case_count({**case, "request": leading}) == 4 - pad
+    # a later system message is an ordinary turn: wrapper, role and text, no newline joining it to the tools
+    turns = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Go"}]
+    later = {"role": "system", "content": "Answer in French"}
+    body = {"model": "gpt-4o", "tools": CB_TOOLS}
+    assert _n({**body, "messages": [turns[0], later, turns[1]]}) - _n({**body, "messages": turns}) \
+        == 3 + 1 + len(enc.encode("Answer in French"))
+    assert len(enc.encode("Answer in French\n")) == len(enc.encode("Answer in French")) + 1  # the pad would show
+    responses = {"model": "gpt-4o", "tools": [{"type": "function", **CB_TOOLS[0]["function"]}]}
+    assert _n({**responses, "input": [turns[0], later, turns[1]]}) - _n({**responses, "input": turns}) \
+        == 3 + 1 + len(enc.encode("Answer in French"))
+
+
+
