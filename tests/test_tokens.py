@@ -567,4 +567,19 @@ def test_tools_join_only_a_system_message_that_opens_the_conversation() -> None:
         == 3 + 1 + len(enc.encode("Answer in French"))
 
 
+def test_gpt5_replies_in_history_carry_the_final_channel() -> None:
+    """An earlier assistant text message costs 2 tokens more on the gpt-5 family (harmony's `<|channel|>final`):
+    pydantic-ai's gpt-5 Responses cassettes (2 replies: API input_tokens 306; 1 reply with tools: 97); o3-mini
+    (pydantic-ai test_openai_model_thinking_part, Chat, API prompt_tokens exact without) is unchanged."""
+    for case_id, api in (("a54bc222fd89", 306), ("2c210ece3469", 97)):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"] == api
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]
+    for model, extra in (("gpt-5", 2), ("gpt-5.2", 2), ("o3-mini", 0), ("gpt-4o", 0)):
+        with_reply = _n({"model": model, "messages": turns})
+        assert with_reply - _n({"model": model, "messages": [turns[0], {"role": "assistant", "content": None}, turns[2]]}) \
+            == len(load_encoding("o200k_base").encode("Hello!")) + extra, model
+    o3 = _case("93c71a1ba923")
+    assert _case_count(o3) == o3["input_tokens"]
+
 

@@ -113,6 +113,8 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         if pad_system and role in _SYSTEM_ROLES:
             suffix, pad_system = "\n", False
         _content_parts(plan, msg.get("content"), model, suffix)
+        if role == "assistant" and msg.get("content"):
+            plan.fixed += fr.assistant_channel
         if isinstance(msg.get("name"), str):
             plan.add(msg["name"])
             plan.fixed += fr.per_name
