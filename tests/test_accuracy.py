@@ -25,7 +25,7 @@ import pytest
 from ingest.tokens import count_request_input
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "accuracy" / "cases.jsonl").read_text().splitlines()]
-FLOORS = {"plain": 469, "reasoning": 20, "images": 12, "tools": 142, "tool_history": 109, "structured": 68, "responses": 169,
+FLOORS = {"plain": 469, "reasoning": 20, "images": 12, "tools": 161, "tool_history": 117, "structured": 69, "responses": 174,
           "responses_builtin": 7}
 
 

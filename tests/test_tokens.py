@@ -221,15 +221,17 @@ def test_tool_definitions_render_as_the_typescript_namespace() -> None:
     nested = {"name": "f", "parameters": {"type": "object", "properties": {"o": {"type": "object", "description": "top", "properties": {
         "x": {"type": "integer", "description": "kept by the tools renderer", "enum": [-1, 1]},
         "y": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}}}}
-    # tools renderer: nested members flush left with their descriptions; anyOf is `any`; defaults trail
+    # tools renderer: nested members flush left with their descriptions; anyOf is a union; defaults trail
     assert render_namespace([nested]).splitlines()[2:9] == [
-        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: any, // default: null", "},"]
+        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: string | null, // default: null", "},"]
     # legacy `functions` renderer (hmarr): nested members indented, their descriptions and defaults dropped
     assert render_namespace([nested], legacy=True).splitlines()[2:8] == [
         "type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,", "  y?: string | null,", "},"]
     undescribed = [0]
     render_namespace([nested], undescribed)
-    assert undescribed == [1]  # y: o and x carry descriptions; a string enum would not count either
+    assert undescribed == [0]  # o and x carry descriptions; y is a union (anyOf); a string enum would not count either
+    render_namespace([{"name": "g", "parameters": {"type": "object", "properties": {"s": {"type": "string"}}}}], undescribed)
+    assert undescribed == [1]
 
 
 def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
@@ -583,3 +585,30 @@ def test_gpt5_replies_in_history_carry_the_final_channel() -> None:
     assert _case_count(o3) == o3["input_tokens"]
 
 
+def test_function_descriptions_are_trimmed_comment_lines() -> None:
+    """Each line of a function description is its own `// ` comment, trimmed; a blank line is `//`."""
+    from ingest.tokens.functions import comment_lines
+
+    assert comment_lines("One line.") == ["// One line."]
+    assert comment_lines("\nSummary.\n\nArgs:\n    x: the x\n") == ["// Summary.", "//", "// Args:", "// x: the x"]
+    # crewAI test_hierarchical_process (gpt-4o, API 476): two descriptions with one line break each;
+    # Mirascope test_caching_tool (gpt-4o, API 3698): a 15,664-character Markdown description;
+    # Mirascope test_call_with_strict_tool_and_optional_properties (gpt-4o, API 130): a docstring `Args:` section;
+    # pydantic-ai test_mcptoolset_dynamic_toolset_in_workflow (gpt-4o, API 212): MCP docstrings and an anyOf union
+    for case_id in ("36cd65355c1c", "4bf3501ee480", "43f22d5871ed", "f879dacdf3d1"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+
+def test_an_anyof_property_is_a_union_priced_at_its_text() -> None:
+    """pydantic-ai's MCP tool `ask_question` (`repoName: string | string[]`, undescribed): no `any`, and no
+    undescribed-property discount (test_mcptoolset_in_temporal_workflow, gpt-4o, API prompt_tokens 213)."""
+    from ingest.tokens import render_namespace
+
+    case = _case("7d70c9badedd")
+    fns = [t["function"] for t in case["request"]["tools"]]
+    assert "repoName: string | string[]," in render_namespace(fns)
+    undescribed = [0]
+    render_namespace(fns, undescribed)
+    assert undescribed == [3]  # the three `string` properties; the union is not discounted
+    assert _case_count(case) == case["input_tokens"] == 213
