@@ -5,8 +5,9 @@ Inputs, fetched from public repositories into /tmp/src first:
   * pamelafox/openai-messages-token-helper tests/{messages,functions,image_messages}.py (as /tmp/src/pf_*.py);
   * bench/harvest_cases.py output over pydantic/pydantic-ai's cassettes (/tmp/pyd.jsonl);
   * the cookbook cases already cited in tests/test_tokens.py.
-Cases are deduplicated by (model, endpoint, request body). Later additions: Mirascope/mirascope's VCR
-cassettes (commit 41d433578653), every countable non-streamed OpenAI interaction, appended by
+Cases are deduplicated by (model, endpoint, request body). Later additions: the VCR cassettes of
+Mirascope/mirascope (commit 41d433578653), traceloop/openllmetry (93429cfb9767) and crewAIInc/crewAI
+(f4731f5025f8), every countable non-streamed OpenAI interaction of each, appended by
 bench/accuracy_harvest_vcr.py (same id and dedup rule).
 """
 # ruff: noqa

@@ -4,8 +4,9 @@ tests/accuracy/cases.jsonl holds each request body as it was sent, the `usage.pr
 (Chat) or `usage.input_tokens` (Responses) the API answered, and where it was published:
 OpenAI's cookbook, hmarr/openai-chat-tokens and pamelafox/openai-messages-token-helper
 (counts checked against the API by their own scripts), and recorded HTTP cassettes of
-pydantic/pydantic-ai and Mirascope/mirascope (bench/accuracy_harvest_vcr.py). `bench/accuracy.py`
-prints the same rates next to LiteLLM and tokencost.
+pydantic/pydantic-ai, Mirascope/mirascope, traceloop/openllmetry and crewAIInc/crewAI (every countable
+non-streamed OpenAI call in each; bench/harvest_cases.py, bench/accuracy_harvest_vcr.py).
+`bench/accuracy.py` prints the same rates next to LiteLLM and tokencost.
 
 The floors below are the exact-match counts reached when they were written; a change to the
 renderer that loses an exact case fails here. `responses_builtin` (web search results, code
@@ -24,7 +25,8 @@ import pytest
 from ingest.tokens import count_request_input
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "accuracy" / "cases.jsonl").read_text().splitlines()]
-FLOORS = {"plain": 82, "reasoning": 13, "images": 12, "tools": 82, "tool_history": 66, "structured": 30, "responses": 144}
+FLOORS = {"plain": 469, "reasoning": 20, "images": 12, "tools": 161, "tool_history": 117, "structured": 69, "responses": 174,
+          "responses_builtin": 7}
 
 
 def _exact_by_category() -> tuple[Counter[str], Counter[str]]:

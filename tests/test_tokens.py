@@ -11,6 +11,7 @@ Sources of the expected numbers:
 from __future__ import annotations
 
 import base64
+import json
 import os
 import struct
 import subprocess
@@ -220,15 +221,17 @@ def test_tool_definitions_render_as_the_typescript_namespace() -> None:
     nested = {"name": "f", "parameters": {"type": "object", "properties": {"o": {"type": "object", "description": "top", "properties": {
         "x": {"type": "integer", "description": "kept by the tools renderer", "enum": [-1, 1]},
         "y": {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}}}}}}
-    # tools renderer: nested members flush left with their descriptions; anyOf is `any`; defaults trail
+    # tools renderer: nested members flush left with their descriptions; anyOf is a union; defaults trail
     assert render_namespace([nested]).splitlines()[2:9] == [
-        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: any, // default: null", "},"]
+        "type f = (_: {", "// top", "o?: {", "// kept by the tools renderer", "x?: -1 | 1,", "y?: string | null, // default: null", "},"]
     # legacy `functions` renderer (hmarr): nested members indented, their descriptions and defaults dropped
     assert render_namespace([nested], legacy=True).splitlines()[2:8] == [
         "type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,", "  y?: string | null,", "},"]
     undescribed = [0]
     render_namespace([nested], undescribed)
-    assert undescribed == [1]  # y: o and x carry descriptions; a string enum would not count either
+    assert undescribed == [0]  # o and x carry descriptions; y is a union (anyOf); a string enum would not count either
+    render_namespace([{"name": "g", "parameters": {"type": "object", "properties": {"s": {"type": "string"}}}}], undescribed)
+    assert undescribed == [1]
 
 
 def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
@@ -522,3 +525,90 @@ def test_chat_tool_call_arguments_are_read_as_compact_json_and_responses_argumen
     assert _n(responses) == 84
     compact = {**responses, "input": [question, {**responses["input"][1], "arguments": '{"n":100}'}, responses["input"][2]]}
     assert _n(responses) - _n(compact) == 1
+
+
+# -- rules checked on whole public cases (tests/accuracy/cases.jsonl, each with its source) ----------------
+
+_CASES = Path(__file__).parent / "accuracy" / "cases.jsonl"
+
+
+def _case(case_id: str) -> dict[str, Any]:
+    """One API-reported case of the accuracy suite (request as recorded, count, source)."""
+    for line in _CASES.read_text(encoding="utf-8").splitlines():
+        if line.startswith(f'{{"id": "{case_id}"'):
+            case: dict[str, Any] = json.loads(line)
+            return case
+    raise KeyError(case_id)
+
+
+def _case_count(case: dict[str, Any]) -> int:
+    return count_request_input(case["request"], model=case["model"], endpoint=case["endpoint"])[0]
+
+
+def test_tools_join_only_a_system_message_that_opens_the_conversation() -> None:
+    """pydantic-ai test_tool_availability_portability_matrix[R4-T6-announcement] (gpt-5, API prompt_tokens 304):
+    user, system, user with tools; the tools get a message of their own (4 tokens) instead of joining the
+    later system message."""
+    case = _case("9a7007309c9a")
+    assert _case_count(case) == case["input_tokens"] == 304
+    msgs = case["request"]["messages"]
+    leading = {**case["request"], "messages": [msgs[1], msgs[0], msgs[2]]}  # the same messages, system first
+    enc = load_encoding("o200k_base")
+    # the leading system message hosts the tools: 4 less, and 1 more for the newline that ends it
+    pad = len(enc.encode(msgs[1]["content"] + "\n")) - len(enc.encode(msgs[1]["content"]))
+    assert _case_count(case) - _case_count({**case, "request": leading}) == 4 - pad
+    # a later system message is an ordinary turn: wrapper, role and text, no newline joining it to the tools
+    turns = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Go"}]
+    later = {"role": "system", "content": "Answer in French"}
+    body = {"model": "gpt-4o", "tools": CB_TOOLS}
+    assert _n({**body, "messages": [turns[0], later, turns[1]]}) - _n({**body, "messages": turns}) \
+        == 3 + 1 + len(enc.encode("Answer in French"))
+    assert len(enc.encode("Answer in French\n")) == len(enc.encode("Answer in French")) + 1  # the pad would show
+    responses = {"model": "gpt-4o", "tools": [{"type": "function", **CB_TOOLS[0]["function"]}]}
+    assert _n({**responses, "input": [turns[0], later, turns[1]]}) - _n({**responses, "input": turns}) \
+        == 3 + 1 + len(enc.encode("Answer in French"))
+
+
+def test_gpt5_replies_in_history_carry_the_final_channel() -> None:
+    """An earlier assistant text message costs 2 tokens more on the gpt-5 family (harmony's `<|channel|>final`):
+    pydantic-ai's gpt-5 Responses cassettes (2 replies: API input_tokens 306; 1 reply with tools: 97); o3-mini
+    (pydantic-ai test_openai_model_thinking_part, Chat, API prompt_tokens exact without) is unchanged."""
+    for case_id, api in (("a54bc222fd89", 306), ("2c210ece3469", 97)):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"] == api
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]
+    for model, extra in (("gpt-5", 2), ("gpt-5.2", 2), ("o3-mini", 0), ("gpt-4o", 0)):
+        with_reply = _n({"model": model, "messages": turns})
+        assert with_reply - _n({"model": model, "messages": [turns[0], {"role": "assistant", "content": None}, turns[2]]}) \
+            == len(load_encoding("o200k_base").encode("Hello!")) + extra, model
+    o3 = _case("93c71a1ba923")
+    assert _case_count(o3) == o3["input_tokens"]
+
+
+def test_function_descriptions_are_trimmed_comment_lines() -> None:
+    """Each line of a function description is its own `// ` comment, trimmed; a blank line is `//`."""
+    from ingest.tokens.functions import comment_lines
+
+    assert comment_lines("One line.") == ["// One line."]
+    assert comment_lines("\nSummary.\n\nArgs:\n    x: the x\n") == ["// Summary.", "//", "// Args:", "// x: the x"]
+    # crewAI test_hierarchical_process (gpt-4o, API 476): two descriptions with one line break each;
+    # Mirascope test_caching_tool (gpt-4o, API 3698): a 15,664-character Markdown description;
+    # Mirascope test_call_with_strict_tool_and_optional_properties (gpt-4o, API 130): a docstring `Args:` section;
+    # pydantic-ai test_mcptoolset_dynamic_toolset_in_workflow (gpt-4o, API 212): MCP docstrings and an anyOf union
+    for case_id in ("36cd65355c1c", "4bf3501ee480", "43f22d5871ed", "f879dacdf3d1"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+
+def test_an_anyof_property_is_a_union_priced_at_its_text() -> None:
+    """pydantic-ai's MCP tool `ask_question` (`repoName: string | string[]`, undescribed): no `any`, and no
+    undescribed-property discount (test_mcptoolset_in_temporal_workflow, gpt-4o, API prompt_tokens 213)."""
+    from ingest.tokens import render_namespace
+
+    case = _case("7d70c9badedd")
+    fns = [t["function"] for t in case["request"]["tools"]]
+    assert "repoName: string | string[]," in render_namespace(fns)
+    undescribed = [0]
+    render_namespace(fns, undescribed)
+    assert undescribed == [3]  # the three `string` properties; the union is not discounted
+    assert _case_count(case) == case["input_tokens"] == 213

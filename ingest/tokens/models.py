@@ -8,7 +8,7 @@ measured against API-reported counts (see tests/accuracy/cases.jsonl, each case 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 _O200K_PREFIXES = ("gpt-5", "gpt-4.1", "gpt-4.5", "gpt-4o", "chatgpt-4o", "o1", "o3", "o4", "gpt-oss", "codex",
                    "computer-use", "gpt-realtime", "gpt-audio", "gpt-6", "gpt-image", "chatgpt-")
@@ -84,6 +84,13 @@ class Framing:
     # gpt-4o cases), none on reasoning models (gpt-5.4-mini's case; openai/openai-cookbook#2140 also
     # finds o4-mini one token under gpt-4o with a format).
     response_format: int = 1
+    # An assistant message with text content in the conversation, beyond its wrapper, role and text: the
+    # gpt-5 family reads earlier replies as harmony's final-channel messages (`<|channel|>final`, 2 tokens;
+    # openai/harmony docs/format.md). pydantic-ai's and Mirascope's gpt-5 Responses cassettes count 2 per
+    # such message (test_openai_responses_thinking_part_from_other_model: 2 messages, 4; test_call_with_thinking
+    # and test_openai_responses_model_thinking_part: 1 message, 2); o3-mini (pydantic-ai
+    # test_openai_model_thinking_part, Chat) counts none, so the o-series keep 0.
+    assistant_channel: int = 0
 
 
 CLASSIC = Framing()
@@ -91,6 +98,7 @@ O200K_CLASSIC = Framing()
 CL100K_0301 = Framing(per_message=4, per_name=-1)
 REASONING = Framing(reply=2, reasoning=True, undescribed_property=0, developer_preamble=81, tool_result=8, responses_tools=8,
                     responses_tools_with_instructions=22, choice_none=0, choice_named=-3, response_format=0)
+HARMONY = replace(REASONING, assistant_channel=2)  # the gpt-5 family (see `Framing.assistant_channel`)
 
 
 # The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents
@@ -106,5 +114,5 @@ def framing_for(model: str | None) -> Framing:
     if m.startswith("gpt-3.5-turbo-0301"):
         return CL100K_0301
     if is_reasoning_model(m):
-        return REASONING
+        return HARMONY if m.startswith("gpt-5") else REASONING
     return O200K_CLASSIC if encoding_for_model(m)[0] == "o200k_base" else CLASSIC

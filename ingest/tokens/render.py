@@ -113,6 +113,8 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         if pad_system and role in _SYSTEM_ROLES:
             suffix, pad_system = "\n", False
         _content_parts(plan, msg.get("content"), model, suffix)
+        if role == "assistant" and msg.get("content"):
+            plan.fixed += fr.assistant_channel
         if isinstance(msg.get("name"), str):
             plan.add(msg["name"])
             plan.fixed += fr.per_name
@@ -253,6 +255,18 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
         plan.flags.append("response_format_approx")
 
 
+def _opens_with_system(messages: list[Any]) -> bool:
+    """Whether the conversation starts with a system/developer message, the one the tool definitions join.
+
+    Only a leading one hosts them: a system message later in the conversation is an ordinary turn, and
+    the tools get a message of their own at the top (`Framing.tools_in_system` is not taken, and the
+    pad newline is not added). Evidence: pydantic-ai's tool-availability cassette on gpt-5 (user, system,
+    user; tools) counts the 4 tokens of that message, where its cases with a leading system message, and
+    hmarr's and the cookbook's (system first, a second system later), join it."""
+    first = messages[0] if messages else None
+    return isinstance(first, dict) and first.get("role") in _SYSTEM_ROLES
+
+
 def _has_tool_history(messages: list[Any]) -> bool:
     return any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")) for m in messages)
 
@@ -265,8 +279,8 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
         return
     tools = request.get("tools") if request.get("tools") else request.get("functions")
     fns, _ = function_defs(tools)
-    has_system = any(isinstance(m, dict) and m.get("role") in _SYSTEM_ROLES for m in messages)
-    plan_messages(plan, messages, model, fr, pad_system=bool(fns))
+    has_system = _opens_with_system(messages)
+    plan_messages(plan, messages, model, fr, pad_system=bool(fns) and has_system)
     plan.fixed += fr.reply
     legacy = not request.get("tools")
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
@@ -317,7 +331,7 @@ def plan_responses(plan: Plan, request: dict[str, Any], model: str | None) -> No
     fr = framing_for(model)
     messages = responses_items_as_messages(plan, request)
     fns, _ = function_defs(request.get("tools"))
-    plan_messages(plan, messages, model, fr, pad_system=bool(fns))
+    plan_messages(plan, messages, model, fr, pad_system=bool(fns) and _opens_with_system(messages))
     plan.fixed += fr.reply
     plan_tools(plan, request.get("tools"), fr, bool(request.get("instructions")), responses=True)
     if fns:
