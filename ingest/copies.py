@@ -38,8 +38,8 @@ COMPARE_BYTES = 64 << 10
 
 
 def copy_note(original: str) -> str:
-    return (f"holds the same bytes as {original} (a rotation's copy still being made): not read while that "
-            f"file holds them; read from where that file's source stopped once it is truncated or removed")
+    return (f"holds the same bytes as {original} (a copy: a rotation not finished, or made by hand): not read "
+            f"while that file holds them; once it is truncated or removed, read from where its source stopped")
 
 
 @dataclass(frozen=True, slots=True)
