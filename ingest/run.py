@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .copies import LiveFiles, copy_note
+from .copies import LeadCache, LiveFiles, copy_note
 from .formats import RunInputs
 from .pipeline import FileChanged, FileIngester, FileResult, IngestOptions
 from .sources import (
@@ -41,11 +41,12 @@ class IngestRun:
         self._rows = self._bytes = 0
         self.live_files: Callable[[], list[Path]] = lambda: []  # the files being read now (for identity)
         self._live: LiveFiles | None = None
+        self._leads: LeadCache = {}
 
     def live(self) -> LiveFiles:
         """Every file being read now, identified once per pass."""
         if self._live is None:
-            self._live = LiveFiles(self.live_files())
+            self._live = LiveFiles(self.live_files(), self._leads)
         return self._live
 
     def new_pass(self) -> None:
@@ -72,7 +73,7 @@ class IngestRun:
                 except OSError as exc:
                     result.note = f"{exc.strerror or exc}: nothing could be read"
             return  # an empty file: nothing to read, and all empty files look alike
-        resolved = self.store.resolve(ident, head, self.live, tail_at, str(path))
+        resolved = self.store.resolve(ident, head, self.live, tail_at, str(path), handle)
         if resolved.copy_of:
             result.note = copy_note(resolved.copy_of)
             result.deferred = True

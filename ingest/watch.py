@@ -171,7 +171,8 @@ class Watcher:
                 continue
             t.gone = True  # renamed away or deleted: keep draining through the descriptor
             yield from self._service(t, force_flush)
-            if t.finalized:
+            # a copy gone while the file it repeats still holds its bytes has nothing of its own: let it go
+            if t.finalized or t.deferred_since is not None:
                 t.handle.close()
                 del self.tracked[key]
         self.stats.files = len(self.tracked)
@@ -215,7 +216,8 @@ class Watcher:
         ident, head = identify_open(handle)
         if ident.fp_len == 0:
             return
-        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(handle, off), str(t.path))
+        resolved = self.store.resolve(ident, head, self.run.live, lambda off: tail_hash_open(handle, off), str(t.path),
+                                      handle)
         if resolved.copy_of:
             return  # a rotation's copy: resolved again when it is read, after the original let go of its lines
         # a source committed before (any record with an end offset) resumes; `resolve` also leaves a

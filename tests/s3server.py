@@ -1,4 +1,5 @@
-"""A real S3-compatible server on 127.0.0.1 for the tests: moto's server, started and stopped here."""
+"""A real S3-compatible server on 127.0.0.1 for the tests: moto's server (requests one at a time, so a
+conditional put is atomic as on AWS S3: see helpers/s3_serial_server.py), started and stopped here."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 BUCKET = "tokentrail-test"
+SERVER = Path(__file__).parent / "helpers" / "s3_serial_server.py"  # moto, with S3's atomic conditional puts
 
 
 def _free_port() -> int:
@@ -23,7 +26,7 @@ def _free_port() -> int:
 def s3_server() -> Iterator[dict[str, str]]:
     """Yields the environment (AWS_* variables) that points delta-rs at the server, with a bucket made."""
     port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+    proc = subprocess.Popen([sys.executable, str(SERVER), "127.0.0.1", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     env = {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}

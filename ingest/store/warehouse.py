@@ -15,10 +15,11 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import pyarrow as pa
 
+from ..copies import Candidate, LiveFiles
 from ..errors import NoSuchVersion, WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
 from ..sources import FileIdentity
@@ -30,8 +31,6 @@ from .table import Table, literal, open_delta, retry_on_conflict, scan
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
-
-    from ..copies import LiveFiles
 
 
 def _now_us() -> int:
@@ -59,8 +58,9 @@ class Store:
         self.meta = Meta(Table(self.loc, "_meta"))
         self.host = host_name()
         self._index: SourceIndex | None = None
-        # (dev, inode) of a file seen repeating the bytes of a file being read -> that file's source
-        self._copies: dict[tuple[int, int], str] = {}
+        # (dev, inode) of a file seen repeating the bytes of a file being read -> (that file's source, and
+        # the copy's head fingerprint, size and tail hash when last seen)
+        self._copies: dict[tuple[int, int], tuple[str, str, int, str | None]] = {}
         self._hasher: KeyHasher | None = None
 
     def __repr__(self) -> str:
@@ -106,7 +106,7 @@ class Store:
         return self._index
 
     def resolve(self, ident: FileIdentity, head: bytes, live: Callable[[], LiveFiles] | None = None,
-                tail_at: object = None, path: str = "") -> Resolved:
+                tail_at: object = None, path: str = "", handle: BinaryIO | None = None) -> Resolved:
         """The source id of a file and the verified offset to resume from.
 
         `live()`: the files being read on this host now (asked only when needed). A record whose file
@@ -114,6 +114,7 @@ class Store:
         (identical banners); and a file that only repeats the bytes of another live file (a rotation's
         copy being made) is not read at all while that file holds them (`Resolved.copy_of`).
         `tail_at(offset) -> hash|None`: the hash of the file's bytes before `offset` (`sources.TAIL_BYTES`).
+        `handle`: the plain file held open (it may be deleted by now), read instead of `path`.
         """
         index = self.source_index()
         cands = index.candidates(ident, head)
@@ -127,14 +128,14 @@ class Store:
         if chosen is None:
             peers = live() if live is not None else None
             if peers is not None:  # not a file read before on this host: is it a copy of one being read?
-                original = peers.copied(ident, head, Path(path), lambda f: bool(index.by_inode.get(
-                    (self.host, f.ident.dev, f.ident.inode))))
+                original = peers.copied(Candidate(Path(path), ident, head, handle),
+                                        lambda f: index.source_of(self.host, f.ident.dev, f.ident.inode, f.head) is not None)
                 if original is not None:
                     sid = index.source_of(self.host, original.ident.dev, original.ident.inode, original.head)
-                    if sid is not None:
-                        self._copies[(ident.dev, ident.inode)] = sid
+                    if sid is not None and callable(tail_at):  # remembered with what it held, to be verified
+                        self._copies[(ident.dev, ident.inode)] = (sid, ident.fp, ident.size, tail_at(ident.size))
                     return Resolved("", 0, copy_of=str(original.path))
-            copied_from = self._copies.get((ident.dev, ident.inode))
+            copied_from = self._copied_from(ident, tail_at)
             for r in cands:
                 still_live = r.host == self.host and peers is not None and \
                     not (r.dev == ident.dev and r.inode == ident.inode) and \
@@ -173,6 +174,16 @@ class Store:
             if expected is not None and callable(tail_at) and tail_at(offset) != expected:
                 return self._restart(sid, offset, "bytes before the checkpoint changed: file replaced, reading from 0")
         return Resolved(sid, offset, duplicate_of=duplicate, format=remembered)
+
+    def _copied_from(self, ident: FileIdentity, tail_at: object) -> str | None:
+        """The source whose file this one was last seen repeating, if it is unchanged since: the same head,
+        size and bytes before its end (a file that went on growing, or a new file on a reused inode, is
+        not that copy and takes the usual checks)."""
+        seen = self._copies.pop((ident.dev, ident.inode), None)
+        if seen is None or not callable(tail_at):
+            return None
+        sid, fp, size, tail = seen
+        return sid if (fp, size) == (ident.fp, ident.size) and tail_at(size) == tail else None
 
     def _restart(self, old: str, offset: int, note: str) -> Resolved:
         sid = restart_id(old, offset)
