@@ -328,7 +328,7 @@ def test_tool_results_are_rendered_under_the_called_function_name() -> None:
 
 
 def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
-    from ingest.tokens.render import parallel_call_text
+    from ingest.tokens.chat import parallel_call_text
 
     calls = [{"function": {"name": "a", "arguments": '{"x": 1}'}}, {"function": {"name": "b", "arguments": "{}"}}]
     assert parallel_call_text(calls) == ('multi_tool_use.parallel{"tool_uses":[{"recipient_name":"functions.a",'

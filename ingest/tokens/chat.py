@@ -1,0 +1,220 @@
+"""Chat Completions requests: messages in their framing, tool definitions and `tool_choice`, tool calls
+and tool results in history (Responses items reuse this after `responses.py` turns them into messages)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from .functions import function_defs, render_namespace
+from .images import image_tokens
+from .models import Framing, framing_for
+from .plan import Plan, _as_dict
+from .response_format import plan_response_format
+
+_SYSTEM_ROLES = ("system", "developer")
+
+
+def _content_parts(plan: Plan, content: Any, model: str | None, suffix: str = "") -> None:
+    if isinstance(content, str) or content is None:
+        plan.add((content or "") + suffix)
+        return
+    if not isinstance(content, list):
+        plan.add(content)
+        return
+    for part in content:
+        if not isinstance(part, dict):
+            plan.add(part)
+            continue
+        ptype = part.get("type")
+        if ptype in ("text", "input_text", "output_text", "refusal") or (ptype is None and "text" in part):
+            plan.add(part.get("text") if ptype != "refusal" else part.get("refusal"))
+        elif ptype in ("image_url", "input_image"):
+            img = part.get("image_url")
+            url = img.get("url") if isinstance(img, dict) else img
+            detail = (img.get("detail") if isinstance(img, dict) else None) or part.get("detail") or "auto"
+            tokens, flags = image_tokens(url if isinstance(url, str) else None, str(detail), model)
+            plan.fixed += tokens
+            plan.flags.extend(flags)
+        elif ptype in ("input_audio", "input_file", "file", "audio"):
+            plan.flags.append(f"{ptype}_not_counted")
+        else:
+            plan.add(part.get("text"))
+    plan.add(suffix)
+
+
+def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framing, pad_system: bool) -> None:
+    """Each message: its wrapper, role, name, content, tool calls; `pad_system` adds the newline
+    that separates the first system message from the tool preamble appended to it."""
+    call_names: dict[str, str] = {}
+    parallel_ids: set[str] = set()  # calls made in a turn of several (one `multi_tool_use.parallel` call)
+    for msg in messages:
+        if not isinstance(msg, dict):
+            continue
+        role = msg.get("role")
+        plan.fixed += fr.per_message
+        if role == "tool":
+            # Rendered under the called function's name, `functions.<name>`, encoded as one text: the
+            # dot merges with the name's first letters differently from the name alone (`.d`+`ur`+
+            # `ability` against `dur`+`ability`), which pydantic-ai's `durability_…` cassettes count.
+            # `tool_result` holds the rest of the wrapper, less the `functions` token counted here.
+            # A result of one of several parallel calls answers `multi_tool_use.parallel`, not the function:
+            # it is priced without `.<name>`, and a string output is JSON-encoded (quoted). Evidence: the two
+            # public parallel conversations (pydantic-ai: `delete_file` + `create_file`, outputs "true",
+            # "Success"; Mirascope: `secret_retrieval_tool` twice, "Welcome to Moria!", "Life before Death").
+            # Their generated parallel calls cost the call text + 6 (46 = 40 + 6, 53 = 47 + 6), so the call
+            # side is right; with named results Mirascope's two results would leave 1 token of framing in
+            # all (it was +7, pydantic-ai exact). Unnamed, the framing is equal in both; the last token is
+            # `Moria!` merging with what follows it (`!"`), i.e. the output is followed by text, not an end
+            # token. A JSON array or newline-joined outputs fit too (with a refitted constant); quoting needs
+            # none. Flagged: two conversations, both of two calls.
+            tcid = str(msg.get("tool_call_id"))
+            name = call_names.get(tcid, "")
+            if tcid in parallel_ids:
+                plan.flags.append("parallel_tool_results_approx")
+                if isinstance(msg.get("content"), str):
+                    msg = {**msg, "content": msgspec.json.encode(msg["content"]).decode()}
+            elif name:
+                plan.add("functions." + name)
+                plan.fixed -= 1
+        elif fr.roles:
+            plan.add(role if isinstance(role, str) else None)
+        suffix = ""
+        if pad_system and role in _SYSTEM_ROLES:
+            suffix, pad_system = "\n", False
+        _content_parts(plan, msg.get("content"), model, suffix)
+        if role == "assistant" and msg.get("content"):
+            plan.fixed += fr.assistant_channel
+        if isinstance(msg.get("name"), str):
+            plan.add(msg["name"])
+            plan.fixed += fr.per_name
+        if role == "function":
+            plan.fixed -= 2  # the function's name replaces the role
+        elif role == "tool":
+            plan.fixed += fr.tool_result + (fr.responses_tool_result if msg.get("_responses") else 0)
+        if isinstance(msg.get("refusal"), str) and role == "assistant" and not msg.get("content"):
+            plan.add(msg["refusal"])
+        calls = [tc for tc in msg.get("tool_calls") or () if isinstance(tc, dict) and isinstance(tc.get("function"), dict)]
+        if calls:
+            plan.fixed += fr.tool_calls_message
+            stored = sum(1 for tc in calls if tc.get("_stored"))
+            if stored:
+                plan.fixed += fr.responses_stored_call * stored
+                plan.flags.append("stored_function_call_approx")
+            for tc in calls:
+                call_names[str(tc.get("id"))] = str(tc["function"].get("name") or "")
+            if len(calls) == 1 or not fr.parallel_wrapper:
+                for tc in calls:
+                    plan.fixed += fr.tool_call
+                    plan.add(tc["function"].get("name"))
+                    args = tc["function"].get("arguments")
+                    plan.add(args if msg.get("_responses") else _compact_json(args))
+            else:  # parallel calls reach the model as one call of `multi_tool_use.parallel`
+                parallel_ids.update(str(tc.get("id")) for tc in calls)
+                plan.fixed += fr.tool_call + fr.parallel_call
+                plan.add(parallel_call_text(calls))
+        fc = msg.get("function_call")
+        if isinstance(fc, dict):
+            plan.fixed += 3
+            plan.add(fc.get("name"))
+            plan.add(fc.get("arguments"))
+
+
+def _decoded(args: Any) -> Any:
+    """Tool-call arguments as a JSON value: the text decoded, or the value itself when it is not JSON text."""
+    if not isinstance(args, str):
+        return args
+    try:
+        return msgspec.json.decode(args)
+    except msgspec.DecodeError:
+        return args
+
+
+def _compact_json(text: Any) -> Any:
+    """Chat tool-call arguments as the model reads them: parsed and re-encoded without spaces, as the
+    arguments of parallel calls are (pydantic-ai's `{"path": ".env"}` calls count compact). Mirascope's
+    Chat replay of `{"n": 100}` counts one token less than the text; its Responses replay keeps it."""
+    value = _decoded(text)
+    return text if value is text else msgspec.json.encode(value).decode()
+
+
+def parallel_call_text(calls: list[dict[str, Any]]) -> str:
+    """The `multi_tool_use.parallel` call that stands for several tool calls in one assistant turn."""
+    uses = []
+    for tc in calls:
+        fn = tc["function"]
+        uses.append({"recipient_name": f"functions.{fn.get('name')}", "parameters": _decoded(fn.get("arguments"))})
+    return "multi_tool_use.parallel" + msgspec.json.encode({"tool_uses": uses}).decode()
+
+
+def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses: bool = False,
+               legacy: bool = False) -> bool:
+    """Function tools as the namespace text plus the preamble; built-in tools are flagged.
+
+    Legacy `functions` requests (hmarr's cases, gpt-3.5-turbo-0613) price an undescribed property at
+    its text; `tools` requests one token less (see `Framing.undescribed_property`)."""
+    fns, builtin = function_defs(tools)
+    for b in builtin:
+        plan.flags.append(f"builtin_tool_{b}_not_counted")
+    if not fns:
+        return False
+    undescribed = [0]
+    plan.add(render_namespace(fns, undescribed, legacy=legacy))
+    if not legacy:
+        plan.fixed += fr.undescribed_property * undescribed[0]
+    if responses:
+        plan.fixed += fr.responses_tools_with_instructions if has_system else fr.responses_tools
+    else:
+        plan.fixed += fr.tools_preamble + fr.developer_preamble + (fr.tools_in_system if has_system else 0)
+    return True
+
+
+def plan_tool_choice(plan: Plan, choice: Any, legacy: bool, fr: Framing) -> None:
+    """`none` costs a token (classic models); a named function its name plus a wrapper; `auto` nothing."""
+    if choice == "none":
+        plan.fixed += fr.choice_none
+    elif choice == "required":
+        plan.flags.append("tool_choice_required_approx")
+    elif isinstance(choice, dict):
+        fn = _as_dict(choice.get("function"), choice)
+        name = fn.get("name") if isinstance(fn, dict) else None
+        if isinstance(name, str):
+            plan.fixed += 4 if legacy else fr.choice_named
+            plan.add(name)
+
+
+def _opens_with_system(messages: list[Any]) -> bool:
+    """Whether the conversation starts with a system/developer message, the one the tool definitions join.
+
+    Only a leading one hosts them: a system message later in the conversation is an ordinary turn, and
+    the tools get a message of their own at the top (`Framing.tools_in_system` is not taken, and the
+    pad newline is not added). Evidence: pydantic-ai's tool-availability cassette on gpt-5 (user, system,
+    user; tools) counts the 4 tokens of that message, where its cases with a leading system message, and
+    hmarr's and the cookbook's (system first, a second system later), join it."""
+    first = messages[0] if messages else None
+    return isinstance(first, dict) and first.get("role") in _SYSTEM_ROLES
+
+
+def _has_tool_history(messages: list[Any]) -> bool:
+    return any(isinstance(m, dict) and (m.get("tool_calls") or m.get("role") in ("tool", "function")) for m in messages)
+
+
+def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
+    fr = framing_for(model)
+    messages = request.get("messages")
+    if not isinstance(messages, list):
+        plan.flags.append("messages_not_a_list")
+        return
+    tools = request.get("tools") if request.get("tools") else request.get("functions")
+    fns, _ = function_defs(tools)
+    has_system = _opens_with_system(messages)
+    plan_messages(plan, messages, model, fr, pad_system=bool(fns) and has_system)
+    plan.fixed += fr.reply
+    legacy = not request.get("tools")
+    plan_tools(plan, tools, fr, has_system, legacy=legacy)
+    if fns:
+        plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
+    plan_response_format(plan, request.get("response_format"), fr, chat_alone=not fns, has_system=has_system)
+    if isinstance(request.get("web_search_options"), dict):
+        plan.flags.append("web_search_not_counted")
