@@ -612,3 +612,22 @@ def test_an_anyof_property_is_a_union_priced_at_its_text() -> None:
     render_namespace(fns, undescribed)
     assert undescribed == [3]  # the three `string` properties; the union is not discounted
     assert _case_count(case) == case["input_tokens"] == 213
+
+
+def test_a_response_format_schema_hides_defaults_and_bounds_and_escapes_non_ascii() -> None:
+    """crewAI's strict formats: `default`, `minimum`, `maximum` and `maxItems` are not shown (MemoryAnalysis,
+    gpt-4o-mini, API 543: +18 with them; AgentResponse's `maxItems` in the next test), and the schema is JSON
+    with non-ASCII escaped (StepObservation's em dashes, gpt-4o-mini, API 788 and 1233)."""
+    from ingest.tokens.response_format import schema_text
+
+    for case_id in ("a82ee10dab76", "ce07369afb13", "073b0423145c"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    schema = {"type": "object", "properties": {
+        "score": {"type": "number", "default": 0.5, "minimum": 0.0, "maximum": 1.0, "description": "a — b"},
+        "ids": {"type": "array", "items": {"const": "x", "type": "string"}, "maxItems": 1},
+        "default": {"type": "string", "enum": ["minimum"]}}}  # a property named `default` stays
+    assert schema_text(schema) == ('{"type":"object","properties":{"score":{"type":"number","description":"a \\u2014 b"},'
+                                   '"ids":{"type":"array","items":{"const":"x","type":"string"}},'
+                                   '"default":{"type":"string","enum":["minimum"]}}}')
+

@@ -2,23 +2,65 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from .models import Framing
-from .plan import Plan, _as_dict, _json_text
+from .plan import Plan, _as_dict
+
+# Keywords the shown schema leaves out. `required` (a list), `additionalProperties` and `$schema` steer the
+# sampler, not the model: wilfredjonathanjames' measurements in openai/openai-cookbook#2140
+# (`omit(schema, ["required", "additionalProperties", "$schema"])`); with `required` counted pydantic-ai's
+# `anyOf` cases are +17/+26. `default`, `minimum`, `maximum` and `maxItems` are left out too (crewAI's
+# cassettes, gpt-4o-mini and gpt-4.1-mini, all strict):
+#   * `MemoryAnalysis` (33 cases, +18 with them): `"importance": {"default": 0.5, "maximum": 1.0,
+#     "minimum": 0.0, ...}` costs 6 tokens for the default and 12 for the bounds; without them exact;
+#   * `StepObservation` (23 cases in two versions, +8 and +2): 14 tokens of `default`s, less the escaped
+#     em dashes below; exact without them;
+#   * `AgentResponse` (7 cases, +4): `"maxItems": 1` on an array of one `const`; exact without it (and
+#     with the newline that joins it to the system message).
+# Its siblings (`minItems`, `exclusiveMinimum`, `multipleOf`, `minLength`, `pattern`, `format`) appear in
+# no public case and are kept. `const` is shown: pydantic-ai's `final_result` unions (3 cases) are exact
+# with it and 6 to 10 under without it; so are `enum`, `title`, `description`, `$defs` and `$ref`
+# (crewAI's `TaskEvaluation`, Mirascope's `Book`: `$defs` and their refs exact as sent).
+_UNSEEN = frozenset({"additionalProperties", "$schema", "default", "minimum", "maximum", "maxItems"})
+_SCHEMA_MAPS = frozenset({"properties", "$defs", "definitions", "patternProperties"})  # name -> schema
+_SCHEMA_LISTS = frozenset({"anyOf", "oneOf", "allOf", "prefixItems"})
+_SCHEMA_ONE = frozenset({"items", "not", "contains", "if", "then", "else"})
 
 
-def _schema_shown(value: Any) -> Any:
-    """The schema as the model reads it: `required` lists, `additionalProperties` and `$schema` dropped at
-    every depth (they steer the sampler, not the model). Source: wilfredjonathanjames' measurements in
-    openai/openai-cookbook#2140 (`omit(schema, ["required", "additionalProperties", "$schema"])`); it
-    turns pydantic-ai's `anyOf` cases (+17/+26 with `required` counted) exact."""
-    if isinstance(value, dict):
-        return {k: _schema_shown(v) for k, v in value.items()
-                if k not in ("additionalProperties", "$schema") and not (k == "required" and isinstance(v, list))}
-    if isinstance(value, list):
-        return [_schema_shown(v) for v in value]
-    return value
+def _schema_shown(schema: Any) -> Any:
+    """A schema node as the model reads it: the keywords in `_UNSEEN` and `required` lists left out at
+    every depth. Only schema keywords are read: a property named `default` or `required` stays, and
+    the values of `enum`, `const` and `examples` are kept as they are."""
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for k, v in schema.items():
+        if k in _UNSEEN or (k == "required" and isinstance(v, list)):
+            continue
+        if k in _SCHEMA_MAPS and isinstance(v, dict):
+            out[k] = {name: _schema_shown(sub) for name, sub in v.items()}
+        elif k in _SCHEMA_LISTS and isinstance(v, list):
+            out[k] = [_schema_shown(sub) for sub in v]
+        elif k in _SCHEMA_ONE:
+            out[k] = [_schema_shown(sub) for sub in v] if isinstance(v, list) else _schema_shown(v)
+        else:
+            out[k] = v
+    return out
+
+
+def schema_text(schema: Any) -> str:
+    """The shown schema as compact JSON with non-ASCII characters escaped (`\\u2014`), as Python's
+    `json.dumps(..., separators=(",", ":"))` writes it. Evidence: crewAI's `StepObservation` descriptions
+    carry em dashes, two in one version (21 cases) and four in the other (2 cases); each costs the 3
+    tokens more of its `\\u2014` escape (+6, +12 over the UTF-8 text), and both versions are exact only
+    with the escapes. No other public format has a non-ASCII character."""
+    return schema if isinstance(schema, str) else json.dumps(_schema_shown(schema), separators=(",", ":"))
+
+
+def is_json_schema(fmt: Any) -> bool:
+    return isinstance(fmt, dict) and fmt.get("type") == "json_schema"
 
 
 def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = False,
@@ -33,14 +75,14 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
     `FentanylHandbook` +6: the forced reply names its format, as harmony's `<|constrain|>` marker
     names the format of a constrained message), and, with no system message to join, a message of
     its own (wrapper and role, 4 more: the same request with a system message is 4 less)."""
-    if isinstance(fmt, dict) and fmt.get("type") == "json_schema":
+    if is_json_schema(fmt):
         spec = _as_dict(fmt.get("json_schema"), fmt)
         desc = spec.get("description")
         name = spec.get("name") or ""
         head = f"# Response Formats\n\n## {name}\n\n"
         if isinstance(desc, str) and desc:
             head += f"// {desc}\n"
-        plan.add(head + _json_text(_schema_shown(spec.get("schema"))))
+        plan.add(head + schema_text(spec.get("schema")))
         plan.fixed += fr.response_format
         if chat_alone:
             plan.fixed += 1
