@@ -631,3 +631,22 @@ def test_a_response_format_schema_hides_defaults_and_bounds_and_escapes_non_asci
                                    '"ids":{"type":"array","items":{"const":"x","type":"string"}},'
                                    '"default":{"type":"string","enum":["minimum"]}}}')
 
+def test_a_response_format_joins_the_system_message_after_a_newline() -> None:
+    """The newline before the format is encoded with the system text: free after `.`, a token after a word.
+    crewAI test_guardrail_emits_events (gpt-4.1-mini, API 500: the system message ends `...of the task`),
+    test_after_kickoff_modification (API 377: it ends `...```python.`) and TestAgentA2AKickoff (API 274: it ends
+    `...about AI developments`; its `maxItems` is not shown)."""
+    for case_id in ("dc33c4a756a7", "706f0382cb05", "e94b682cfb44"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+    user = {"role": "user", "content": "Hi"}
+    for text, pad in (("Score the title", 1), ("Score the title.", 0)):
+        system = {"role": "system", "content": text}
+        body = {"model": "gpt-4o", "messages": [system, user]}
+        enc = load_encoding("o200k_base")
+        assert len(enc.encode(text + "\n")) - len(enc.encode(text)) == pad  # `.\n` is one token
+        shown = len(enc.encode('# Response Formats\n\n## answer\n\n{"type":"object"}'))
+        # the section, its token, the reply naming `answer` (1 + 1), and the newline after the system text
+        assert _n({**body, "response_format": fmt}) - _n(body) == shown + 1 + 1 + 1 + pad, text
+

@@ -11,7 +11,7 @@ from .functions import function_defs, render_namespace
 from .images import image_tokens
 from .models import Framing, framing_for
 from .plan import Plan, _as_dict
-from .response_format import plan_response_format
+from .response_format import is_json_schema, plan_response_format
 
 _SYSTEM_ROLES = ("system", "developer")
 
@@ -46,7 +46,7 @@ def _content_parts(plan: Plan, content: Any, model: str | None, suffix: str = ""
 
 def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framing, pad_system: bool) -> None:
     """Each message: its wrapper, role, name, content, tool calls; `pad_system` adds the newline
-    that separates the first system message from the tool preamble appended to it."""
+    that separates the first system message from the tool preamble or response format appended to it."""
     call_names: dict[str, str] = {}
     parallel_ids: set[str] = set()  # calls made in a turn of several (one `multi_tool_use.parallel` call)
     for msg in messages:
@@ -209,12 +209,19 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     tools = request.get("tools") if request.get("tools") else request.get("functions")
     fns, _ = function_defs(tools)
     has_system = _opens_with_system(messages)
-    plan_messages(plan, messages, model, fr, pad_system=bool(fns) and has_system)
+    fmt = request.get("response_format")
+    # A json_schema format joins the leading system message after a newline, as the tools do: the newline
+    # is encoded with the system text, so it is free after a `.` (`.\n` is one token) and a token after a
+    # word. crewAI's structured cases (system + user, no tools) show it: the 13 whose system message ends
+    # in a word (`...Validate the output of the task`, `...Score the title`, a closing code fence) were
+    # one under, the 29 ending in a full stop exact; with the newline all 42 are exact.
+    pad = bool(fns) or is_json_schema(fmt)
+    plan_messages(plan, messages, model, fr, pad_system=pad and has_system)
     plan.fixed += fr.reply
     legacy = not request.get("tools")
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
-    plan_response_format(plan, request.get("response_format"), fr, chat_alone=not fns, has_system=has_system)
+    plan_response_format(plan, fmt, fr, chat_alone=not fns, has_system=has_system)
     if isinstance(request.get("web_search_options"), dict):
         plan.flags.append("web_search_not_counted")
