@@ -631,6 +631,7 @@ def test_a_response_format_schema_hides_defaults_and_bounds_and_escapes_non_asci
                                    '"ids":{"type":"array","items":{"const":"x","type":"string"}},'
                                    '"default":{"type":"string","enum":["minimum"]}}}')
 
+
 def test_a_response_format_joins_the_system_message_after_a_newline() -> None:
     """The newline before the format is encoded with the system text: free after `.`, a token after a word.
     crewAI test_guardrail_emits_events (gpt-4.1-mini, API 500: the system message ends `...of the task`),
@@ -650,3 +651,22 @@ def test_a_response_format_joins_the_system_message_after_a_newline() -> None:
         # the section, its token, the reply naming `answer` (1 + 1), and the newline after the system text
         assert _n({**body, "response_format": fmt}) - _n(body) == shown + 1 + 1 + 1 + pad, text
 
+
+def test_replies_in_a_formatted_chat_are_read_in_the_format() -> None:
+    """Each assistant text message of a Chat request with a json_schema format and no tools costs 2 + tokens(name):
+    Mirascope test_structured_output_resume (gpt-4o, `int`, API 86) and crewAI test_output_pydantic_to_another_task
+    (gpt-4o, `ScoreOutput`, API 564)."""
+    for case_id in ("7b3e01611834", "84f532242df8"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    spec = {"name": "ScoreOutput", "schema": {"type": "object"}}
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": '{"score":4}'}, {"role": "user", "content": "Again"}]
+    body = {"model": "gpt-4o", "messages": turns}
+    extra = _n({**body, "response_format": {"type": "json_schema", "json_schema": spec}}) - _n(body)
+    first = _n({**body, "messages": turns[:1], "response_format": {"type": "json_schema", "json_schema": spec}}) \
+        - _n({**body, "messages": turns[:1]})
+    assert extra - first == 2 + len(load_encoding("o200k_base").encode("ScoreOutput"))
+    responses = {"model": "gpt-4o", "input": turns}
+    text = {"format": {"type": "json_schema", **spec}}
+    assert _n({**responses, "text": text}) - _n(responses) == _n({**responses, "input": turns[:1], "text": text}) \
+        - _n({**responses, "input": turns[:1]})  # Responses does not name the format

@@ -222,6 +222,7 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     plan_tools(plan, tools, fr, has_system, legacy=legacy)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
-    plan_response_format(plan, fmt, fr, chat_alone=not fns, has_system=has_system)
+    replies = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content"))
+    plan_response_format(plan, fmt, fr, chat_alone=not fns, has_system=has_system, replies=replies)
     if isinstance(request.get("web_search_options"), dict):
         plan.flags.append("web_search_not_counted")

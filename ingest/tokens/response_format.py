@@ -64,7 +64,7 @@ def is_json_schema(fmt: Any) -> bool:
 
 
 def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = False,
-                         has_system: bool = True) -> None:
+                         has_system: bool = True, replies: int = 0) -> None:
     """A json_schema response format is a `# Response Formats` section of the developer message, the
     form openai/harmony's docs/format.md gives ("## {name}", "// {description}", then the schema's
     compact JSON); `Framing.response_format` is what the section costs beyond its text. Flagged: the
@@ -74,7 +74,14 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
     count it 1 + tokens(name) above the Responses form of the same request (`int`, `Book` +2,
     `FentanylHandbook` +6: the forced reply names its format, as harmony's `<|constrain|>` marker
     names the format of a constrained message), and, with no system message to join, a message of
-    its own (wrapper and role, 4 more: the same request with a system message is 4 less)."""
+    its own (wrapper and role, 4 more: the same request with a system message is 4 less).
+
+    `replies`: how many assistant messages with text the conversation holds. In a `chat_alone` request
+    each is read as a reply in the format too, and costs 2 + tokens(name) more: Mirascope's
+    test_structured_output_resume (gpt-4o, `{"output":7}` replayed under `int`, 2 cases) is 3 under
+    without it, crewAI's test_output_pydantic_to_another_task and test_output_json_to_another_task
+    (gpt-4o, gpt-4.1-mini, `{"score":4}` under `ScoreOutput`, two tokens) 4 under; both exact with it.
+    The Responses form of Mirascope's request is exact without it (Responses does not name the format)."""
     if is_json_schema(fmt):
         spec = _as_dict(fmt.get("json_schema"), fmt)
         desc = spec.get("description")
@@ -85,8 +92,9 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
         plan.add(head + schema_text(spec.get("schema")))
         plan.fixed += fr.response_format
         if chat_alone:
-            plan.fixed += 1
-            plan.add(name)
+            plan.fixed += 1 + 2 * replies
+            for _ in range(1 + replies):
+                plan.add(name)
             if not has_system:
                 plan.fixed += fr.per_message + 1
         plan.flags.append("response_format_approx")
