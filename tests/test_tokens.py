@@ -670,3 +670,19 @@ def test_replies_in_a_formatted_chat_are_read_in_the_format() -> None:
     text = {"format": {"type": "json_schema", **spec}}
     assert _n({**responses, "text": text}) - _n(responses) == _n({**responses, "input": turns[:1], "text": text}) \
         - _n({**responses, "input": turns[:1]})  # Responses does not name the format
+
+
+def test_a_tool_message_name_is_not_read() -> None:
+    """crewAI sends `name` on tool messages; the result is rendered under the called function's name only:
+    TestCrewMultimodalUnsupportedTypes.test_video_with_openai_uses_tool (gpt-4o-mini, API 257),
+    test_agent_execute_task_with_tool (gpt-3.5-turbo, API 188), test_agent_native_tool_hooks_before_and_after
+    (gpt-4.1-mini, API 114)."""
+    for case_id in ("443c3db60a11", "da39e72d267d", "9ada81af6ec6"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    call = {"id": "c1", "type": "function", "function": {"name": "get_current_weather", "arguments": '{"location":"Paris"}'}}
+    history = [*CB_TOOL_MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "c1", "content": "22 C"}]
+    body = {"model": "gpt-4o", "tools": CB_TOOLS, "messages": history}
+    named = {**body, "messages": [*history[:-1], {**history[-1], "name": "get_current_weather"}]}
+    assert _n(named) == _n(body)

@@ -86,7 +86,11 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         _content_parts(plan, msg.get("content"), model, suffix)
         if role == "assistant" and msg.get("content"):
             plan.fixed += fr.assistant_channel
-        if isinstance(msg.get("name"), str):
+        # A tool message's own `name` (a field older SDKs and crewAI send) is not read: the result is rendered
+        # under the called function's name (above), once. crewAI's tool-history cassettes (40 cases, gpt-3.5-turbo,
+        # gpt-4o, gpt-4o-mini, gpt-4.1-mini, gpt-5-nano) were 3 to 27 over with it priced as a message name,
+        # none exact; without it the 25 without parallel calls are exact, none lost.
+        if isinstance(msg.get("name"), str) and role != "tool":
             plan.add(msg["name"])
             plan.fixed += fr.per_name
         if role == "function":
