@@ -3,6 +3,7 @@ and tool results in history (Responses items reuse this after `responses.py` tur
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import msgspec
@@ -10,7 +11,7 @@ import msgspec
 from .functions import function_defs, render_namespace
 from .images import image_tokens
 from .models import Framing, framing_for
-from .plan import Plan, _as_dict
+from .plan import Plan, _as_dict, _json_text
 from .response_format import is_json_schema, plan_response_format
 
 _SYSTEM_ROLES = ("system", "developer")
@@ -48,8 +49,7 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
     """Each message: its wrapper, role, name, content, tool calls; `pad_system` adds the newline
     that separates the first system message from the tool preamble or response format appended to it."""
     call_names: dict[str, str] = {}
-    parallel_ids: set[str] = set()  # calls made in a turn of several (one `multi_tool_use.parallel` call)
-    for msg in messages:
+    for msg in _merge_parallel_results(messages) if fr.parallel_wrapper else messages:
         if not isinstance(msg, dict):
             continue
         role = msg.get("role")
@@ -59,22 +59,11 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             # dot merges with the name's first letters differently from the name alone (`.d`+`ur`+
             # `ability` against `dur`+`ability`), which pydantic-ai's `durability_…` cassettes count.
             # `tool_result` holds the rest of the wrapper, less the `functions` token counted here.
-            # A result of one of several parallel calls answers `multi_tool_use.parallel`, not the function:
-            # it is priced without `.<name>`, and a string output is JSON-encoded (quoted). Evidence: the two
-            # public parallel conversations (pydantic-ai: `delete_file` + `create_file`, outputs "true",
-            # "Success"; Mirascope: `secret_retrieval_tool` twice, "Welcome to Moria!", "Life before Death").
-            # Their generated parallel calls cost the call text + 6 (46 = 40 + 6, 53 = 47 + 6), so the call
-            # side is right; with named results Mirascope's two results would leave 1 token of framing in
-            # all (it was +7, pydantic-ai exact). Unnamed, the framing is equal in both; the last token is
-            # `Moria!` merging with what follows it (`!"`), i.e. the output is followed by text, not an end
-            # token. A JSON array or newline-joined outputs fit too (with a refitted constant); quoting needs
-            # none. Flagged: two conversations, both of two calls.
             tcid = str(msg.get("tool_call_id"))
             name = call_names.get(tcid, "")
-            if tcid in parallel_ids:
+            if msg.get("_parallel"):  # the results of one turn of parallel calls (`_merge_parallel_results`)
                 plan.flags.append("parallel_tool_results_approx")
-                if isinstance(msg.get("content"), str):
-                    msg = {**msg, "content": msgspec.json.encode(msg["content"]).decode()}
+                plan.fixed += fr.parallel_results
             elif name:
                 plan.add("functions." + name)
                 plan.fixed -= 1
@@ -115,7 +104,6 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
                     args = tc["function"].get("arguments")
                     plan.add(args if msg.get("_responses") else _compact_json(args))
             else:  # parallel calls reach the model as one call of `multi_tool_use.parallel`
-                parallel_ids.update(str(tc.get("id")) for tc in calls)
                 plan.fixed += fr.tool_call + fr.parallel_call
                 plan.add(parallel_call_text(calls))
         fc = msg.get("function_call")
@@ -123,6 +111,52 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
             plan.fixed += 3
             plan.add(fc.get("name"))
             plan.add(fc.get("arguments"))
+
+
+def _merge_parallel_results(messages: list[Any]) -> list[Any]:
+    """The messages with each run of results of one turn of parallel calls made one tool message.
+
+    Several calls in one assistant turn reach the model as one `multi_tool_use.parallel` call, and their
+    results come back as one message: the outputs as a JSON array, `["...", "..."]` (items separated by
+    `, `, non-ASCII kept), under no function name; `Framing.parallel_results` is what it costs beyond its
+    wrapper, `tool_result` and the array. Evidence, API-reported, every public parallel conversation on a
+    classic model, 16 cases: pydantic-ai (`delete_file` + `create_file`, outputs "true", "Success"),
+    Mirascope (`secret_retrieval_tool` twice), crewAI's test_hierarchical_process (gpt-4o, two
+    `ask_question_to_coworker` results of 1,000+ characters with line breaks, quotes and a `’`, 4 cases),
+    TestOpenAIStructuredPlanning (gpt-4o, three `read_website` results, 2 cases) and the parallel
+    native-tool-calling test (gpt-4o-mini, three results): all exact with the array and 5. Each result as
+    a message of its own (quoted) leaves 10 to 11 tokens beside the text, depending on the conversation;
+    a comma-joined array (`","`) 10 to 13; the array with `, ` is 10 in every one. crewAI's gpt-5-nano
+    parallel conversation (3 cases) is left with the -4 its tools-only requests have. The Responses form
+    (Mirascope's `secret_retrieval_tool` replayed with stored call ids, 6 cases) was +13 and is +15: its
+    calls may not be one `multi_tool_use.parallel` call at all; unresolved."""
+    out: list[Any] = []
+    parallel: set[str] = set()
+    for msg in messages:
+        if not isinstance(msg, dict):
+            out.append(msg)
+            continue
+        calls = [tc for tc in msg.get("tool_calls") or () if isinstance(tc, dict) and isinstance(tc.get("function"), dict)]
+        if calls:
+            parallel = {str(tc.get("id")) for tc in calls} if len(calls) > 1 else set()
+        if msg.get("role") == "tool" and str(msg.get("tool_call_id")) in parallel:
+            content = msg.get("content")
+            item = content if isinstance(content, str) else _json_text(content)
+            last = out[-1] if out else None
+            if isinstance(last, dict) and last.get("_parallel") and str(msg.get("tool_call_id")) not in last["_ids"]:
+                last["_items"].append(item)
+                last["_ids"].add(str(msg.get("tool_call_id")))
+                last["content"] = _array_text(last["_items"])
+            else:
+                out.append({"role": "tool", "content": _array_text([item]), "_parallel": True, "_items": [item],
+                            "_ids": {str(msg.get("tool_call_id"))}, "_responses": msg.get("_responses")})
+            continue
+        out.append(msg)
+    return out
+
+
+def _array_text(items: list[str]) -> str:
+    return json.dumps(items, ensure_ascii=False)
 
 
 def _decoded(args: Any) -> Any:

@@ -62,6 +62,7 @@ class Framing:
     tool_result: int = 2  # per tool message, beyond the message wrapper, the function's name and the content
     parallel_wrapper: bool = True  # several calls in one turn are rendered as one multi_tool_use.parallel call
     parallel_call: int = -2
+    parallel_results: int = 5  # the one message holding a parallel turn's results, beyond wrapper, tool_result, array
     reasoning: bool = False
     developer_preamble: int = 0  # o-series/gpt-5 with tools: the platform's own developer/system text
     responses_tools: int = 3  # Responses API: the tool preamble (no system merge, no platform developer text)
