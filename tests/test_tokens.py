@@ -558,9 +558,12 @@ def test_tools_join_only_a_system_message_that_opens_the_conversation() -> None:
     msgs = case["request"]["messages"]
     leading = {**case["request"], "messages": [msgs[1], msgs[0], msgs[2]]}  # the same messages, system first
     enc = load_encoding("o200k_base")
-    # the leading system message hosts the tools: 4 less, and 1 more for the newline that ends it
+    # a leading system message hosts the tools on a classic model: 4 less, and 1 more for the newline that ends
+    # it; on the gpt-5 family it keeps its own wrapper (test_gpt5_tools_do_not_join_a_leading_system_message)
     pad = len(enc.encode(msgs[1]["content"] + "\n")) - len(enc.encode(msgs[1]["content"]))
-    assert _case_count(case) - _case_count({**case, "request": leading}) == 4 - pad
+    classic = {**case, "model": "gpt-4o"}
+    assert _case_count(classic) - _case_count({**classic, "request": leading}) == 4 - pad
+    assert _case_count(case) - _case_count({**case, "request": leading}) == -pad
     # a later system message is an ordinary turn: wrapper, role and text, no newline joining it to the tools
     turns = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Go"}]
     later = {"role": "system", "content": "Answer in French"}
@@ -690,3 +693,29 @@ def test_a_tool_message_name_is_not_read() -> None:
     body = {"model": "gpt-4o", "tools": CB_TOOLS, "messages": history}
     named = {**body, "messages": [*history[:-1], {**history[-1], "name": "get_current_weather"}]}
     assert _n(named) == _n(body)
+
+
+def test_o_series_tools_use_the_classic_tool_framing() -> None:
+    """crewAI's o3-mini cassettes (Chat, API prompt_tokens 133 and 197 with the `multiplier` tool, 113 and 178
+    with a parameterless tool): no platform developer text, tool result 2, the undescribed discount, preamble 10."""
+    for case_id in ("740b41f34b10", "e80fe661a371", "f53fdcf38928", "b89fe53bfb73"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    body = {"messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS}
+    # one token more than gpt-4o for the same tools (1 less for the reply priming, 1 more for the preamble)
+    assert _n({"model": "o3-mini", **body}) - _n({"model": "o3-mini", "messages": body["messages"]}) \
+        == _n({"model": "gpt-4o", **body}) - _n({"model": "gpt-4o", "messages": body["messages"]}) + 1
+
+
+def test_gpt5_tools_do_not_join_a_leading_system_message() -> None:
+    """crewAI's gpt-5-nano native tool calling (system + user, API prompt_tokens 208 with one tool; 3 tools,
+    and 3 tools with a parallel history): the system message keeps its own wrapper."""
+    for case_id in ("ad9820bdc998", "bd8d229fe9f0", "346a32433a73"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    system = {"role": "system", "content": "Be brief."}
+    for model, joined in (("gpt-5-nano", 0), ("gpt-4o", -4)):
+        body = {"model": model, "messages": [system, *CB_TOOL_MESSAGES[1:]]}
+        plain = _n(body) - _n({**body, "messages": CB_TOOL_MESSAGES[1:]})
+        with_tools = _n({**body, "tools": CB_TOOLS}) - _n({**body, "messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS})
+        assert with_tools - plain == joined, model  # "Be brief." ends with a full stop: the newline is free

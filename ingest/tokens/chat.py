@@ -229,7 +229,8 @@ def _opens_with_system(messages: list[Any]) -> bool:
     the tools get a message of their own at the top (`Framing.tools_in_system` is not taken, and the
     pad newline is not added). Evidence: pydantic-ai's tool-availability cassette on gpt-5 (user, system,
     user; tools) counts the 4 tokens of that message, where its cases with a leading system message, and
-    hmarr's and the cookbook's (system first, a second system later), join it."""
+    hmarr's and the cookbook's (system first, a second system later), join it. (On the gpt-5 family no
+    system message takes the tools' wrapper, `HARMONY.tools_in_system`, so that cassette is exact either way.)"""
     first = messages[0] if messages else None
     return isinstance(first, dict) and first.get("role") in _SYSTEM_ROLES
 
