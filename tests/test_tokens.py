@@ -663,7 +663,7 @@ def test_replies_in_a_formatted_chat_are_read_in_the_format() -> None:
     """Each assistant text message of a Chat request with a json_schema format and no tools costs 2 + tokens(name):
     Mirascope test_structured_output_resume (gpt-4o, `int`, API 86) and crewAI test_output_pydantic_to_another_task
     (gpt-4o, `ScoreOutput`, API 564)."""
-    for case_id in ("7b3e01611834", "84f532242df8"):
+    for case_id in ("7b3e01611834", "84f532242df8", "52ca19e1bca2"):  # the last with a tool (crewAI lite agent, API 263)
         case = _case(case_id)
         assert _case_count(case) == case["input_tokens"], case_id
     spec = {"name": "ScoreOutput", "schema": {"type": "object"}}
@@ -673,6 +673,11 @@ def test_replies_in_a_formatted_chat_are_read_in_the_format() -> None:
     first = _n({**body, "messages": turns[:1], "response_format": {"type": "json_schema", "json_schema": spec}}) \
         - _n({**body, "messages": turns[:1]})
     assert extra - first == 2 + len(load_encoding("o200k_base").encode("ScoreOutput"))
+    tools = {**body, "tools": CB_TOOLS}
+    with_tools = _n({**tools, "response_format": {"type": "json_schema", "json_schema": spec}}) - _n(tools)
+    first_with_tools = _n({**tools, "messages": turns[:1], "response_format": {"type": "json_schema", "json_schema": spec}}) \
+        - _n({**tools, "messages": turns[:1]})
+    assert with_tools - first_with_tools == 2 + len(load_encoding("o200k_base").encode("ScoreOutput"))
     responses = {"model": "gpt-4o", "input": turns}
     text = {"format": {"type": "json_schema", **spec}}
     assert _n({**responses, "text": text}) - _n(responses) == _n({**responses, "input": turns[:1], "text": text}) \

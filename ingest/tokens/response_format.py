@@ -76,11 +76,14 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
     names the format of a constrained message), and, with no system message to join, a message of
     its own (wrapper and role, 4 more: the same request with a system message is 4 less).
 
-    `replies`: how many assistant messages with text the conversation holds. In a `chat_alone` request
-    each is read as a reply in the format too, and costs 2 + tokens(name) more: Mirascope's
+    `replies`: how many assistant messages with text the conversation holds (Chat). Each is read as a reply
+    in the format, and costs 2 + tokens(name) more, with function tools too (where the next reply is not
+    forced into the format, and is not primed with it): Mirascope's
     test_structured_output_resume (gpt-4o, `{"output":7}` replayed under `int`, 2 cases) is 3 under
     without it, crewAI's test_output_pydantic_to_another_task and test_output_json_to_another_task
-    (gpt-4o, gpt-4.1-mini, `{"score":4}` under `ScoreOutput`, two tokens) 4 under; both exact with it.
+    (gpt-4o, gpt-4.1-mini, `{"score":4}` under `ScoreOutput`, two tokens) 4 under, and crewAI's
+    test_lite_agent_structured_output (gpt-4o-mini, a `search_web` tool, the final `SimpleOutput` JSON reply
+    replayed) 4 under; all exact with it.
     The Responses form of Mirascope's request is exact without it (Responses does not name the format)."""
     if is_json_schema(fmt):
         spec = _as_dict(fmt.get("json_schema"), fmt)
@@ -91,10 +94,12 @@ def plan_response_format(plan: Plan, fmt: Any, fr: Framing, chat_alone: bool = F
             head += f"// {desc}\n"
         plan.add(head + schema_text(spec.get("schema")))
         plan.fixed += fr.response_format
+        plan.fixed += 2 * replies
+        for _ in range(replies):
+            plan.add(name)
         if chat_alone:
-            plan.fixed += 1 + 2 * replies
-            for _ in range(1 + replies):
-                plan.add(name)
+            plan.fixed += 1
+            plan.add(name)
             if not has_system:
                 plan.fixed += fr.per_message + 1
         plan.flags.append("response_format_approx")
