@@ -328,16 +328,18 @@ def test_tool_results_are_rendered_under_the_called_function_name() -> None:
 
 
 def test_parallel_tool_calls_are_one_multi_tool_use_call() -> None:
-    from ingest.tokens.render import parallel_call_text
+    from ingest.tokens.chat import parallel_call_text
 
     calls = [{"function": {"name": "a", "arguments": '{"x": 1}'}}, {"function": {"name": "b", "arguments": "{}"}}]
     assert parallel_call_text(calls) == ('multi_tool_use.parallel{"tool_uses":[{"recipient_name":"functions.a",'
                                          '"parameters":{"x":1}},{"recipient_name":"functions.b","parameters":{}}]}')
 
 
-def test_results_of_parallel_calls_answer_multi_tool_use_without_the_function_name() -> None:
+def test_results_of_parallel_calls_are_one_message_holding_a_json_array() -> None:
     """Mirascope's gpt-4o `secret_retrieval_tool` conversation (two calls in one turn, API prompt_tokens
-    149; 75 before the history): each result costs wrapper 3 + 2 + its output JSON-quoted, no name."""
+    149; 75 before the history): the results are one message, wrapper 3 + 2 + 5 + `["...", "..."]`, no name.
+    crewAI's parallel conversations (two results of 1,000+ characters, gpt-4o, API 1233; three results,
+    gpt-4o, API 587; gpt-4o-mini, API 377) and pydantic-ai's (API 133) agree."""
     enc = load_encoding("o200k_base")
     tools = [{"type": "function", "function": {
         "name": "secret_retrieval_tool", "description": "A tool that requires a password to retrieve a secret.",
@@ -354,9 +356,11 @@ def test_results_of_parallel_calls_answer_multi_tool_use_without_the_function_na
     n, flags = count_request_input({"model": "gpt-4o", "messages": [*ask, calls, *results], "tools": tools})
     assert n == 149
     assert "parallel_tool_results_approx" in flags
-    with_one_result = _n({"model": "gpt-4o", "messages": [*ask, calls, results[0]], "tools": tools})
-    assert with_one_result - _n({"model": "gpt-4o", "messages": [*ask, calls], "tools": tools}) == 3 + 2 + len(
-        enc.encode('"Welcome to Moria!"'))
+    before = _n({"model": "gpt-4o", "messages": [*ask, calls], "tools": tools})
+    assert n - before == 3 + 2 + 5 + len(enc.encode('["Welcome to Moria!", "Life before Death"]'))
+    for case_id in ("d853eb8981e3", "c5d90d7e4df6", "fc71c1caa2df", "f9bd21ad8131"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
 
 
 def test_responses_function_items_count_like_chat_history_minus_two() -> None:
@@ -554,9 +558,12 @@ def test_tools_join_only_a_system_message_that_opens_the_conversation() -> None:
     msgs = case["request"]["messages"]
     leading = {**case["request"], "messages": [msgs[1], msgs[0], msgs[2]]}  # the same messages, system first
     enc = load_encoding("o200k_base")
-    # the leading system message hosts the tools: 4 less, and 1 more for the newline that ends it
+    # a leading system message hosts the tools on a classic model: 4 less, and 1 more for the newline that ends
+    # it; on the gpt-5 family it keeps its own wrapper (test_gpt5_tools_do_not_join_a_leading_system_message)
     pad = len(enc.encode(msgs[1]["content"] + "\n")) - len(enc.encode(msgs[1]["content"]))
-    assert _case_count(case) - _case_count({**case, "request": leading}) == 4 - pad
+    classic = {**case, "model": "gpt-4o"}
+    assert _case_count(classic) - _case_count({**classic, "request": leading}) == 4 - pad
+    assert _case_count(case) - _case_count({**case, "request": leading}) == -pad
     # a later system message is an ordinary turn: wrapper, role and text, no newline joining it to the tools
     turns = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Go"}]
     later = {"role": "system", "content": "Answer in French"}
@@ -612,3 +619,108 @@ def test_an_anyof_property_is_a_union_priced_at_its_text() -> None:
     render_namespace(fns, undescribed)
     assert undescribed == [3]  # the three `string` properties; the union is not discounted
     assert _case_count(case) == case["input_tokens"] == 213
+
+
+def test_a_response_format_schema_hides_defaults_and_bounds_and_escapes_non_ascii() -> None:
+    """crewAI's strict formats: `default`, `minimum`, `maximum` and `maxItems` are not shown (MemoryAnalysis,
+    gpt-4o-mini, API 543: +18 with them; AgentResponse's `maxItems` in the next test), and the schema is JSON
+    with non-ASCII escaped (StepObservation's em dashes, gpt-4o-mini, API 788 and 1233)."""
+    from ingest.tokens.response_format import schema_text
+
+    for case_id in ("a82ee10dab76", "ce07369afb13", "073b0423145c"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    schema = {"type": "object", "properties": {
+        "score": {"type": "number", "default": 0.5, "minimum": 0.0, "maximum": 1.0, "description": "a — b"},
+        "ids": {"type": "array", "items": {"const": "x", "type": "string"}, "maxItems": 1},
+        "default": {"type": "string", "enum": ["minimum"]}}}  # a property named `default` stays
+    assert schema_text(schema) == ('{"type":"object","properties":{"score":{"type":"number","description":"a \\u2014 b"},'
+                                   '"ids":{"type":"array","items":{"const":"x","type":"string"}},'
+                                   '"default":{"type":"string","enum":["minimum"]}}}')
+
+
+def test_a_response_format_joins_the_system_message_after_a_newline() -> None:
+    """The newline before the format is encoded with the system text: free after `.`, a token after a word.
+    crewAI test_guardrail_emits_events (gpt-4.1-mini, API 500: the system message ends `...of the task`),
+    test_after_kickoff_modification (API 377: it ends `...```python.`) and TestAgentA2AKickoff (API 274: it ends
+    `...about AI developments`; its `maxItems` is not shown)."""
+    for case_id in ("dc33c4a756a7", "706f0382cb05", "e94b682cfb44"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    fmt = {"type": "json_schema", "json_schema": {"name": "answer", "schema": {"type": "object"}}}
+    user = {"role": "user", "content": "Hi"}
+    for text, pad in (("Score the title", 1), ("Score the title.", 0)):
+        system = {"role": "system", "content": text}
+        body = {"model": "gpt-4o", "messages": [system, user]}
+        enc = load_encoding("o200k_base")
+        assert len(enc.encode(text + "\n")) - len(enc.encode(text)) == pad  # `.\n` is one token
+        shown = len(enc.encode('# Response Formats\n\n## answer\n\n{"type":"object"}'))
+        # the section, its token, the reply naming `answer` (1 + 1), and the newline after the system text
+        assert _n({**body, "response_format": fmt}) - _n(body) == shown + 1 + 1 + 1 + pad, text
+
+
+def test_replies_in_a_formatted_chat_are_read_in_the_format() -> None:
+    """Each assistant text message of a Chat request with a json_schema format and no tools costs 2 + tokens(name):
+    Mirascope test_structured_output_resume (gpt-4o, `int`, API 86) and crewAI test_output_pydantic_to_another_task
+    (gpt-4o, `ScoreOutput`, API 564)."""
+    for case_id in ("7b3e01611834", "84f532242df8", "52ca19e1bca2"):  # the last with a tool (crewAI lite agent, API 263)
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    spec = {"name": "ScoreOutput", "schema": {"type": "object"}}
+    turns = [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": '{"score":4}'}, {"role": "user", "content": "Again"}]
+    body = {"model": "gpt-4o", "messages": turns}
+    extra = _n({**body, "response_format": {"type": "json_schema", "json_schema": spec}}) - _n(body)
+    first = _n({**body, "messages": turns[:1], "response_format": {"type": "json_schema", "json_schema": spec}}) \
+        - _n({**body, "messages": turns[:1]})
+    assert extra - first == 2 + len(load_encoding("o200k_base").encode("ScoreOutput"))
+    tools = {**body, "tools": CB_TOOLS}
+    with_tools = _n({**tools, "response_format": {"type": "json_schema", "json_schema": spec}}) - _n(tools)
+    first_with_tools = _n({**tools, "messages": turns[:1], "response_format": {"type": "json_schema", "json_schema": spec}}) \
+        - _n({**tools, "messages": turns[:1]})
+    assert with_tools - first_with_tools == 2 + len(load_encoding("o200k_base").encode("ScoreOutput"))
+    responses = {"model": "gpt-4o", "input": turns}
+    text = {"format": {"type": "json_schema", **spec}}
+    assert _n({**responses, "text": text}) - _n(responses) == _n({**responses, "input": turns[:1], "text": text}) \
+        - _n({**responses, "input": turns[:1]})  # Responses does not name the format
+
+
+def test_a_tool_message_name_is_not_read() -> None:
+    """crewAI sends `name` on tool messages; the result is rendered under the called function's name only:
+    TestCrewMultimodalUnsupportedTypes.test_video_with_openai_uses_tool (gpt-4o-mini, API 257),
+    test_agent_execute_task_with_tool (gpt-3.5-turbo, API 188), test_agent_native_tool_hooks_before_and_after
+    (gpt-4.1-mini, API 114)."""
+    for case_id in ("443c3db60a11", "da39e72d267d", "9ada81af6ec6"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    call = {"id": "c1", "type": "function", "function": {"name": "get_current_weather", "arguments": '{"location":"Paris"}'}}
+    history = [*CB_TOOL_MESSAGES, {"role": "assistant", "content": None, "tool_calls": [call]},
+               {"role": "tool", "tool_call_id": "c1", "content": "22 C"}]
+    body = {"model": "gpt-4o", "tools": CB_TOOLS, "messages": history}
+    named = {**body, "messages": [*history[:-1], {**history[-1], "name": "get_current_weather"}]}
+    assert _n(named) == _n(body)
+
+
+def test_o_series_tools_use_the_classic_tool_framing() -> None:
+    """crewAI's o3-mini cassettes (Chat, API prompt_tokens 133 and 197 with the `multiplier` tool, 113 and 178
+    with a parameterless tool): no platform developer text, tool result 2, the undescribed discount, preamble 10."""
+    for case_id in ("740b41f34b10", "e80fe661a371", "f53fdcf38928", "b89fe53bfb73"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    body = {"messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS}
+    # one token more than gpt-4o for the same tools (1 less for the reply priming, 1 more for the preamble)
+    assert _n({"model": "o3-mini", **body}) - _n({"model": "o3-mini", "messages": body["messages"]}) \
+        == _n({"model": "gpt-4o", **body}) - _n({"model": "gpt-4o", "messages": body["messages"]}) + 1
+
+
+def test_gpt5_tools_do_not_join_a_leading_system_message() -> None:
+    """crewAI's gpt-5-nano native tool calling (system + user, API prompt_tokens 208 with one tool; 3 tools,
+    and 3 tools with a parallel history): the system message keeps its own wrapper."""
+    for case_id in ("ad9820bdc998", "bd8d229fe9f0", "346a32433a73"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    system = {"role": "system", "content": "Be brief."}
+    for model, joined in (("gpt-5-nano", 0), ("gpt-4o", -4)):
+        body = {"model": model, "messages": [system, *CB_TOOL_MESSAGES[1:]]}
+        plain = _n(body) - _n({**body, "messages": CB_TOOL_MESSAGES[1:]})
+        with_tools = _n({**body, "tools": CB_TOOLS}) - _n({**body, "messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS})
+        assert with_tools - plain == joined, model  # "Be brief." ends with a full stop: the newline is free

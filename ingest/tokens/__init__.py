@@ -2,9 +2,10 @@
 
 Modules: `vocab` (offline, hash-checked vocabularies), `models` (model -> encoding and message
 framing), `functions` (tool definitions as the TypeScript namespace the model reads), `render`
-(request/response bodies -> counting plans), `counter` (the memoized batch counter and the
-entry points). Counting follows OpenAI's cookbook "How to count tokens with tiktoken", the
-vision guide (image tiles), and API-reported counts from public sources (tests/accuracy/).
+(request/response bodies -> counting plans, written by `chat`, `responses`, `response_format` and
+`outputs` into a `plan.Plan`), `counter` (the memoized batch counter and the entry points).
+Counting follows OpenAI's cookbook "How to count tokens with tiktoken", the vision guide (image
+tiles), and API-reported counts from public sources (tests/accuracy/).
 """
 
 from .counter import TokenCounter, count_output, count_request_input, fill_estimates

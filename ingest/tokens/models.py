@@ -62,6 +62,7 @@ class Framing:
     tool_result: int = 2  # per tool message, beyond the message wrapper, the function's name and the content
     parallel_wrapper: bool = True  # several calls in one turn are rendered as one multi_tool_use.parallel call
     parallel_call: int = -2
+    parallel_results: int = 5  # the one message holding a parallel turn's results, beyond wrapper, tool_result, array
     reasoning: bool = False
     developer_preamble: int = 0  # o-series/gpt-5 with tools: the platform's own developer/system text
     responses_tools: int = 3  # Responses API: the tool preamble (no system merge, no platform developer text)
@@ -96,9 +97,25 @@ class Framing:
 CLASSIC = Framing()
 O200K_CLASSIC = Framing()
 CL100K_0301 = Framing(per_message=4, per_name=-1)
-REASONING = Framing(reply=2, reasoning=True, undescribed_property=0, developer_preamble=81, tool_result=8, responses_tools=8,
-                    responses_tools_with_instructions=22, choice_none=0, choice_named=-3, response_format=0)
-HARMONY = replace(REASONING, assistant_channel=2)  # the gpt-5 family (see `Framing.assistant_channel`)
+# The o-series read function tools as the classic models do: no platform developer text, a tool result
+# 2 beyond its name and content, the undescribed-property discount; one token more for the tool preamble.
+# Evidence: crewAI's o3-mini cassettes (test_agent_powered_by_new_o_model_family_that_uses_tool and
+# ..._that_allows_skipping_tool, Chat, API prompt_tokens 113/178 and 133/197): with the gpt-5 values below
+# they were 80 to 88 over. Without the developer text, the tool-history request of each is 6 over its
+# tools-only request with `tool_result` 8 (2 fits both); with `tools_preamble` 9 the tool without parameters
+# is 1 under and the tool with two undescribed properties 1 over, both 1 under with the discount, both exact
+# with it and 10. The gpt-5 values were measured on pydantic-ai's gpt-5 and gpt-5-mini cassettes and stay
+# with the gpt-5 family (HARMONY).
+REASONING = Framing(reply=2, reasoning=True, tools_preamble=10, responses_tools=8, responses_tools_with_instructions=22,
+                    choice_none=0, choice_named=-3, response_format=0)
+# The gpt-5 family: harmony's final channel on earlier replies (see `Framing.assistant_channel`); with tools
+# the platform's developer text (81) and a tool result of 8 beyond name and content; no undescribed discount.
+# A leading system message does not absorb the tool preamble's wrapper (`tools_in_system` 0): crewAI's
+# gpt-5-nano native-tool-calling cassettes (system + user, 1 and 3 strict tools, 3 tools-only requests and
+# 3 with a parallel history) were all 4 under with the classic merge (-4), exact without it. pydantic-ai's
+# gpt-5 Chat tool requests all open with a user message, so nothing else is measured for this.
+HARMONY = replace(REASONING, assistant_channel=2, tools_preamble=9, undescribed_property=0, developer_preamble=81,
+                  tool_result=8, tools_in_system=0)
 
 
 # The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents
