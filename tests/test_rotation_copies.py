@@ -439,11 +439,11 @@ def test_read_from_end_started_mid_rotation_skips_what_was_there(logs: Path, wh_
     assert sorted(stored(wh_path)) == ["chatcmpl-c10", "chatcmpl-c11"]
 
 
-@pytest.mark.xfail(strict=True, reason="known limit: which source a copy repeats is remembered in memory only; "
-                                       "a new process cannot tell a copy the log was read past from another file")
 def test_a_copy_the_log_was_read_past_is_recognised_by_a_later_run_too(tmp_path: Path, wh_path: Path) -> None:
-    """copytruncate's window seen by one `ingest` run (the app wrote between the copy and the truncate, and
-    that run read the log past the copy's end), the truncate, then another run: the copy is read again."""
+    """Kills: `Store._link_copy` not recording the waiting copy, and `prune_sources` not keeping the link.
+    copytruncate's window seen by one `ingest` run (the app wrote between the copy and the truncate, and
+    that run read the log past the copy's end), the truncate, then another run (a new process, which did
+    not see the copy wait): the copy was read again from 0."""
     logs = tmp_path / "logs"
     logs.mkdir()
     f = logs / "app.log"
@@ -452,6 +452,39 @@ def test_a_copy_the_log_was_read_past_is_recognised_by_a_later_run_too(tmp_path:
     shutil.copyfile(f, logs / "app.log.1")
     append(f, lines(range(10, 12)))
     assert [r.deferred for r in ingest_files(wh_path, logs).files if r.path.endswith(".1")] == [True]
+    from ingest.store import Store
+
+    assert Store(wh_path).prune_sources(keep=1) > 0  # pruning (compact) keeps every copy link
     truncate_and_write(f, lines(range(100, 101)))
     ingest_files(wh_path, logs)
     expect_once(wh_path, [*range(12), 100])  # type: ignore[arg-type]
+
+
+def test_two_copies_of_a_log_cut_off_before_its_last_lines_were_read_give_them_once(tmp_path: Path, wh_path: Path) -> None:
+    """Kills: `SourceIndex.source_of` counting copy links as sources read. Two copies were seen waiting (and
+    linked) while the log held their bytes, but the log's last two lines were not committed before it was
+    truncated (a watcher killed in between). Counted as known, each copy then waited for the other forever
+    and those lines were lost; one of them must carry the source on."""
+    from ingest.pipeline import FileResult, IngestOptions
+    from ingest.run import IngestRun
+    from ingest.store import Store
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    f = logs / "z.log"
+    f.write_text(lines(range(18)))
+    ingest_files(wh_path, logs)
+    append(f, lines(range(18, 20)))
+    for name in ("a1.log", "a2.log"):
+        shutil.copyfile(f, logs / name)
+    store = Store(wh_path).prepare_for_writing()
+    run = IngestRun(store, IngestOptions())
+    run.live_files = lambda: sorted(logs.iterdir())
+    for name in ("a1.log", "a2.log"):  # the copies are seen waiting; the log's new lines are never committed
+        res = FileResult(str(logs / name), None)
+        list(run.read_file(logs / name, res))
+        assert res.deferred
+    truncate_and_write(f, lines(range(100, 101)))
+    ingest_files(wh_path, logs)
+    ingest_files(wh_path, logs)
+    expect_once(wh_path, [*range(20), 100])  # type: ignore[arg-type]

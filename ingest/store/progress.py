@@ -2,7 +2,7 @@
 
 A source id is assigned the first time a file is committed and then kept. Each chunk commit
 appends a `_sources` row (source id, head fingerprint, host/device/inode, end offset, hash of
-the 32 bytes before it) *before* the chunk's rows commit; the authoritative offset is the
+the TAIL_BYTES before it) *before* the chunk's rows commit; the authoritative offset is the
 `calls` table's application-transaction version for the source id. A file is matched to a
 source, in order:
   1. same host, device and inode, and the recorded head still matches (it is the same file,
@@ -11,7 +11,10 @@ source, in order:
      bytes before the recorded offset still match: a rotation copy, a moved file, a replaced host;
   3. otherwise a new source. Two live files with the same first bytes are two sources, unless
      one only repeats the other's bytes (a rotation's copy being made): that one is not read
-     until the other is truncated or removed (`ingest.copies`), then matches by 2.
+     until the other is truncated or removed (`ingest.copies`). Meanwhile a copy link is recorded
+     (`copy` = true: the copy's identity, its length and tail hash, under the source it repeats);
+     an unchanged copy then resumes that source without the check of 2, which cannot hold where
+     the source was read past the copy's end. Links are never candidates for 1 or 2.
 On resume the offset is verified: a file shorter than it, or whose bytes before it changed,
 was truncated or replaced, and is read from 0 under a new (deterministic) source id.
 """
@@ -41,6 +44,9 @@ SOURCES_SCHEMA = pa.schema([
     pa.field("committed_at", pa.timestamp("us", tz="UTC"), nullable=False),
     pa.field("prefix", pa.string()),  # hash of the first PREFIX_BYTES, for heads shorter than the window
     pa.field("format", pa.string()),  # the format spec the source was read with (kept for later runs)
+    # a copy link: this file was seen holding the source's first `end_offset` bytes while another file
+    # was read under it (`ingest.copies`); never a place the source is read from, only a way back to it
+    pa.field("copy", pa.bool_()),
 ])
 
 
@@ -64,6 +70,7 @@ class SourceRecord:
     committed_at: int
     prefix: str | None = None
     format: str | None = None
+    copy: bool | None = False  # a copy link (None in rows written before the column existed)
 
 
 @dataclass(slots=True)
@@ -112,7 +119,7 @@ class SourceIndex:
         """The newest source read from this file (found by inode) whose recorded head it still begins with."""
         best: SourceRecord | None = None
         for r in self.by_inode.get((host, dev, inode), ()):
-            if len(head) >= r.fp_len and fingerprint(head[:r.fp_len]) == r.fp and \
+            if not r.copy and len(head) >= r.fp_len and fingerprint(head[:r.fp_len]) == r.fp and \
                     (best is None or r.committed_at > best.committed_at):
                 best = r
         return best.source_id if best is not None else None
@@ -125,7 +132,8 @@ class SourceIndex:
 
     def candidates(self, ident: FileIdentity, head: bytes) -> list[SourceRecord]:
         """Records whose head matches this file's: the same head, or (for this very file, found by
-        inode) a shorter head it has grown from. Newest record per source id, newest first."""
+        inode) a shorter head it has grown from. Newest record per source id, newest first; copy links
+        are not among them (`Store._copied_from` reads those)."""
         out = list(self.by_fp.get(ident.fp, ()))
         if ident.fp_len > PREFIX_BYTES:
             for r in self.short_by_prefix.get(fingerprint(head[:PREFIX_BYTES]), ()):
@@ -136,6 +144,8 @@ class SourceIndex:
                 out += [r for r in self.by_fp.get(fingerprint(head[:n]), ()) if r.fp_len == n]
         best: dict[str, SourceRecord] = {}
         for r in out:
+            if r.copy:
+                continue  # a copy link names a file the source is not read from
             cur = best.get(r.source_id)
             if cur is None or (r.committed_at, r.end_offset) > (cur.committed_at, cur.end_offset):
                 best[r.source_id] = r
@@ -155,9 +165,9 @@ def restart_id(old: str, offset: int) -> str:
 
 
 def record_for(source_id: str, ident: FileIdentity, host: str, path: str, end: int, tail: str | None,
-               now_us: int, fmt: str | None = None) -> SourceRecord:
+               now_us: int, fmt: str | None = None, copy: bool = False) -> SourceRecord:
     return SourceRecord(source_id, ident.fp, ident.fp_len, host, ident.dev, ident.inode, path, end, tail,
-                        ident.compressed, now_us, ident.prefix, fmt)
+                        ident.compressed, now_us, ident.prefix, fmt, copy)
 
 
 def records_table(records: list[SourceRecord]) -> pa.Table:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..copies import Candidate, LiveFiles
 from ..errors import NoSuchVersion, WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
-from ..sources import FileIdentity
+from ..sources import FileIdentity, fingerprint
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
@@ -58,9 +58,6 @@ class Store:
         self.meta = Meta(Table(self.loc, "_meta"))
         self.host = host_name()
         self._index: SourceIndex | None = None
-        # (dev, inode) of a file seen repeating the bytes of a file being read -> (that file's source, and
-        # the copy's head fingerprint, size and tail hash when last seen)
-        self._copies: dict[tuple[int, int], tuple[str, str, int, str | None]] = {}
         self._hasher: KeyHasher | None = None
 
     def __repr__(self) -> str:
@@ -132,10 +129,10 @@ class Store:
                                         lambda f: index.source_of(self.host, f.ident.dev, f.ident.inode, f.head) is not None)
                 if original is not None:
                     sid = index.source_of(self.host, original.ident.dev, original.ident.inode, original.head)
-                    if sid is not None and callable(tail_at):  # remembered with what it held, to be verified
-                        self._copies[(ident.dev, ident.inode)] = (sid, ident.fp, ident.size, tail_at(ident.size))
+                    if sid is not None and callable(tail_at):
+                        self._link_copy(sid, ident, head, path, tail_at)
                     return Resolved("", 0, copy_of=str(original.path))
-            copied_from = self._copied_from(ident, tail_at)
+            copied_from = self._copied_from(ident, head, tail_at)
             for r in cands:
                 still_live = r.host == self.host and peers is not None and \
                     not (r.dev == ident.dev and r.inode == ident.inode) and \
@@ -175,15 +172,29 @@ class Store:
                 return self._restart(sid, offset, "bytes before the checkpoint changed: file replaced, reading from 0")
         return Resolved(sid, offset, duplicate_of=duplicate, format=remembered)
 
-    def _copied_from(self, ident: FileIdentity, tail_at: object) -> str | None:
-        """The source whose file this one was last seen repeating, if it is unchanged since: the same head,
-        size and bytes before its end (a file that went on growing, or a new file on a reused inode, is
-        not that copy and takes the usual checks)."""
-        seen = self._copies.pop((ident.dev, ident.inode), None)
-        if seen is None or not callable(tail_at):
+    def _copied_from(self, ident: FileIdentity, head: bytes, tail_at: object) -> str | None:
+        """The source this file was seen repeating (a copy link in `_sources`), if it is unchanged since:
+        the same head, length and bytes before its end. A copy that went on growing, or another file on
+        a reused inode, is not that copy and takes the usual checks."""
+        if not callable(tail_at):
             return None
-        sid, fp, size, tail = seen
-        return sid if (fp, size) == (ident.fp, ident.size) and tail_at(size) == tail else None
+        for r in self.source_index().by_inode.get((self.host, ident.dev, ident.inode), ()):
+            if r.copy and r.end_offset == ident.size and len(head) >= r.fp_len and \
+                    fingerprint(head[:r.fp_len]) == r.fp and tail_at(ident.size) == r.tail_hash:
+                return r.source_id
+        return None
+
+    def _link_copy(self, sid: str, ident: FileIdentity, head: bytes, path: str, tail_at: Callable[[int], str | None]) -> None:
+        """Record in `_sources` that this plain file holds the first `size` bytes of source `sid` (it was
+        seen repeating the file read under `sid`), once per state of the copy. When the original lets go
+        of those bytes the copy resumes `sid`, in this process or a later one, even where the source was
+        read past the copy's end through the original (copytruncate's window: the application wrote
+        between the copy and the truncate), which the check at the source's offset cannot see."""
+        if ident.compressed or not ident.size or self._copied_from(ident, head, tail_at) == sid:
+            return  # a `.gz` copy is matched by its decompressed head alone; or this link exists already
+        record = record_for(sid, ident, self.host, path, ident.size, tail_at(ident.size), _now_us(), copy=True)
+        self.sources.append(records_table([record]), {})
+        self.source_index().add(record)
 
     def _restart(self, old: str, offset: int, note: str) -> Resolved:
         sid = restart_id(old, offset)
@@ -364,8 +375,9 @@ class Store:
     # -- maintenance ----------------------------------------------------------------------
     def prune_sources(self, keep: int = 3) -> int:
         """Keep the newest `keep` records per source in `_sources` (one is appended per chunk, so a watcher
-        flushing every 2 s would add 43,000 a day per file). Resume needs only the record at the source's
-        committed offset, which is among the newest. One overwrite; a concurrent append makes it retry."""
+        flushing every 2 s would add 43,000 a day per file), and every copy link (one or a few per rotation).
+        Resume needs only the record at the source's committed offset, which is among the newest. One
+        overwrite; a concurrent append makes it retry."""
         def attempt() -> int:
             dt = self.sources.snapshot(refresh=True)
             if dt is None:
@@ -377,10 +389,11 @@ class Store:
 
             con = duckdb.connect()
             con.register("s", rows)
+            link = 'coalesce("copy", false)' if "copy" in rows.column_names else "false"  # copy links are all kept
             kept = con.sql(f"""
                 SELECT * EXCLUDE (rn) FROM (SELECT *, row_number() OVER (
                     PARTITION BY source_id ORDER BY end_offset DESC, committed_at DESC) AS rn FROM s)
-                WHERE rn <= {int(keep)}""").to_arrow_table()
+                WHERE rn <= {int(keep)} OR {link}""").to_arrow_table()
             con.close()
             if kept.num_rows == rows.num_rows:
                 return 0
