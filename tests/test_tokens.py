@@ -724,3 +724,39 @@ def test_gpt5_tools_do_not_join_a_leading_system_message() -> None:
         plain = _n(body) - _n({**body, "messages": CB_TOOL_MESSAGES[1:]})
         with_tools = _n({**body, "tools": CB_TOOLS}) - _n({**body, "messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS})
         assert with_tools - plain == joined, model  # "Be brief." ends with a full stop: the newline is free
+
+
+def test_gpt5_later_functions_with_undescribed_properties_cost_one_token_less() -> None:
+    """pydantic-ai on the gpt-5 family: each function after the first function with parameters that has an
+    undescribed property costs one token less. test_tool_search_eval (gpt-5.4-mini, Chat history, API 308 with 3
+    functions, 362 with 4), test_tool_choice_matrix[tools_plus_output] (gpt-5-mini, tool_choice required, API 180),
+    test_openai_deferred_capability_tools (gpt-5.2 Responses, `bar` after a described `load_capability`); a first
+    function without parameters starts nothing (gpt-5, API 304), named choices stay exact (gpt-5-mini, 2 functions)."""
+    for case_id in ("5855617e159c", "0447d04c0525", "8476b51cbe32", "9e53f11a60a9", "6cc3ae11d202", "9a7007309c9a",
+                    "be29764f4523", "94c6fdbdf961", "14b24cf16896", "61f6890b9a2a"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+    def tool(name: str, desc: str | None = None) -> dict[str, Any]:
+        prop: dict[str, Any] = {"type": "string", **({"description": desc} if desc else {})}
+        return {"type": "function", "function": {"name": name, "description": "Do it.",
+                                                 "parameters": {"type": "object", "properties": {"x": prop}}}}
+
+    def tools_cost(model: str, tools: list[dict[str, Any]]) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+        return _n({**body, "tools": tools}) - _n(body)
+
+    enc = load_encoding("o200k_base")
+
+    def text(tools: list[dict[str, Any]]) -> int:
+        from ingest.tokens import render_namespace
+
+        return len(enc.encode(render_namespace([t["function"] for t in tools])))
+
+    bare = {"type": "function", "function": {"name": "f0", "description": "Do it."}}
+    first, later, described = tool("f1"), tool("f2"), tool("f2", "a")
+    for tools, rule in (([first, later], -1), ([first, described], 0), ([bare, first], 0)):
+        # the added function beyond its text: -1 when it comes after a function with parameters and has an
+        # undescribed property (gpt-5 family); gpt-4o's per-property discount instead
+        added = tools_cost("gpt-5", tools) - tools_cost("gpt-5", tools[:1])
+        assert added - (text(tools) - text(tools[:1])) == rule, tools

@@ -29,7 +29,9 @@ Rules, each checked against API-reported counts (tests/accuracy/cases.jsonl):
   * a `default` is a trailing ` // default: <json>` comment (as harmony renders it);
   * arrays are `<item type>[]`;
   * a local `$ref` is read in place: the definition's title, description and members at the
-    referring property (Pydantic puts nested models in `$defs`); a recursive ref stops at `any`.
+    referring property (Pydantic puts nested models in `$defs`); a recursive ref stops at `any`;
+  * what the framing prices beside the text is counted here too: undescribed properties, and on the
+    gpt-5 family the functions after the first one with parameters that have one (`Framing`).
 
 Legacy `functions` requests (hmarr's cases, verified on gpt-3.5-turbo-0613) were rendered by the
 older form: nested members indented by two spaces per level, nested descriptions and defaults
@@ -188,11 +190,14 @@ def comment_lines(text: str) -> list[str]:
 
 
 def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
-                     legacy: bool = False) -> str:
+                     legacy: bool = False, later_undescribed: list[int] | None = None) -> str:
     """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
-    have no description and are not string enums; `legacy` selects the older form (see above)."""
+    have no description and are not string enums; `later_undescribed` (a one-item list) how many
+    functions after the first one with parameters have such a property (see
+    `Framing.later_undescribed_function`); `legacy` selects the older form (see above)."""
     stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
+    with_params = 0
     for fn in functions:
         desc = fn.get("description")
         if isinstance(desc, str) and desc:
@@ -202,9 +207,13 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         stats.defs = defs if isinstance(defs, dict) else {}
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
+            before = stats.undescribed
             lines.append(f"type {name} = (_: {{")
             lines.append(format_properties(params, stats))
             lines.append("}) => any;")
+            if with_params and stats.undescribed > before and later_undescribed is not None:
+                later_undescribed[0] += 1
+            with_params += 1
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")
