@@ -760,3 +760,22 @@ def test_gpt5_later_functions_with_undescribed_properties_cost_one_token_less() 
         # undescribed property (gpt-5 family); gpt-4o's per-property discount instead
         added = tools_cost("gpt-5", tools) - tools_cost("gpt-5", tools[:1])
         assert added - (text(tools) - text(tools[:1])) == rule, tools
+
+
+def test_the_parameters_title_is_a_comment_before_the_brace() -> None:
+    """openai-agents sends `title: <function>_args` on each function's parameters; the model reads it as a
+    comment line: traceloop/openllmetry's openai-agents cassettes (Responses, strict), API input_tokens 72
+    (gpt-4o, `get_city_info_args`), 72 (gpt-4.1, `get_weather_args`), 159 (gpt-4.1, two handoff tools) and 188
+    (gpt-4o, `search_recipes_args` and `plan_and_apply_recipe_modifications_args`, with a nested `$ref` model)."""
+    from ingest.tokens import render_namespace
+
+    for case_id in ("89a0e2532d6e", "3a80e060a99b", "879e681e7026", "f88c28afc4e4"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    fn = {"name": "f", "parameters": {"type": "object", "title": "f_args", "properties": {"x": {"type": "string"}}}}
+    assert render_namespace([fn]).splitlines()[2:5] == ["type f = (_: // f_args", "{", "x?: string,"]
+    untitled = {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}
+    body = {"model": "gpt-4o", "input": "Hi"}
+    enc = load_encoding("o200k_base")
+    assert _n({**body, "tools": [{"type": "function", **fn}]}) - _n({**body, "tools": [{"type": "function", **untitled}]}) \
+        == len(enc.encode("// f_args\n"))

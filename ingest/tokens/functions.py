@@ -26,6 +26,7 @@ Rules, each checked against API-reported counts (tests/accuracy/cases.jsonl):
     `anyOf`, `oneOf` and type lists are unions joined by ` | ` (pydantic-ai's MCP tools count
     `repoName: string | string[]`, once their multi-line descriptions are read as below);
   * a function description is trimmed and written one `// ` comment line per line (`comment_lines`);
+  * the parameters object's own `title` is a `// <title>` line before its brace (`type f = (_: // f_args`);
   * a `default` is a trailing ` // default: <json>` comment (as harmony renders it);
   * arrays are `<item type>[]`;
   * a local `$ref` is read in place: the definition's title, description and members at the
@@ -208,7 +209,19 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
             before = stats.undescribed
-            lines.append(f"type {name} = (_: {{")
+            title = params.get("title")
+            if isinstance(title, str) and title and not legacy:
+                # The parameters object's own `title` (openai-agents names it `<function>_args`) is a comment
+                # line, written where openai/harmony writes an object's own description: before its brace.
+                # traceloop/openllmetry's openai-agents cassettes (gpt-4o and gpt-4.1, Responses, strict) were
+                # under by exactly `// <title>\n` per function: `get_city_info_args` -6 (3 cases),
+                # `get_weather_args` -5 (2), two `handoff_to_agent_*_args` -16, `search_recipes_args` and
+                # `plan_and_apply_recipe_modifications_args` -15 (3); all exact with it, none lost. Without the
+                # empty `//` a property's title carries (with it `handoff` is +2). No Chat case has such a title.
+                lines.append(f"type {name} = (_: // {title}")
+                lines.append("{")
+            else:
+                lines.append(f"type {name} = (_: {{")
             lines.append(format_properties(params, stats))
             lines.append("}) => any;")
             if with_params and stats.undescribed > before and later_undescribed is not None:
