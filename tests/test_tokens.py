@@ -779,3 +779,22 @@ def test_the_parameters_title_is_a_comment_before_the_brace() -> None:
     enc = load_encoding("o200k_base")
     assert _n({**body, "tools": [{"type": "function", **fn}]}) - _n({**body, "tools": [{"type": "function", **untitled}]}) \
         == len(enc.encode("// f_args\n"))
+
+
+def test_a_function_with_a_number_type_costs_one_token_more() -> None:
+    """openllmetry's agno `add_numbers` (`a`, `b: number`; gpt-4o-mini, API 56 and 78 with its history) and crewAI's
+    TrainingTaskEvaluation (`quality: number`, gpt-4o-mini, API 2918): one token more per function, however many
+    `number` properties; `integer` is priced at its text (crewAI's `add_numbers`, `a`, `b: integer`, API exact)."""
+    for case_id in ("26c2b35f8679", "795e64944f8b", "e953b9e49fcf"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+    def fn(*types: str) -> dict[str, Any]:
+        props = {f"p{i}": {"type": t, "description": "d"} for i, t in enumerate(types)}
+        return {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": props}}}
+
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    assert _n({**body, "tools": [fn("number")]}) - _n({**body, "tools": [fn("integer")]}) == 1
+    assert _n({**body, "tools": [fn("number", "number")]}) - _n({**body, "tools": [fn("integer", "integer")]}) == 1
+    legacy = {**body, "functions": [fn("number")["function"]]}
+    assert _n(legacy) == _n({**body, "functions": [fn("integer")["function"]]})

@@ -59,11 +59,12 @@ class _Stats:
     """Rendering options, the function's `$defs`, and what the renderer saw that the framing prices
     separately (see `Framing.undescribed_property`)."""
 
-    __slots__ = ("defs", "expanding", "legacy", "undescribed")
+    __slots__ = ("defs", "expanding", "legacy", "number", "undescribed")
 
     def __init__(self, legacy: bool = False) -> None:
         self.legacy = legacy
         self.undescribed = 0
+        self.number = False  # a `number` (not `integer`) type was written (see `Framing.number_function`)
         self.defs: dict[str, Any] = {}
         self.expanding: set[str] = set()  # refs being expanded (a recursive model stops at `any`)
 
@@ -106,6 +107,7 @@ def format_type(schema: Any, stats: _Stats, indent: int = 0) -> str:
     if t == "string":
         return "string"
     if t in ("number", "integer"):
+        stats.number = stats.number or t == "number"
         return "number"
     if t == "boolean":
         return "boolean"
@@ -191,11 +193,13 @@ def comment_lines(text: str) -> list[str]:
 
 
 def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
-                     legacy: bool = False, later_undescribed: list[int] | None = None) -> str:
+                     legacy: bool = False, later_undescribed: list[int] | None = None,
+                     number_functions: list[int] | None = None) -> str:
     """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
     have no description and are not string enums; `later_undescribed` (a one-item list) how many
     functions after the first one with parameters have such a property (see
-    `Framing.later_undescribed_function`); `legacy` selects the older form (see above)."""
+    `Framing.later_undescribed_function`); `number_functions` (a one-item list) how many functions have a
+    `number` type (see `Framing.number_function`); `legacy` selects the older form (see above)."""
     stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
     with_params = 0
@@ -209,6 +213,7 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
             before = stats.undescribed
+            stats.number = False
             title = params.get("title")
             if isinstance(title, str) and title and not legacy:
                 # The parameters object's own `title` (openai-agents names it `<function>_args`) is a comment
@@ -227,6 +232,8 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
             if with_params and stats.undescribed > before and later_undescribed is not None:
                 later_undescribed[0] += 1
             with_params += 1
+            if stats.number and number_functions is not None:
+                number_functions[0] += 1
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")

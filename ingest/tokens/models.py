@@ -83,6 +83,15 @@ class Framing:
     # Each function after the first function with parameters that has a property without a description
     # (in `undescribed_property`'s sense), on the gpt-5 family (HARMONY: -1; see there). Other families: 0.
     later_undescribed_function: int = 0
+    # A function with a property (any depth) of JSON type `number` costs one token more than its text, however
+    # many such properties it has (`integer` is written `number` too, at its text). Every public `tools`
+    # case with a `number` was under by one, every `integer` one exact: openllmetry's agno `add_numbers`
+    # (gpt-4o-mini, `a`, `b: number`, Chat and its history, API 56 and 78), crewAI's TrainingTaskEvaluation
+    # (`quality: number`, gpt-4o-mini, API 2918) and TaskEvaluation (`quality: number`, 4 cases, -5 before, -4
+    # after: its array of `Entity` objects is the rest); `integer` in 9 tools (crewAI, Mirascope, pydantic-ai)
+    # is exact without it. hmarr's legacy `functions` cases with `number` are exact without it (another form).
+    # Measured on gpt-4o-mini only; no mechanism is known.
+    number_function: int = 1
     roles: bool = True  # the role name is text the model reads
     # A json_schema response format beyond its section's text: one token on gpt-4o (pydantic-ai's five
     # gpt-4o cases), none on reasoning models (gpt-5.4-mini's case; openai/openai-cookbook#2140 also
