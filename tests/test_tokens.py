@@ -724,3 +724,77 @@ def test_gpt5_tools_do_not_join_a_leading_system_message() -> None:
         plain = _n(body) - _n({**body, "messages": CB_TOOL_MESSAGES[1:]})
         with_tools = _n({**body, "tools": CB_TOOLS}) - _n({**body, "messages": CB_TOOL_MESSAGES[1:], "tools": CB_TOOLS})
         assert with_tools - plain == joined, model  # "Be brief." ends with a full stop: the newline is free
+
+
+def test_gpt5_later_functions_with_undescribed_properties_cost_one_token_less() -> None:
+    """pydantic-ai on the gpt-5 family: each function after the first function with parameters that has an
+    undescribed property costs one token less. test_tool_search_eval (gpt-5.4-mini, Chat history, API 308 with 3
+    functions, 362 with 4), test_tool_choice_matrix[tools_plus_output] (gpt-5-mini, tool_choice required, API 180),
+    test_openai_deferred_capability_tools (gpt-5.2 Responses, `bar` after a described `load_capability`); a first
+    function without parameters starts nothing (gpt-5, API 304), named choices stay exact (gpt-5-mini, 2 functions)."""
+    for case_id in ("5855617e159c", "0447d04c0525", "8476b51cbe32", "9e53f11a60a9", "6cc3ae11d202", "9a7007309c9a",
+                    "be29764f4523", "94c6fdbdf961", "14b24cf16896", "61f6890b9a2a"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+    def tool(name: str, desc: str | None = None) -> dict[str, Any]:
+        prop: dict[str, Any] = {"type": "string", **({"description": desc} if desc else {})}
+        return {"type": "function", "function": {"name": name, "description": "Do it.",
+                                                 "parameters": {"type": "object", "properties": {"x": prop}}}}
+
+    def tools_cost(model: str, tools: list[dict[str, Any]]) -> int:
+        body = {"model": model, "messages": [{"role": "user", "content": "Hi"}]}
+        return _n({**body, "tools": tools}) - _n(body)
+
+    enc = load_encoding("o200k_base")
+
+    def text(tools: list[dict[str, Any]]) -> int:
+        from ingest.tokens import render_namespace
+
+        return len(enc.encode(render_namespace([t["function"] for t in tools])))
+
+    bare = {"type": "function", "function": {"name": "f0", "description": "Do it."}}
+    first, later, described = tool("f1"), tool("f2"), tool("f2", "a")
+    for tools, rule in (([first, later], -1), ([first, described], 0), ([bare, first], 0)):
+        # the added function beyond its text: -1 when it comes after a function with parameters and has an
+        # undescribed property (gpt-5 family); gpt-4o's per-property discount instead
+        added = tools_cost("gpt-5", tools) - tools_cost("gpt-5", tools[:1])
+        assert added - (text(tools) - text(tools[:1])) == rule, tools
+
+
+def test_the_parameters_title_is_a_comment_before_the_brace() -> None:
+    """openai-agents sends `title: <function>_args` on each function's parameters; the model reads it as a
+    comment line: traceloop/openllmetry's openai-agents cassettes (Responses, strict), API input_tokens 72
+    (gpt-4o, `get_city_info_args`), 72 (gpt-4.1, `get_weather_args`), 159 (gpt-4.1, two handoff tools) and 188
+    (gpt-4o, `search_recipes_args` and `plan_and_apply_recipe_modifications_args`, with a nested `$ref` model)."""
+    from ingest.tokens import render_namespace
+
+    for case_id in ("89a0e2532d6e", "3a80e060a99b", "879e681e7026", "f88c28afc4e4"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    fn = {"name": "f", "parameters": {"type": "object", "title": "f_args", "properties": {"x": {"type": "string"}}}}
+    assert render_namespace([fn]).splitlines()[2:5] == ["type f = (_: // f_args", "{", "x?: string,"]
+    untitled = {"name": "f", "parameters": {"type": "object", "properties": {"x": {"type": "string"}}}}
+    body = {"model": "gpt-4o", "input": "Hi"}
+    enc = load_encoding("o200k_base")
+    assert _n({**body, "tools": [{"type": "function", **fn}]}) - _n({**body, "tools": [{"type": "function", **untitled}]}) \
+        == len(enc.encode("// f_args\n"))
+
+
+def test_a_function_with_a_number_type_costs_one_token_more() -> None:
+    """openllmetry's agno `add_numbers` (`a`, `b: number`; gpt-4o-mini, API 56 and 78 with its history) and crewAI's
+    TrainingTaskEvaluation (`quality: number`, gpt-4o-mini, API 2918): one token more per function, however many
+    `number` properties; `integer` is priced at its text (crewAI's `add_numbers`, `a`, `b: integer`, API exact)."""
+    for case_id in ("26c2b35f8679", "795e64944f8b", "e953b9e49fcf"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+
+    def fn(*types: str) -> dict[str, Any]:
+        props = {f"p{i}": {"type": t, "description": "d"} for i, t in enumerate(types)}
+        return {"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": props}}}
+
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}]}
+    assert _n({**body, "tools": [fn("number")]}) - _n({**body, "tools": [fn("integer")]}) == 1
+    assert _n({**body, "tools": [fn("number", "number")]}) - _n({**body, "tools": [fn("integer", "integer")]}) == 1
+    legacy = {**body, "functions": [fn("number")["function"]]}
+    assert _n(legacy) == _n({**body, "functions": [fn("integer")["function"]]})

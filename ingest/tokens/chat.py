@@ -197,10 +197,11 @@ def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses:
         plan.flags.append(f"builtin_tool_{b}_not_counted")
     if not fns:
         return False
-    undescribed = [0]
-    plan.add(render_namespace(fns, undescribed, legacy=legacy))
+    undescribed, later, numbers = [0], [0], [0]
+    plan.add(render_namespace(fns, undescribed, legacy=legacy, later_undescribed=later, number_functions=numbers))
     if not legacy:
-        plan.fixed += fr.undescribed_property * undescribed[0]
+        plan.fixed += fr.undescribed_property * undescribed[0] + fr.later_undescribed_function * later[0]
+        plan.fixed += fr.number_function * numbers[0]
     if responses:
         plan.fixed += fr.responses_tools_with_instructions if has_system else fr.responses_tools
     else:

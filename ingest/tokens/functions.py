@@ -26,10 +26,13 @@ Rules, each checked against API-reported counts (tests/accuracy/cases.jsonl):
     `anyOf`, `oneOf` and type lists are unions joined by ` | ` (pydantic-ai's MCP tools count
     `repoName: string | string[]`, once their multi-line descriptions are read as below);
   * a function description is trimmed and written one `// ` comment line per line (`comment_lines`);
+  * the parameters object's own `title` is a `// <title>` line before its brace (`type f = (_: // f_args`);
   * a `default` is a trailing ` // default: <json>` comment (as harmony renders it);
   * arrays are `<item type>[]`;
   * a local `$ref` is read in place: the definition's title, description and members at the
-    referring property (Pydantic puts nested models in `$defs`); a recursive ref stops at `any`.
+    referring property (Pydantic puts nested models in `$defs`); a recursive ref stops at `any`;
+  * what the framing prices beside the text is counted here too: undescribed properties, and on the
+    gpt-5 family the functions after the first one with parameters that have one (`Framing`).
 
 Legacy `functions` requests (hmarr's cases, verified on gpt-3.5-turbo-0613) were rendered by the
 older form: nested members indented by two spaces per level, nested descriptions and defaults
@@ -56,11 +59,12 @@ class _Stats:
     """Rendering options, the function's `$defs`, and what the renderer saw that the framing prices
     separately (see `Framing.undescribed_property`)."""
 
-    __slots__ = ("defs", "expanding", "legacy", "undescribed")
+    __slots__ = ("defs", "expanding", "legacy", "number", "undescribed")
 
     def __init__(self, legacy: bool = False) -> None:
         self.legacy = legacy
         self.undescribed = 0
+        self.number = False  # a `number` (not `integer`) type was written (see `Framing.number_function`)
         self.defs: dict[str, Any] = {}
         self.expanding: set[str] = set()  # refs being expanded (a recursive model stops at `any`)
 
@@ -103,6 +107,7 @@ def format_type(schema: Any, stats: _Stats, indent: int = 0) -> str:
     if t == "string":
         return "string"
     if t in ("number", "integer"):
+        stats.number = stats.number or t == "number"
         return "number"
     if t == "boolean":
         return "boolean"
@@ -188,11 +193,16 @@ def comment_lines(text: str) -> list[str]:
 
 
 def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
-                     legacy: bool = False) -> str:
+                     legacy: bool = False, later_undescribed: list[int] | None = None,
+                     number_functions: list[int] | None = None) -> str:
     """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
-    have no description and are not string enums; `legacy` selects the older form (see above)."""
+    have no description and are not string enums; `later_undescribed` (a one-item list) how many
+    functions after the first one with parameters have such a property (see
+    `Framing.later_undescribed_function`); `number_functions` (a one-item list) how many functions have a
+    `number` type (see `Framing.number_function`); `legacy` selects the older form (see above)."""
     stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
+    with_params = 0
     for fn in functions:
         desc = fn.get("description")
         if isinstance(desc, str) and desc:
@@ -202,9 +212,28 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
         stats.defs = defs if isinstance(defs, dict) else {}
         name = fn.get("name")
         if isinstance(params.get("properties"), dict) and params["properties"]:
-            lines.append(f"type {name} = (_: {{")
+            before = stats.undescribed
+            stats.number = False
+            title = params.get("title")
+            if isinstance(title, str) and title and not legacy:
+                # The parameters object's own `title` (openai-agents names it `<function>_args`) is a comment
+                # line, written where openai/harmony writes an object's own description: before its brace.
+                # traceloop/openllmetry's openai-agents cassettes (gpt-4o and gpt-4.1, Responses, strict) were
+                # under by exactly `// <title>\n` per function: `get_city_info_args` -6 (3 cases),
+                # `get_weather_args` -5 (2), two `handoff_to_agent_*_args` -16, `search_recipes_args` and
+                # `plan_and_apply_recipe_modifications_args` -15 (3); all exact with it, none lost. Without the
+                # empty `//` a property's title carries (with it `handoff` is +2). No Chat case has such a title.
+                lines.append(f"type {name} = (_: // {title}")
+                lines.append("{")
+            else:
+                lines.append(f"type {name} = (_: {{")
             lines.append(format_properties(params, stats))
             lines.append("}) => any;")
+            if with_params and stats.undescribed > before and later_undescribed is not None:
+                later_undescribed[0] += 1
+            with_params += 1
+            if stats.number and number_functions is not None:
+                number_functions[0] += 1
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")

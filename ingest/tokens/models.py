@@ -80,6 +80,18 @@ class Framing:
     # than its text in `tools` requests: measured on gpt-35-turbo (pamelafox's cases) and gpt-4o/4.1
     # (pydantic-ai's cassettes); legacy `functions` requests (hmarr's cases) price it at its text.
     undescribed_property: int = -1
+    # Each function after the first function with parameters that has a property without a description
+    # (in `undescribed_property`'s sense), on the gpt-5 family (HARMONY: -1; see there). Other families: 0.
+    later_undescribed_function: int = 0
+    # A function with a property (any depth) of JSON type `number` costs one token more than its text, however
+    # many such properties it has (`integer` is written `number` too, at its text). Every public `tools`
+    # case with a `number` was under by one, every `integer` one exact: openllmetry's agno `add_numbers`
+    # (gpt-4o-mini, `a`, `b: number`, Chat and its history, API 56 and 78), crewAI's TrainingTaskEvaluation
+    # (`quality: number`, gpt-4o-mini, API 2918) and TaskEvaluation (`quality: number`, 4 cases, -5 before, -4
+    # after: its array of `Entity` objects is the rest); `integer` in 9 tools (crewAI, Mirascope, pydantic-ai)
+    # is exact without it. hmarr's legacy `functions` cases with `number` are exact without it (another form).
+    # Measured on gpt-4o-mini only; no mechanism is known.
+    number_function: int = 1
     roles: bool = True  # the role name is text the model reads
     # A json_schema response format beyond its section's text: one token on gpt-4o (pydantic-ai's five
     # gpt-4o cases), none on reasoning models (gpt-5.4-mini's case; openai/openai-cookbook#2140 also
@@ -107,15 +119,29 @@ CL100K_0301 = Framing(per_message=4, per_name=-1)
 # with it and 10. The gpt-5 values were measured on pydantic-ai's gpt-5 and gpt-5-mini cassettes and stay
 # with the gpt-5 family (HARMONY).
 REASONING = Framing(reply=2, reasoning=True, tools_preamble=10, responses_tools=8, responses_tools_with_instructions=22,
-                    choice_none=0, choice_named=-3, response_format=0)
+                    choice_none=0, choice_named=-2, response_format=0)
 # The gpt-5 family: harmony's final channel on earlier replies (see `Framing.assistant_channel`); with tools
 # the platform's developer text (81) and a tool result of 8 beyond name and content; no undescribed discount.
 # A leading system message does not absorb the tool preamble's wrapper (`tools_in_system` 0): crewAI's
 # gpt-5-nano native-tool-calling cassettes (system + user, 1 and 3 strict tools, 3 tools-only requests and
 # 3 with a parallel history) were all 4 under with the classic merge (-4), exact without it. pydantic-ai's
 # gpt-5 Chat tool requests all open with a user message, so nothing else is measured for this.
-HARMONY = replace(REASONING, assistant_channel=2, tools_preamble=9, undescribed_property=0, developer_preamble=81,
-                  tool_result=8, tools_in_system=0)
+# No per-property undescribed discount, but each function after the first function with parameters that has an
+# undescribed property costs one token less (`later_undescribed_function`). pydantic-ai's cassettes, API-reported,
+# were over by exactly the number of such functions: test_tool_search_eval (gpt-5.4-mini, Chat: `get_weather`,
+# `get_exchange_rate`, `search_tools` +1, 2 cases; with `stock_lookup` +2, 2 cases), test_tool_choice_matrix
+# [tools_plus_output] (gpt-5-mini, `get_weather`, `get_time`, `final_result`, tool_choice required: +2 in Chat,
+# Chat history and Responses), test_openai_deferred_capability_tools (gpt-5.2 Responses, `load_capability`
+# (described), `bar`, `search_tools`: +1, 2 cases). Two sets say which functions count: a first function
+# without parameters does not start the count (gpt-5's `always_ready`, `lookup_exchange_rate`, `search_tools`,
+# 5 cases exact), and a first function with only described properties does (gpt-5.2's `bar`, +1). A later
+# function whose properties are all described costs its text (`search_tools` after `get_weather`, gpt-5.4-mini,
+# 4 cases exact). Single-function requests are unchanged. The two-function requests with a named tool_choice
+# (gpt-5-mini, `get_weather` + `get_time` or `final_result`, Chat and Responses, 4 cases) then read the named
+# choice at -2, not the -3 measured on them before the rule (`REASONING.choice_named`; the o-series has no
+# named-choice case). No mechanism is known: harmony's renderer writes every function the same way.
+HARMONY = replace(REASONING, assistant_channel=2, tools_preamble=9, undescribed_property=0, later_undescribed_function=-1,
+                  developer_preamble=81, tool_result=8, tools_in_system=0)
 
 
 # The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents
