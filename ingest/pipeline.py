@@ -254,7 +254,12 @@ class FileIngester:
     def _finish(self, path: Path, source_id: str, ident: FileIdentity, chunk: Chunk, result: FileResult,
                 fh: BinaryIO, state: FileState) -> ChunkRows:
         """Estimate missing tokens and turn a chunk into Arrow tables (one `now` per chunk)."""
-        if not ident.compressed and fingerprint(os.pread(fh.fileno(), ident.fp_len, 0)) != ident.fp:
+        # The bytes before the chunk's end are hashed first and the head checked after: a copytruncate
+        # landing later (while the chunk is estimated and tabled) cannot put a hash of bytes the file no
+        # longer holds into the source's record, which its copy must match to resume there.
+        tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
+        if not ident.compressed and (fingerprint(os.pread(fh.fileno(), ident.fp_len, 0)) != ident.fp
+                                     or (tail is None and chunk.end > 0)):
             # copytruncate (or a rewrite) raced with this read: what was read may belong to the new
             # content, not to the identity it would be committed under. Commit nothing; re-identify.
             raise FileChanged(str(path))
@@ -272,7 +277,6 @@ class FileIngester:
                 if b["raw"] is not None and keep < QUARANTINE_RAW_BYTES:
                     b["raw"] = b["raw"][:keep] or None
             bad_table = pa.Table.from_pylist(chunk.bad, schema=QUARANTINE_SCHEMA)
-        tail = None if ident.compressed else tail_hash_open(fh, chunk.end)
         result.lines += chunk.lines
         result.calls += len(chunk.calls)
         add_coverage(result, chunk.calls)

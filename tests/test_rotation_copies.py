@@ -488,3 +488,63 @@ def test_two_copies_of_a_log_cut_off_before_its_last_lines_were_read_give_them_o
     ingest_files(wh_path, logs)
     ingest_files(wh_path, logs)
     expect_once(wh_path, [*range(20), 100])  # type: ignore[arg-type]
+
+
+def test_a_copytruncate_landing_while_a_chunk_is_finished_records_no_wrong_tail(
+        passes: Passes, logs: Path, wh_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills: `FileIngester._finish` hashing the bytes before the chunk's end *after* its check that the
+    file is unchanged. The copy and the truncate happen while the chunk is being turned into a table
+    (estimation and Arrow: milliseconds under load): the record then carried the hash of bytes the file
+    no longer held (or none), the copy failed the check at that offset, and was read again from 0 as a
+    new source (120 and 200 calls twice in the fault tests)."""
+    import ingest.pipeline
+
+    f = logs / "app.log"
+    f.write_text(lines(range(10)))
+    passes.run()
+    append(f, lines(range(10, 14)))
+    real = ingest.pipeline.calls_to_table
+    fired: list[bool] = []
+
+    def copytruncate_meanwhile(calls):  # type: ignore[no-untyped-def]
+        if not fired:
+            fired.append(True)
+            shutil.copyfile(f, logs / "app.log.1")
+            truncate_and_write(f, lines(range(100, 101)))
+        return real(calls)
+
+    monkeypatch.setattr(ingest.pipeline, "calls_to_table", copytruncate_meanwhile)
+    passes.run()
+    monkeypatch.setattr(ingest.pipeline, "calls_to_table", real)
+    passes.run(3)
+    assert fired
+    expect_once(wh_path, [*range(14), 100])  # type: ignore[arg-type]
+
+
+def test_a_log_cut_shorter_under_its_same_banner_while_a_chunk_is_finished_is_a_changed_file(
+        tmp_path: Path, wh_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Kills: `_finish` accepting a chunk whose end the file no longer reaches while its head is unchanged
+    (truncated and restarted with the same banner while the chunk's lines were parsed): the chunk would be
+    committed with no tail hash, so nothing could later check a copy or the log itself at that offset."""
+    import ingest.pipeline
+    from ingest.pipeline import FileChanged, FileIngester, FileResult, IngestOptions
+    from ingest.sources import identify_with_head
+    from ingest.store import Store
+
+    banner = "# service banner " + "y" * 1100 + "\n"
+    f = tmp_path / "app.log"
+    f.write_text(banner + lines(range(6)))
+    real = ingest.pipeline.LineDispatcher.handle_line
+    seen: list[int] = []
+
+    def cut_meanwhile(self, line, chunk):  # type: ignore[no-untyped-def]
+        seen.append(1)
+        if len(seen) == 7:  # the last line has been read: the log is cut back to its banner
+            truncate_and_write(f, banner)
+        return real(self, line, chunk)
+
+    monkeypatch.setattr(ingest.pipeline.LineDispatcher, "handle_line", cut_meanwhile)
+    ident, _ = identify_with_head(f)
+    ingester = FileIngester(Store(wh_path).prepare_for_writing().hasher, IngestOptions())
+    with pytest.raises(FileChanged), open(f, "rb") as handle:
+        list(ingester.chunks(f, "src-test", ident, 0, FileResult(str(f), None), handle=handle))  # type: ignore[arg-type]

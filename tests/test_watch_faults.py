@@ -17,15 +17,19 @@ from pathlib import Path
 
 import pytest
 from conftest import tt_sql
+from helpers.faults import where
+
+from attribution.query import connect
 
 HELPER = Path(__file__).parent / "helpers" / "log_writer.py"
 SOAK = bool(os.environ.get("TOKENTRAIL_SOAK"))
 
 
 def _watch(logs: Path, wh: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh),
-                             "--flush-seconds", "0.1", "--flush-rows", "40"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    with open(logs.parent / "watch.err", "ab") as err:  # kept for a failure's post-mortem
+        return subprocess.Popen([sys.executable, "-m", "attribution", "watch", str(logs), "--warehouse", str(wh),
+                                 "--flush-seconds", "0.1", "--flush-rows", "40"],
+                                stdout=subprocess.DEVNULL, stderr=err)
 
 
 @pytest.mark.slow
@@ -63,8 +67,10 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     counts = Counter(r[0] for r in rows)
     duplicated = {k: n for k, n in counts.items() if n > 1}
     missing = set(written) - set(counts)
-    assert not duplicated, f"{len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}"
-    assert not missing, f"{len(missing)} calls lost, e.g. {sorted(missing)[:5]}"
+    con = connect(wh)
+    assert not duplicated, f"{len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}" + \
+        where(con, "calls_all", duplicated, [logs])
+    assert not missing, f"{len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + where(con, "calls_all", {}, [logs])
     assert set(counts) == set(written) and kills >= kills_wanted
     quarantined = list((wh / "quarantine").glob("*/*.parquet"))
     assert not quarantined, "a line was cut: a partial line was taken as complete"

@@ -102,13 +102,14 @@ def check_exactly_once(tmp_path: Path, warehouse: str, env: dict[str, str], host
         assert len(ids) == total
         written += ids
     con = connect(warehouse)
+    dirs = [tmp_path / f"host{h}" / "logs" for h in range(hosts)]
     for view in ("calls_all", "usage_all"):
         counts = Counter(r[0] for r in con.sql(f"SELECT call_id FROM {view}").fetchall())
         duplicated = {k: n for k, n in counts.items() if n > 1}
         missing = set(written) - set(counts)
         assert not duplicated, f"{view}: {len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}" + \
-            _where(con, view, duplicated, tmp_path, hosts)
-        assert not missing, f"{view}: {len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + _where(con, view, {}, tmp_path, hosts)
+            where(con, view, duplicated, dirs)
+        assert not missing, f"{view}: {len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + where(con, view, {}, dirs)
         assert set(counts) == set(written)
     (n_q,), = con.sql("SELECT count(*) FROM quarantine").fetchall()
     assert n_q == 0, "a line was cut: a partial line was taken as complete"
@@ -118,16 +119,15 @@ def check_exactly_once(tmp_path: Path, warehouse: str, env: dict[str, str], host
     assert tokens == expected
 
 
-def _where(con: object, view: str, ids: dict[str, int], tmp_path: Path, hosts: int) -> str:
-    """For a failure message: which sources and files the named calls were read from, and each host's log files
-    (a rare failure must say enough to be explained from its message alone)."""
+def where(con: object, view: str, ids: dict[str, int], log_dirs: list[Path]) -> str:
+    """For a failure message: which sources and files the named calls were read from, and the log files
+    (with inodes) in each directory: a rare failure must say enough to be explained from its message alone."""
     lines = []
     if ids:
         listed = ", ".join("'" + i + "'" for i in sorted(ids)[:400])
         rows = con.sql(f"SELECT source_id, source_file, min(source_offset), max(source_offset), count(*) "  # type: ignore[attr-defined]
                        f"FROM {view} WHERE call_id IN ({listed}) GROUP BY ALL ORDER BY 3").fetchall()
         lines += [f"  {sid} {Path(f).name} offsets {lo}..{hi} ({n} rows)" for sid, f, lo, hi, n in rows]
-    for h in range(hosts):
-        logs = tmp_path / f"host{h}" / "logs"
-        lines.append(f"  host{h}: " + " ".join(f"{p.name}({p.stat().st_ino})" for p in sorted(logs.iterdir())))
+    for d in log_dirs:
+        lines.append(f"  {d.parent.name}: " + " ".join(f"{p.name}({p.stat().st_ino})" for p in sorted(d.iterdir())))
     return "\n" + "\n".join(lines)
