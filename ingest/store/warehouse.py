@@ -115,13 +115,9 @@ class Store:
         """
         index = self.source_index()
         cands = index.candidates(ident, head)
-        chosen: SourceRecord | None = None
         duplicate: str | None = None
         adopted = False
-        for r in cands:
-            if r.host == self.host and r.dev == ident.dev and r.inode == ident.inode:
-                chosen = r
-                break
+        chosen = next((r for r in cands if r.host == self.host and (r.dev, r.inode) == (ident.dev, ident.inode)), None)
         if chosen is None:
             peers = live() if live is not None else None
             if peers is not None:  # not a file read before on this host: is it a copy of one being read?
@@ -132,28 +128,7 @@ class Store:
                     if sid is not None and callable(tail_at):
                         self._link_copy(sid, ident, head, path, tail_at)
                     return Resolved("", 0, copy_of=str(original.path))
-            copied_from = self._copied_from(ident, head, tail_at)
-            for r in cands:
-                still_live = r.host == self.host and peers is not None and \
-                    not (r.dev == ident.dev and r.inode == ident.inode) and \
-                    peers.holding(r.dev, r.inode, r.fp, r.fp_len, r.end_offset, r.tail_hash) is not None
-                if still_live:
-                    duplicate = r.path
-                    continue
-                if r.source_id == copied_from:
-                    # seen repeating that source's file byte for byte: it is that source, even where the
-                    # source was read past this copy's end (copytruncate's window: the log was written
-                    # and read between the copy and the truncate), so there is nothing to verify or restart
-                    chosen, adopted = r, True
-                    break
-                if ident.compressed or r.compressed:
-                    chosen = r  # a gzip rotation of a file read before: same decompressed head
-                    break
-                offset = self.calls.txn_version(r.source_id) or 0
-                expected = index.tail_at(r.source_id, offset)
-                if offset == 0 or (offset <= ident.size and callable(tail_at) and tail_at(offset) == expected):
-                    chosen = r
-                    break
+            chosen, adopted, duplicate = self._moved_here(cands, ident, head, peers, tail_at)
         if chosen is None:
             sid = new_source_id(ident, self.host)
             # provisional until its first commit, so a file with the same head read in the same batch
@@ -171,6 +146,30 @@ class Store:
             if expected is not None and callable(tail_at) and tail_at(offset) != expected:
                 return self._restart(sid, offset, "bytes before the checkpoint changed: file replaced, reading from 0")
         return Resolved(sid, offset, duplicate_of=duplicate, format=remembered)
+
+    def _moved_here(self, cands: list[SourceRecord], ident: FileIdentity, head: bytes, peers: LiveFiles | None,
+                    tail_at: object) -> tuple[SourceRecord | None, bool, str | None]:
+        """Rule 2 of `progress`: the source this file (not read before here) continues, if any: (its record,
+        whether it is a copy adopted without the offset check, a still-live file with the same head)."""
+        copied_from = self._copied_from(ident, head, tail_at)
+        duplicate = None
+        for r in cands:
+            if r.host == self.host and peers is not None and (r.dev, r.inode) != (ident.dev, ident.inode) and \
+                    peers.holding(r.dev, r.inode, r.fp, r.fp_len, r.end_offset, r.tail_hash) is not None:
+                duplicate = r.path  # its file still holds it: not ours to take (identical banners)
+                continue
+            if r.source_id == copied_from:
+                # seen repeating that source's file byte for byte: it is that source, even where the source
+                # was read past this copy's end (copytruncate's window: the log was written and read between
+                # the copy and the truncate), so there is nothing to verify or restart
+                return r, True, duplicate
+            if ident.compressed or r.compressed:
+                return r, False, duplicate  # a gzip rotation of a file read before: same decompressed head
+            offset = self.calls.txn_version(r.source_id) or 0
+            expected = self.source_index().tail_at(r.source_id, offset)
+            if offset == 0 or (offset <= ident.size and callable(tail_at) and tail_at(offset) == expected):
+                return r, False, duplicate
+        return None, False, duplicate
 
     def _copied_from(self, ident: FileIdentity, head: bytes, tail_at: object) -> str | None:
         """The source this file was seen repeating (a copy link in `_sources`), if it is unchanged since:
