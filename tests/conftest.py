@@ -31,6 +31,14 @@ def wh_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
+def logs(tmp_path: Path) -> Path:
+    """An empty log directory for a watcher or an ingest run."""
+    d = tmp_path / "logs"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
 def fixtures() -> Path:
     return FIXTURES
 

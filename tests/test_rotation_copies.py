@@ -46,13 +46,6 @@ class Passes:
 
 
 @pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def passes(logs: Path, wh_path: Path) -> Iterator[Passes]:
     p = Passes(logs, wh_path)
     yield p
@@ -76,6 +69,14 @@ def expect_once(wh: Path, ids: range, prefix: str = "c") -> None:
 def append(f: Path, text: str) -> None:
     with f.open("a") as fh:
         fh.write(text)
+
+
+def gzip_copy(f: Path, to: Path | None = None) -> Path:
+    """What a compressing rotation writes next to `f` (not yet deleting it): `f.gz`, or `to`."""
+    to = to or f.with_name(f.name + ".gz")
+    with gzip.open(to, "wb") as gz:
+        gz.write(f.read_bytes())
+    return to
 
 
 def truncate_and_write(f: Path, text: str) -> None:
@@ -187,8 +188,7 @@ def test_a_gzip_rotation_seen_before_the_plain_file_is_removed_is_read_once(pass
     passes.run()
     rotated = logs / "app.log.1"
     f.rename(rotated)
-    with gzip.open(str(rotated) + ".gz", "wb") as gz:
-        gz.write(rotated.read_bytes())
+    gzip_copy(rotated)
     f.write_text(lines(range(100, 101)))
     passes.run()  # app.log.1 and app.log.1.gz both hold calls 0-14
     rotated.unlink()
@@ -285,8 +285,7 @@ def test_ingest_of_a_directory_mid_rotation_reads_each_call_once(tmp_path: Path,
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "app.log.1").write_text(lines(range(10)))
-    with gzip.open(logs / "app.log.1.gz", "wb") as gz:
-        gz.write((logs / "app.log.1").read_bytes())
+    gzip_copy(logs / "app.log.1")
     (logs / "web.log").write_text(lines(range(6), "w"))
     shutil.copyfile(logs / "web.log", logs / "a-web.log.1")
     with (logs / "web.log").open("a") as fh:
@@ -307,8 +306,7 @@ def test_of_a_log_and_its_equal_gzip_the_plain_one_carries_the_source(tmp_path: 
     logs = tmp_path / "logs"
     logs.mkdir()
     (logs / "b.log").write_text(lines(range(5)))
-    with gzip.open(logs / "a.log.gz", "wb") as gz:
-        gz.write((logs / "b.log").read_bytes())
+    gzip_copy(logs / "b.log", logs / "a.log.gz")
     os.utime(logs / "a.log.gz", ns=((logs / "b.log").stat().st_mtime_ns,) * 2)  # as `gzip -k` keeps it
     ingest_files(wh_path, logs)
     with (logs / "b.log").open("a") as fh:
@@ -334,8 +332,7 @@ def test_a_new_log_that_began_like_a_rotated_one_is_not_taken_for_its_copy(passe
     f.rename(logs / "app.log.1")
     f.write_text(header)
     passes.run()
-    with open(logs / "app.log.1", "rb") as src, gzip.open(logs / "app.log.1.gz", "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    gzip_copy(logs / "app.log.1")
     (logs / "app.log.1").unlink()
     append(f, lines(range(100, 110)))
     passes.run(3)
@@ -395,8 +392,7 @@ def test_a_waiting_copy_deleted_while_its_original_lives_is_let_go_unread(passes
     passes.run()
     shutil.copyfile(app, logs / "app.log.1")
     passes.run()
-    with open(logs / "app.log.1", "rb") as src, gzip.open(logs / "app.log.1.gz", "wb") as dst:
-        shutil.copyfileobj(src, dst)
+    gzip_copy(logs / "app.log.1")
     (logs / "app.log.1").unlink()
     append(app, lines(range(20, 22)))
     passes.run(3)

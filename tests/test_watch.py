@@ -66,13 +66,6 @@ class Running:
 
 
 @pytest.fixture
-def logs(tmp_path: Path) -> Path:
-    d = tmp_path / "logs"
-    d.mkdir()
-    return d
-
-
-@pytest.fixture
 def watching(wh_path: Path, logs: Path) -> Iterator[Callable[..., Running]]:
     started: list[Running] = []
 
