@@ -1,5 +1,5 @@
-"""Gather API-reported token counts from standard VCR cassettes (request body a JSON string, response
-body a string or gzip bytes), as Mirascope/mirascope records them; bench/harvest_cases.py reads
+"""Gather API-reported token counts from standard VCR cassettes (under `cassettes/` or `_vcr/`; request body a
+JSON string, response body a string or gzip bytes), as Mirascope/mirascope records them; bench/harvest_cases.py reads
 pydantic-ai's parsed-body form. Run by hand when refreshing tests/accuracy/cases.jsonl; prints one
 case per line (id = the first 12 hex of sha256([model, endpoint, request]), as bench/accuracy_sources.py).
 

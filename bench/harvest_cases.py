@@ -19,6 +19,7 @@ import yaml
 
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 MAX_BODY = 30_000
+CASSETTE_DIRS = ("cassettes/", "_vcr/")  # pytest-recording / vcrpy; posit-dev/chatlas keeps tests/_vcr/
 _UNCOUNTABLE = ("input_file", "file", "input_audio", "audio_url", "document")
 
 
@@ -39,7 +40,8 @@ def category(endpoint: str, model: str, req: dict[str, Any]) -> str | None:
         kinds = {i.get("type") or "message" for i in inp if isinstance(i, dict)} if isinstance(inp, list) else set()
         tools = {t.get("type") for t in req.get("tools") or () if isinstance(t, dict)}
         countable = not (kinds - {"message", "function_call", "function_call_output"} or tools - {"function"}
-                         or req.get("previous_response_id") or req.get("conversation"))
+                         or req.get("previous_response_id") or req.get("conversation")
+                         or req.get("prompt"))  # a stored prompt template is not in the request
         if not countable:
             return "responses_builtin"  # web search results, MCP, stored turns, … are not in the request
         fmt = (req.get("text") or {}).get("format")
@@ -62,7 +64,7 @@ def openai_interactions(repo: str) -> Iterator[tuple[str, int, str, dict[str, An
     """(cassette path, index, endpoint, request, response) of every successful Chat Completions or Responses
     call recorded in a repository's VCR cassettes (its HEAD)."""
     paths = [p for p in git(repo, "ls-tree", "-r", "--name-only", "HEAD").splitlines()
-             if "cassettes/" in p and p.endswith(".yaml")]
+             if any(d in p for d in CASSETTE_DIRS) and p.endswith(".yaml")]
     for path in paths:
         try:
             text = git(repo, "show", f"HEAD:{path}")

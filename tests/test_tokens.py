@@ -385,6 +385,12 @@ def test_uncountable_responses_parts_are_flagged() -> None:
     assert "input_web_search_call_not_counted" in flags and "builtin_tool_web_search_not_counted" in flags
 
 
+def test_a_stored_responses_prompt_is_flagged() -> None:
+    _, flags = count_request_input({"prompt": {"id": "pmpt_1", "version": "4", "variables": {"q": "hi"}}},
+                                   endpoint="responses")
+    assert "prompt_not_counted" in flags
+
+
 def test_outputs_include_refusals_function_calls_and_parallel_tool_calls() -> None:
     from ingest.tokens import response_output_texts
 

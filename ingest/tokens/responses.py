@@ -17,6 +17,10 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
     for key in ("previous_response_id", "conversation"):
         if request.get(key):
             plan.flags.append(f"{key}_not_counted")  # earlier turns are stored server-side, not in the request
+    if request.get("prompt"):
+        # A stored prompt (`{"id": "pmpt_...", "version", "variables"}`) is expanded server-side; its text is not
+        # in the request (DataDog/dd-trace-py's response_with_prompt cassette: 28 tokens the request does not hold).
+        plan.flags.append("prompt_not_counted")
     if isinstance(request.get("instructions"), str) and request["instructions"]:
         items.append({"role": "developer", "content": request["instructions"]})
     inp = request.get("input")
