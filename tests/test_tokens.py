@@ -804,3 +804,23 @@ def test_a_function_with_a_number_type_costs_one_token_more() -> None:
     assert _n({**body, "tools": [fn("number", "number")]}) - _n({**body, "tools": [fn("integer", "integer")]}) == 1
     legacy = {**body, "functions": [fn("number")["function"]]}
     assert _n(legacy) == _n({**body, "functions": [fn("integer")["function"]]})
+
+
+def test_a_message_name_is_read_with_its_colon_as_one_text() -> None:
+    """A name is written after the role as `:<name>` and encoded with its colon (openai/harmony's author
+    form). Arize-ai/openinference's autogen-agentchat cassettes (gpt-4o-2024-08-06) name user messages `user`,
+    and `:user` is one token: test_instrumenting_model_client (API 15) and TestTeam.test_team_run (API 28)
+    are exact only so. A name the vocabulary does not join to the colon costs colon plus name, as the
+    cookbook's `example_user` counts (124 on gpt-4o, above)."""
+    for case_id in ("d641310f40bc", "05d8fe7e7ee2"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    enc = load_encoding("o200k_base")
+    assert len(enc.encode(":user")) == 1 and len(enc.encode(":critic")) == 1 + len(enc.encode("critic"))
+
+    def named(name: str) -> int:
+        return _n({"model": "gpt-4o", "messages": [{"role": "user", "name": name, "content": "Hi"}]})
+
+    unnamed = _n({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]})
+    assert named("user") == unnamed + 1
+    assert named("critic") == unnamed + 1 + len(enc.encode("critic"))

@@ -80,7 +80,7 @@ def plan_messages(plan: Plan, messages: list[Any], model: str | None, fr: Framin
         # gpt-4o, gpt-4o-mini, gpt-4.1-mini, gpt-5-nano) were 3 to 27 over with it priced as a message name,
         # none exact; without it the 25 without parallel calls are exact, none lost.
         if isinstance(msg.get("name"), str) and role != "tool":
-            plan.add(msg["name"])
+            plan.add(fr.name_prefix + msg["name"])
             plan.fixed += fr.per_name
         if role == "function":
             plan.fixed -= 2  # the function's name replaces the role

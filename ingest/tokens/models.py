@@ -53,7 +53,15 @@ class Framing:
     """Tokens a model family adds around the request's own text."""
 
     per_message: int = 3  # <|im_start|>, <|im_sep|> (or <|message|>), <|im_end|>
-    per_name: int = 1
+    # A message's `name` is read after its role as one text `:<name>`, as openai/harmony writes an author
+    # (`render_text_into(format!(":{name}"))`): the colon and the name are encoded together, so a name the
+    # vocabulary joins to the colon costs one token less than colon plus name. Arize-ai/openinference's
+    # autogen-agentchat cassettes (gpt-4o-2024-08-06) name user messages `user`; `:user` is one token in
+    # both vocabularies, and all 5 requests were one over with the name encoded alone after a colon token;
+    # every other named message in the suite (the cookbook's `example_user`/`example_assistant` on 12 models,
+    # hmarr's function messages, autogen's `primary`/`critic`) encodes the same either way.
+    name_prefix: str = ":"
+    per_name: int = 0  # beyond `name_prefix` + name
     reply: int = 3  # <|im_start|>assistant<|im_sep|> priming the reply
     tools_preamble: int = 9  # "# Tools\n\n## functions\n\n" and its message wrapper
     tools_in_system: int = -4  # when a system message exists the tools join it (no wrapper of their own)
@@ -108,7 +116,7 @@ class Framing:
 
 CLASSIC = Framing()
 O200K_CLASSIC = Framing()
-CL100K_0301 = Framing(per_message=4, per_name=-1)
+CL100K_0301 = Framing(per_message=4, name_prefix="", per_name=-1)  # the name replaces the role
 # The o-series read function tools as the classic models do: no platform developer text, a tool result
 # 2 beyond its name and content, the undescribed-property discount; one token more for the tool preamble.
 # Evidence: crewAI's o3-mini cassettes (test_agent_powered_by_new_o_model_family_that_uses_tool and
@@ -147,7 +155,7 @@ HARMONY = replace(REASONING, assistant_channel=2, tools_preamble=9, undescribed_
 # The search models (gpt-4o-search-preview, gpt-4o-mini-search-preview) report the message contents
 # alone as prompt tokens: no wrapper, no role, no reply priming (pydantic-ai's web-search cassettes:
 # 6 + 5 and 6 + 6 tokens of content reported as 11 and 12).
-SEARCH = Framing(per_message=0, per_name=0, reply=0, roles=False)
+SEARCH = Framing(per_message=0, name_prefix="", per_name=0, reply=0, roles=False)
 
 
 def framing_for(model: str | None) -> Framing:
