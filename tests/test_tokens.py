@@ -824,3 +824,20 @@ def test_a_message_name_is_read_with_its_colon_as_one_text() -> None:
     unnamed = _n({"model": "gpt-4o", "messages": [{"role": "user", "content": "Hi"}]})
     assert named("user") == unnamed + 1
     assert named("critic") == unnamed + 1 + len(enc.encode("critic"))
+
+
+def test_a_responses_call_named_by_its_output_item_id_costs_the_same_three() -> None:
+    """posit-dev/chatlas replays a call with the output item's id as its `call_id` (`fc_…`, no `id`, `store:
+    false`): test_parallel_chat_mixed_tools_and_no_tools interaction 3 (gpt-5.4, API input_tokens 86) and the
+    two-call test_parallel_chat_tool_ordering_multiple_tools_per_prompt interaction 4 (API 131) are exact only
+    with 3 per call."""
+    for case_id in ("56797e8c5df2", "295dee125965"):
+        case = _case(case_id)
+        assert _case_count(case) == case["input_tokens"], case_id
+    call = {"type": "function_call", "call_id": "fc_0449", "name": "record_tool", "arguments": '{"prompt_id":"A"}'}
+    result = {"type": "function_call_output", "call_id": "fc_0449", "output": "Executed for A"}
+    body: dict[str, Any] = {"model": "gpt-5.4", "input": [{"role": "user", "content": "Call record_tool"}, call, result]}
+    n, flags = count_request_input(body)
+    plain_id = {**body, "input": [body["input"][0], {**call, "call_id": "call_0449"}, {**result, "call_id": "call_0449"}]}
+    n2, flags2 = count_request_input(plain_id)
+    assert n - n2 == 3 and "stored_function_call_approx" in flags and "stored_function_call_approx" not in flags2

@@ -80,7 +80,10 @@ class Framing:
     # stored response) is read from the stored item, not from the request's text: Mirascope's gpt-4o
     # and gpt-4o-mini cassettes count 26 of 35 such items 3 tokens above the same item without an id
     # (pydantic-ai's id-less items are exact), 3 at 0 and 6 at 5 for requests that differ only in their
-    # ids, so the spread is server-side; 3 is the most common value, and the estimate is flagged.
+    # ids, so the spread is server-side; 3 is the most common value, and the estimate is flagged. An item whose
+    # `call_id` is the output item's id (`fc_…`, no `id`), as posit-dev/chatlas replays calls with `store: false`,
+    # costs the same 3: its gpt-5.4 cassettes were 3 under per such call on all 36 calls (33 requests, one or
+    # two calls each), and are exact with it, none lost.
     responses_stored_call: int = 3
     choice_none: int = 1  # tool_choice "none"
     choice_named: int = 7  # tool_choice naming a function, plus the name's tokens

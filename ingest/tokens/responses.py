@@ -11,6 +11,13 @@ from .plan import Plan, _json_text
 from .response_format import plan_response_format
 
 
+def _names_an_output_item(item: dict[str, Any]) -> bool:
+    """A `function_call` item that names a Responses output item (`fc_…`): in its `id`, as SDKs replay a
+    stored response, or as its `call_id`, as posit-dev/chatlas sends the output item's id back. Either costs
+    `Framing.responses_stored_call` more than the same call named by a `call_…` id alone."""
+    return (isinstance(item.get("id"), str) and bool(item["id"])) or str(item.get("call_id") or "").startswith("fc_")
+
+
 def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dict[str, Any]]:
     """Responses `instructions` and `input` items as chat messages (tool calls, outputs, reasoning)."""
     items: list[dict[str, Any]] = []
@@ -33,7 +40,7 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
             itype = item.get("type")
             if itype == "function_call":
                 call = {"id": item.get("call_id"), "function": {"name": item.get("name"), "arguments": item.get("arguments")},
-                        "_stored": isinstance(item.get("id"), str) and bool(item["id"])}  # see `Framing.responses_stored_call`
+                        "_stored": _names_an_output_item(item)}
                 if items and items[-1].get("role") == "assistant" and items[-1].get("tool_calls") is not None \
                         and not items[-1].get("content"):
                     items[-1]["tool_calls"].append(call)
