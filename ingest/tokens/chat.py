@@ -187,18 +187,20 @@ def parallel_call_text(calls: list[dict[str, Any]]) -> str:
 
 
 def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses: bool = False,
-               legacy: bool = False) -> bool:
+               legacy: bool = False, after_system: bool = False) -> bool:
     """Function tools as the namespace text plus the preamble; built-in tools are flagged.
 
     Legacy `functions` requests (hmarr's cases, gpt-3.5-turbo-0613) price an undescribed property at
-    its text; `tools` requests one token less (see `Framing.undescribed_property`)."""
+    its text; `tools` requests one token less (see `Framing.undescribed_property`). `after_system`: the
+    conversation opens with a system message (see `HARMONY`)."""
     fns, builtin = function_defs(tools)
     for b in builtin:
         plan.flags.append(f"builtin_tool_{b}_not_counted")
     if not fns:
         return False
     undescribed, later, numbers = [0], [0], [0]
-    plan.add(render_namespace(fns, undescribed, legacy=legacy, later_undescribed=later, number_functions=numbers))
+    plan.add(render_namespace(fns, undescribed, legacy=legacy, later_undescribed=later, number_functions=numbers,
+                              count_first=after_system))
     if not legacy:
         plan.fixed += fr.undescribed_property * undescribed[0] + fr.later_undescribed_function * later[0]
         plan.fixed += fr.number_function * numbers[0]
@@ -259,7 +261,7 @@ def plan_chat(plan: Plan, request: dict[str, Any], model: str | None) -> None:
     plan_messages(plan, messages, model, fr, pad_system=pad and has_system)
     plan.fixed += fr.reply
     legacy = not request.get("tools")
-    plan_tools(plan, tools, fr, has_system, legacy=legacy)
+    plan_tools(plan, tools, fr, has_system, legacy=legacy, after_system=has_system)
     if fns:
         plan_tool_choice(plan, request.get("function_call") if legacy else request.get("tool_choice"), legacy, fr)
     replies = sum(1 for m in messages if isinstance(m, dict) and m.get("role") == "assistant" and m.get("content"))

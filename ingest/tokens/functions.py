@@ -194,12 +194,14 @@ def comment_lines(text: str) -> list[str]:
 
 def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
                      legacy: bool = False, later_undescribed: list[int] | None = None,
-                     number_functions: list[int] | None = None) -> str:
+                     number_functions: list[int] | None = None, count_first: bool = False) -> str:
     """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
     have no description and are not string enums; `later_undescribed` (a one-item list) how many
     functions after the first one with parameters have such a property (see
     `Framing.later_undescribed_function`); `number_functions` (a one-item list) how many functions have a
-    `number` type (see `Framing.number_function`); `legacy` selects the older form (see above)."""
+    `number` type (see `Framing.number_function`); with `count_first`, `later_undescribed` counts the first
+    function with parameters too (the tools follow a system message; see `HARMONY`); `legacy` selects the older
+    form (see above)."""
     stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
     with_params = 0
@@ -229,7 +231,7 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
                 lines.append(f"type {name} = (_: {{")
             lines.append(format_properties(params, stats))
             lines.append("}) => any;")
-            if with_params and stats.undescribed > before and later_undescribed is not None:
+            if (with_params or count_first) and stats.undescribed > before and later_undescribed is not None:
                 later_undescribed[0] += 1
             with_params += 1
             if stats.number and number_functions is not None:

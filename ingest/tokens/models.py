@@ -150,7 +150,13 @@ REASONING = Framing(reply=2, reasoning=True, tools_preamble=10, responses_tools=
 # 4 cases exact). Single-function requests are unchanged. The two-function requests with a named tool_choice
 # (gpt-5-mini, `get_weather` + `get_time` or `final_result`, Chat and Responses, 4 cases) then read the named
 # choice at -2, not the -3 measured on them before the rule (`REASONING.choice_named`; the o-series has no
-# named-choice case). No mechanism is known: harmony's renderer writes every function the same way.
+# named-choice case). When the conversation opens with a system message, the first function with parameters
+# counts too: posit-dev/chatlas's gpt-5.4 Responses cassettes (system + user, one or two strict functions whose
+# first has an undescribed property, 40 requests, with and without replayed calls and a json_schema format) were
+# all one over, and exact with it; the same functions after a user message alone (27 requests there and in
+# pydantic-ai) and functions without properties after a system message (19) are exact either way. No Chat case has
+# a system message before a function with an undescribed property. No mechanism is known: harmony's renderer
+# writes every function the same way.
 HARMONY = replace(REASONING, assistant_channel=2, tools_preamble=9, undescribed_property=0, later_undescribed_function=-1,
                   developer_preamble=81, tool_result=8, tools_in_system=0)
 

@@ -64,7 +64,8 @@ def plan_responses(plan: Plan, request: dict[str, Any], model: str | None) -> No
     fns, _ = function_defs(request.get("tools"))
     plan_messages(plan, messages, model, fr, pad_system=bool(fns) and _opens_with_system(messages))
     plan.fixed += fr.reply
-    plan_tools(plan, request.get("tools"), fr, bool(request.get("instructions")), responses=True)
+    plan_tools(plan, request.get("tools"), fr, bool(request.get("instructions")), responses=True,
+               after_system=_opens_with_system(messages))
     if fns:
         plan_tool_choice(plan, request.get("tool_choice"), False, fr)
     text = request.get("text")
