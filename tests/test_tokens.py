@@ -391,6 +391,18 @@ def test_a_stored_responses_prompt_is_flagged() -> None:
     assert "prompt_not_counted" in flags
 
 
+def test_a_reasoning_mode_is_flagged_and_the_default_context_is_not() -> None:
+    """pydantic-ai's gpt-5.6-sol cassettes: `reasoning: {mode: pro}` reports 1,549 input tokens for an 18-token
+    request (server-side content); `context: all_turns` or `auto` alone reports the request's own 18."""
+    pro = _case("712f7c485112")
+    n, flags = count_request_input(pro["request"], model=pro["model"], endpoint="responses")
+    assert n < pro["input_tokens"] and "reasoning_mode_not_counted" in flags
+    for case_id in ("3c2c780c06f8", "8aafe5aba68e"):
+        case = _case(case_id)
+        n, flags = count_request_input(case["request"], model=case["model"], endpoint="responses")
+        assert n == case["input_tokens"] and "reasoning_mode_not_counted" not in flags, case_id
+
+
 def test_outputs_include_refusals_function_calls_and_parallel_tool_calls() -> None:
     from ingest.tokens import response_output_texts
 

@@ -24,6 +24,11 @@ def responses_items_as_messages(plan: Plan, request: dict[str, Any]) -> list[dic
     for key in ("previous_response_id", "conversation"):
         if request.get(key):
             plan.flags.append(f"{key}_not_counted")  # earlier turns are stored server-side, not in the request
+    reasoning = request.get("reasoning")
+    if isinstance(reasoning, dict) and reasoning.get("mode") not in (None, "auto"):
+        # A reasoning mode (`"pro"`) adds server-side input the request does not hold: pydantic-ai's
+        # test_openai_responses_reasoning_mode_pro (gpt-5.6-sol) reports 1,549 input tokens for an 18-token request.
+        plan.flags.append("reasoning_mode_not_counted")
     if request.get("prompt"):
         # A stored prompt (`{"id": "pmpt_...", "version", "variables"}`) is expanded server-side; its text is not
         # in the request (DataDog/dd-trace-py's response_with_prompt cassette: 28 tokens the request does not hold).
