@@ -308,7 +308,11 @@ def test_of_a_log_and_its_equal_gzip_the_plain_one_carries_the_source(tmp_path: 
     (logs / "b.log").write_text(lines(range(5)))
     gzip_copy(logs / "b.log", logs / "a.log.gz")
     os.utime(logs / "a.log.gz", ns=((logs / "b.log").stat().st_mtime_ns,) * 2)  # as `gzip -k` keeps it
-    ingest_files(wh_path, logs)
+    first = ingest_files(wh_path, logs)
+    # the plain file is read at once and only the `.gz` waits (both waiting would leave a log that never
+    # changes again unread)
+    expect_once(wh_path, range(5))
+    assert [Path(r.path).name for r in first.files if r.deferred] == ["a.log.gz"]
     with (logs / "b.log").open("a") as fh:
         fh.write(lines(range(5, 7)))
     ingest_files(wh_path, logs)
@@ -544,3 +548,80 @@ def test_a_log_cut_shorter_under_its_same_banner_while_a_chunk_is_finished_is_a_
     ingester = FileIngester(Store(wh_path).prepare_for_writing().hasher, IngestOptions())
     with pytest.raises(FileChanged), open(f, "rb") as handle:
         list(ingester.chunks(f, "src-test", ident, 0, FileResult(str(f), None), handle=handle))  # type: ignore[arg-type]
+
+
+# -- found by a mutation pass (each branch removed in turn; these went unnoticed before) -------------------
+
+def test_a_copy_longer_than_the_sample_window_is_recognised_by_its_lead(tmp_path: Path, wh_path: Path) -> None:
+    """Kills: the lead of a file over 64 KiB taken from its tail window. A copytruncate copy of a 400-call
+    log (over the window) beside the log it copies, which has grown since: each call once."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "web.log").write_text(lines(range(400), "w"))
+    assert (logs / "web.log").stat().st_size > 64 << 10
+    shutil.copyfile(logs / "web.log", logs / "a-web.log.1")
+    append(logs / "web.log", lines(range(400, 403), "w"))
+    ingest_files(wh_path, logs)
+    expect_once(wh_path, range(403), "w")
+
+
+def test_a_moved_log_continues_the_source_whose_bytes_it_holds_not_the_newest_with_its_banner(
+        tmp_path: Path, wh_path: Path) -> None:
+    """Kills: `_moved_here` adopting a source on its head alone. Two logs share a 1,100-byte banner; the
+    one read first is moved to another filesystem (same bytes, a new inode) and both originals are gone.
+    The moved file must continue its own source, not the newer one with the same head (whose offset
+    check would then restart it from its start)."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    banner = "# service banner " + "y" * 1100 + "\n"
+    a, b = logs / "a.log", logs / "b.log"
+    a.write_text(banner + lines(range(20), "a"))
+    b.write_text(banner + lines(range(10), "b"))
+    ingest_files(wh_path, a)
+    ingest_files(wh_path, b)  # b's record is the newer one
+    moved = tmp_path / "elsewhere.log"
+    shutil.copyfile(a, moved)
+    a.unlink()
+    b.unlink()
+    ingest_files(wh_path, moved)
+    counts = stored(wh_path)
+    assert {k: n for k, n in counts.items() if n > 1} == {}, "calls stored twice"
+    assert len(counts) == 30
+
+
+def test_a_waiting_hand_made_copy_is_linked_once_not_on_every_pass(passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `_link_copy` writing a link that exists already. `compact` keeps every link, so one per pass
+    would grow `_sources` without bound while a hand-made copy sits beside its log."""
+    from ingest.store import Store
+
+    f = logs / "app.log"
+    f.write_text(lines(range(6)))
+    passes.run()
+    shutil.copyfile(f, logs / "app.log.bak")
+    passes.run(4)
+    links = [r for rs in Store(wh_path).source_index(refresh=True).by_id.values() for r in rs if r.copy]
+    assert len(links) == 1
+    expect_once(wh_path, range(6))
+
+
+
+def test_a_linked_copy_rewritten_to_the_same_length_is_read_not_taken_for_the_copy(
+        passes: Passes, logs: Path, wh_path: Path) -> None:
+    """Kills: `_copied_from` trusting a link on head and length without the bytes before its end. A waiting
+    copy is rewritten in place (same inode, same length, same 1,100-byte banner, other calls) before its log
+    lets go; taken for the linked copy it would resume the log's source at its end and lose the new calls."""
+    banner = "# service banner " + "y" * 1100 + "\n"
+    f = logs / "app.log"
+    f.write_text(banner + lines(range(10)))
+    passes.run()
+    copy = logs / "app.log.bak"
+    shutil.copyfile(f, copy)
+    passes.run(2)  # the copy waits, linked to the log's source
+    with copy.open("r+") as fh:  # the same length: `c` and `d` ids are as long
+        fh.write(banner + lines(range(10), "d"))
+    assert copy.stat().st_size == f.stat().st_size
+    truncate_and_write(f, "")
+    passes.run(2)
+    counts = stored(wh_path)
+    assert {k: n for k, n in counts.items() if n > 1} == {}, "calls stored twice"
+    assert sorted(counts) == sorted([*(f"chatcmpl-c{i}" for i in range(10)), *(f"chatcmpl-d{i}" for i in range(10))])
