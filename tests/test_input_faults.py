@@ -69,6 +69,28 @@ def test_invalid_utf8_inside_a_string_is_that_lines_problem(tmp_path: Path, wh_p
     assert "u\ufffd50" in users and "u49" in users and "u99" in users
 
 
+def test_invalid_utf8_is_repaired_whichever_way_the_decoder_reports_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """msgspec before 0.23 raised UnicodeDecodeError for invalid UTF-8 inside a string, 0.23 a DecodeError
+    (pyproject allows both); a line whose JSON itself is broken stays an error either way."""
+    import msgspec
+
+    from ingest.formats.coerce import decode_line
+
+    real = msgspec.json.decode
+    bad = b'{"user": "u\xff50"}'
+    assert decode_line(bad) == ({"user": "u\ufffd50"}, True)
+
+    def older(data: bytes) -> object:  # msgspec < 0.23: a UnicodeDecodeError of its own
+        data.decode("utf-8")
+        return real(data)
+
+    monkeypatch.setattr(msgspec.json, "decode", older)
+    assert decode_line(bad) == ({"user": "u\ufffd50"}, True)
+    monkeypatch.setattr(msgspec.json, "decode", real)
+    with pytest.raises(msgspec.DecodeError):
+        decode_line(b'{"user": "u50"')  # valid UTF-8, broken JSON: not retried as a repair
+
+
 def test_invalid_utf8_in_a_batch_input_file_does_not_stop_the_index(tmp_path: Path, wh_path: Path) -> None:
     inp = tmp_path / "batch_input.jsonl"
     inp.write_bytes(b'{"custom_id": "t-0", "method": "POST", "url": "/v1/chat/completions", "body": '
