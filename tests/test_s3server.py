@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -30,6 +30,43 @@ def test_the_server_wrapper_handles_one_request_at_a_time() -> None:
             inside[0] -= 1
         start_response("200 OK", [])
         return [b"one ", environ["id"].encode()]
+
+    wrapped = OneAtATime(app)
+    bodies: dict[int, bytes] = {}
+    barrier = threading.Barrier(8)
+
+    def call(i: int) -> None:
+        barrier.wait()
+        bodies[i] = b"".join(wrapped({"id": str(i)}, lambda *a: None))
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert most[0] == 1
+    assert bodies == {i: f"one {i}".encode() for i in range(8)}
+
+
+def test_the_server_wrapper_holds_its_lock_while_a_streamed_body_is_produced() -> None:
+    """Kills: `OneAtATime` returning the app's iterable instead of the list of it. A WSGI app may do its
+    work while its body is iterated (PEP 3333 allows a generator); iterated after the lock was let go,
+    that work ran for several requests at once, the race the wrapper exists to stop."""
+    inside, most = [0], [0]
+    lock = threading.Lock()
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        try:
+            start_response("200 OK", [])
+            for part in (b"one ", environ["id"].encode()):
+                time.sleep(0.01)
+                yield part
+        finally:
+            with lock:
+                inside[0] -= 1
 
     wrapped = OneAtATime(app)
     bodies: dict[int, bytes] = {}
