@@ -22,9 +22,7 @@ from test_rotation_copies import Passes, append, expect_once, gzip_copy, lines, 
 import ingest.pipeline
 import ingest.sources
 import ingest.watch
-from ingest.pipeline import IngestOptions
 from ingest.store import Store
-from ingest.watch import WatchOptions
 
 
 class Clock:
@@ -42,13 +40,7 @@ class Clock:
 
 def watcher(logs: Path, wh: Path, **options: object) -> Passes:
     """`Passes` with other watch options (read_from, final_after_seconds)."""
-    from attribution.api import make_watcher
-
-    settings: dict[str, object] = {"flush_seconds": 0, "rescan_seconds": 0.1, "final_after_seconds": 0}
-    settings.update(options)
-    p = Passes.__new__(Passes)
-    p.watcher = make_watcher([logs], wh, None, None, IngestOptions(), WatchOptions(**settings))[0]  # type: ignore[arg-type]
-    return p
+    return Passes(logs, wh, **options)
 
 
 @pytest.fixture

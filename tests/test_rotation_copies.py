@@ -17,6 +17,7 @@ import shutil
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from conftest import ingest_files, tt_sql
@@ -31,11 +32,12 @@ class Passes:
     """A watcher over `logs`, advanced one pass (scan, read, commit) at a time. With `flush_seconds=0`
     every changed file is due on every pass, and an unchanged one is skipped, as in `watch`."""
 
-    def __init__(self, logs: Path, wh: Path) -> None:
+    def __init__(self, logs: Path, wh: Path, **options: Any) -> None:
+        """`options`: other `WatchOptions` (`read_from`, `final_after_seconds`, …)."""
         from attribution.api import make_watcher
 
-        options = WatchOptions(flush_seconds=0, rescan_seconds=0.1, final_after_seconds=0)
-        self.watcher: Watcher = make_watcher([logs], wh, None, None, IngestOptions(), options)[0]
+        settings: dict[str, Any] = {"flush_seconds": 0, "rescan_seconds": 0.1, "final_after_seconds": 0, **options}
+        self.watcher: Watcher = make_watcher([logs], wh, None, None, IngestOptions(), WatchOptions(**settings))[0]
 
     def run(self, n: int = 1) -> None:
         for _ in range(n):
@@ -346,11 +348,7 @@ def test_a_new_log_that_began_like_a_rotated_one_is_not_taken_for_its_copy(passe
 def test_a_remembered_copy_s_inode_taken_by_a_new_log_is_not_that_copy(logs: Path, wh_path: Path) -> None:
     """The same, through inode reuse: a hand copy waits and is deleted; a new log with the same banner gets
     its inode (read by path, over the descriptor cap, so the inode is freed at once)."""
-    from attribution.api import make_watcher
-
-    options = WatchOptions(flush_seconds=0, rescan_seconds=0.1, final_after_seconds=0, max_open=1)
-    p = Passes.__new__(Passes)
-    p.watcher = make_watcher([logs], wh_path, None, None, IngestOptions(), options)[0]
+    p = Passes(logs, wh_path, max_open=1)
     banner = "# service banner " + "y" * 1100 + "\n"
     (logs / "0-holder.log").write_text(lines(range(1), "h"))  # takes the one held descriptor
     p.run()
@@ -423,15 +421,11 @@ def test_of_two_equal_new_files_the_older_is_read_and_the_copy_waits(tmp_path: P
 def test_read_from_end_started_mid_rotation_skips_what_was_there(logs: Path, wh_path: Path) -> None:
     """--read-from end, first started while a copy equal to the log exists: the log is skipped to its end
     (the copy waits), so nothing from before start-up is read later."""
-    from attribution.api import make_watcher
-
     f = logs / "z.log"
     f.write_text(lines(range(10)))
     shutil.copyfile(f, logs / "a-copy.log")
     os.utime(f, ns=((logs / "a-copy.log").stat().st_mtime_ns - 10**9,) * 2)
-    p = Passes.__new__(Passes)
-    p.watcher = make_watcher([logs], wh_path, None, None, IngestOptions(),
-                             WatchOptions(flush_seconds=0, rescan_seconds=0.1, final_after_seconds=0, read_from="end"))[0]
+    p = Passes(logs, wh_path, read_from="end")
     p.run()
     append(f, lines(range(10, 12)))
     p.run(2)
