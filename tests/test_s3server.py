@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -15,60 +15,56 @@ from helpers.s3_serial_server import OneAtATime
 from s3server import BUCKET, s3_server
 
 
-def test_the_server_wrapper_handles_one_request_at_a_time() -> None:
-    """Deterministic: a slow app called from 8 threads at once never runs twice at the same time, and
-    each caller gets its own whole response."""
-    inside, most = [0], [0]
-    lock = threading.Lock()
+class Gauge:
+    """How many requests are inside an app at once, and the most seen."""
 
+    def __init__(self) -> None:
+        self.inside = self.most = 0
+        self._lock = threading.Lock()
+
+    def enter(self) -> None:
+        with self._lock:
+            self.inside += 1
+            self.most = max(self.most, self.inside)
+
+    def leave(self) -> None:
+        with self._lock:
+            self.inside -= 1
+
+
+def eager_app(gauge: Gauge) -> Callable[..., Iterable[bytes]]:
+    """Does its work before it returns its body."""
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
+        gauge.enter()
         time.sleep(0.02)
-        with lock:
-            inside[0] -= 1
+        gauge.leave()
         start_response("200 OK", [])
         return [b"one ", environ["id"].encode()]
-
-    wrapped = OneAtATime(app)
-    bodies: dict[int, bytes] = {}
-    barrier = threading.Barrier(8)
-
-    def call(i: int) -> None:
-        barrier.wait()
-        bodies[i] = b"".join(wrapped({"id": str(i)}, lambda *a: None))
-
-    threads = [threading.Thread(target=call, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert most[0] == 1
-    assert bodies == {i: f"one {i}".encode() for i in range(8)}
+    return app
 
 
-def test_the_server_wrapper_holds_its_lock_while_a_streamed_body_is_produced() -> None:
-    """Kills: `OneAtATime` returning the app's iterable instead of the list of it. A WSGI app may do its
-    work while its body is iterated (PEP 3333 allows a generator); iterated after the lock was let go,
-    that work ran for several requests at once, the race the wrapper exists to stop."""
-    inside, most = [0], [0]
-    lock = threading.Lock()
-
+def streamed_app(gauge: Gauge) -> Callable[..., Iterable[bytes]]:
+    """Does its work while its body is iterated (PEP 3333 allows a generator)."""
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
-        with lock:
-            inside[0] += 1
-            most[0] = max(most[0], inside[0])
+        gauge.enter()
         try:
             start_response("200 OK", [])
             for part in (b"one ", environ["id"].encode()):
                 time.sleep(0.01)
                 yield part
         finally:
-            with lock:
-                inside[0] -= 1
+            gauge.leave()
+    return app
 
-    wrapped = OneAtATime(app)
+
+@pytest.mark.parametrize("make_app", [eager_app, streamed_app], ids=["eager body", "streamed body"])
+def test_the_server_wrapper_handles_one_request_at_a_time(make_app: Callable[[Gauge], Any]) -> None:
+    """Deterministic: an app called from 8 threads at once never runs twice at the same time, and each
+    caller gets its own whole response. A streamed body is produced inside the lock too (kills
+    `OneAtATime` returning the app's iterable instead of the list of it: iterated after the lock was let
+    go, its work ran for several requests at once, the race the wrapper exists to stop)."""
+    gauge = Gauge()
+    wrapped = OneAtATime(make_app(gauge))
     bodies: dict[int, bytes] = {}
     barrier = threading.Barrier(8)
 
@@ -81,7 +77,7 @@ def test_the_server_wrapper_holds_its_lock_while_a_streamed_body_is_produced() -
         t.start()
     for t in threads:
         t.join()
-    assert most[0] == 1
+    assert gauge.most == 1
     assert bodies == {i: f"one {i}".encode() for i in range(8)}
 
 
