@@ -38,14 +38,9 @@ class Clock:
         return self.base + self.at
 
 
-def watcher(logs: Path, wh: Path, **options: object) -> Passes:
-    """`Passes` with other watch options (read_from, final_after_seconds)."""
-    return Passes(logs, wh, **options)
-
-
 @pytest.fixture
 def passes(logs: Path, wh_path: Path) -> Iterator[Passes]:
-    p = watcher(logs, wh_path)
+    p = Passes(logs, wh_path)
     yield p
     p.watcher.close()
 
@@ -88,7 +83,7 @@ def test_read_from_end_started_while_a_copy_is_being_made_commits_no_nameless_so
     at_start = f.read_bytes()
     copy = logs / "app.log.1"
     copy.write_bytes(at_start[: len(at_start) // 3])  # copytruncate's copy, a third written
-    p = watcher(logs, wh_path, read_from="end")
+    p = Passes(logs, wh_path, read_from="end")
     try:
         p.run()
         append(f, lines(range(30, 40)))
@@ -98,7 +93,7 @@ def test_read_from_end_started_while_a_copy_is_being_made_commits_no_nameless_so
         p.run(3)
     finally:
         p.watcher.close()
-    expect_once(wh_path, [*range(30, 40), 100])  # type: ignore[arg-type]
+    expect_once(wh_path, [*range(30, 40), 100])
     assert "" not in Store(wh_path).source_index(refresh=True).by_id
 
 
@@ -109,7 +104,7 @@ def test_a_file_that_once_waited_as_a_copy_is_drained_after_it_is_rotated_away(t
     be drained through its descriptor until quiet (`final_after_seconds`): the writer still appends to it.
     Still marked as waiting, it was let go at the first pass after the rename, and b3-b5 were lost."""
     clock = Clock(monkeypatch)
-    p = watcher(logs, wh_path, final_after_seconds=5)
+    p = Passes(logs, wh_path, final_after_seconds=5)
     a, b = logs / "a.log", logs / "b.log"
     a.write_text(lines(range(5), "s"))
     shutil.copyfile(a, b)
@@ -152,7 +147,7 @@ def test_a_gz_name_reused_by_the_next_rotation_is_sampled_afresh(passes: Passes,
     passes.run()  # app.log.1.gz (first generation) waits for app.log.1: its sample is taken
     (logs / "app.log.1").unlink()
     passes.run(2)
-    expect_once(wh_path, [*range(15), *range(100, 115)])  # type: ignore[arg-type]
+    expect_once(wh_path, [*range(15), *range(100, 115)])
     (logs / "app.log.1.gz").rename(logs / "app.log.2.gz")  # the next rotation: the same names again
     f.rename(logs / "app.log.1")
     gzip_copy(logs / "app.log.1")
@@ -160,7 +155,7 @@ def test_a_gz_name_reused_by_the_next_rotation_is_sampled_afresh(passes: Passes,
     passes.run()
     (logs / "app.log.1").unlink()
     passes.run(3)
-    expect_once(wh_path, [*range(15), *range(100, 115), 200, 201])  # type: ignore[arg-type]
+    expect_once(wh_path, [*range(15), *range(100, 115), 200, 201])
 
 
 def test_a_copytruncate_landing_between_the_tail_hash_and_the_head_check_is_read_once(
@@ -202,7 +197,7 @@ def test_a_copytruncate_landing_between_the_tail_hash_and_the_head_check_is_read
     assert fired
     assert (logs / "app.log").stat().st_size > (logs / "app.log.1").stat().st_size  # past the chunk's end
     passes.run(3)
-    expect_once(wh_path, [*range(14), *range(100, 120)])  # type: ignore[arg-type]
+    expect_once(wh_path, [*range(14), *range(100, 120)])
 
 
 def test_pruning_a_sources_table_written_before_copy_links_existed_keeps_the_newest_records(

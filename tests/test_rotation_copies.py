@@ -15,7 +15,7 @@ import logging
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -62,7 +62,7 @@ def stored(wh: Path) -> Counter[str]:
     return Counter(r[0] for r in tt_sql(wh, "SELECT call_id FROM calls_all").fetchall())
 
 
-def expect_once(wh: Path, ids: range, prefix: str = "c") -> None:
+def expect_once(wh: Path, ids: Iterable[int], prefix: str = "c") -> None:
     counts = stored(wh)
     assert {k: n for k, n in counts.items() if n > 1} == {}, "calls stored twice"
     assert sorted(counts) == sorted(f"chatcmpl-{prefix}{i}" for i in ids)
