@@ -31,7 +31,8 @@ from .sources import (
     READ_BLOCK,
     CorruptCompressedFile,
     FileIdentity,
-    fingerprint,
+    begins_with,
+    identity_of,
     is_gzip,
     open_binary,
     read_head,
@@ -93,10 +94,9 @@ class LiveFiles:
                 seen[key] = (state, lead)
                 if not lead:
                     continue
-                head = lead[:FINGERPRINT_BYTES]
-                ident = FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, is_gzip(p))
+                ident = identity_of(st, lead[:FINGERPRINT_BYTES], is_gzip(p))
                 f = LiveFile(p, ident, lead, st.st_mtime_ns)
-                self.by_key[(st.st_dev, st.st_ino)] = f
+                self.by_key[key] = f
                 self.by_fp[ident.fp].append(f)
         if leads is not None:  # the next pass re-reads only files that changed; files gone are forgotten
             leads.clear()
@@ -111,7 +111,7 @@ class LiveFiles:
         file truncated and rewritten with the same first bytes (a banner) holds the head but not the
         rest, and so is no longer that source."""
         f = self.by_key.get((dev, inode)) if dev is not None and inode is not None else None
-        if f is None or len(f.head) < fp_len or fingerprint(f.head[:fp_len]) != fp:
+        if f is None or not begins_with(f.head, fp, fp_len):
             return None
         if end and tail is not None and not f.ident.compressed:
             key = ((f.ident.dev, f.ident.inode), end)

@@ -227,15 +227,17 @@ def identify_with_head(path: Path) -> tuple[FileIdentity, bytes]:
     """Identity and the head it was computed from (one read of the file's first bytes)."""
     st = path.stat()
     head = read_head(path)
-    return FileIdentity(
-        fp=fingerprint(head),
-        fp_len=len(head),
-        dev=st.st_dev,
-        inode=st.st_ino,
-        size=st.st_size,
-        compressed=is_gzip(path),
-        prefix=_prefix(head),
-    ), head
+    return identity_of(st, head, is_gzip(path)), head
+
+
+def identity_of(st: os.stat_result, head: bytes, compressed: bool) -> FileIdentity:
+    """A file's identity from its stat and the head read from it (at most FINGERPRINT_BYTES)."""
+    return FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, compressed, _prefix(head))
+
+
+def begins_with(head: bytes, fp: str, fp_len: int) -> bool:
+    """Whether `head` begins with a recorded head: the fingerprint `fp` of its first `fp_len` bytes."""
+    return len(head) >= fp_len and fingerprint(head[:fp_len]) == fp
 
 
 def _prefix(head: bytes) -> str | None:
@@ -246,7 +248,7 @@ def identify_open(fh: BinaryIO) -> tuple[FileIdentity, bytes]:
     """Identity of a file we hold open (it may have been renamed or deleted since)."""
     st = os.fstat(fh.fileno())
     head = os.pread(fh.fileno(), FINGERPRINT_BYTES, 0)
-    return FileIdentity(fingerprint(head), len(head), st.st_dev, st.st_ino, st.st_size, False, _prefix(head)), head
+    return identity_of(st, head, False), head
 
 
 def tail_hash(path: Path, offset: int) -> str | None:

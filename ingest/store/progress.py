@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from ..sources import FINGERPRINT_BYTES, PREFIX_BYTES, FileIdentity, fingerprint
+from ..sources import FINGERPRINT_BYTES, PREFIX_BYTES, FileIdentity, begins_with, fingerprint
 
 SOURCES_SCHEMA = pa.schema([
     pa.field("source_id", pa.string(), nullable=False),
@@ -119,7 +119,7 @@ class SourceIndex:
         """The newest source read from this file (found by inode) whose recorded head it still begins with."""
         best: SourceRecord | None = None
         for r in self.by_inode.get((host, dev, inode), ()):
-            if not r.copy and len(head) >= r.fp_len and fingerprint(head[:r.fp_len]) == r.fp and \
+            if not r.copy and begins_with(head, r.fp, r.fp_len) and \
                     (best is None or r.committed_at > best.committed_at):
                 best = r
         return best.source_id if best is not None else None

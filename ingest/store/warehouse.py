@@ -22,7 +22,7 @@ import pyarrow as pa
 from ..copies import Candidate, LiveFiles
 from ..errors import NoSuchVersion, WarehouseError, WarehouseNotFound
 from ..keys import KeyHasher
-from ..sources import FileIdentity, fingerprint
+from ..sources import FileIdentity, begins_with
 from .location import Location, check_writable_location
 from .meta import Meta
 from .progress import Resolved, SourceIndex, SourceRecord, host_name, new_source_id, record_for, records_table, restart_id
@@ -178,8 +178,8 @@ class Store:
         if not callable(tail_at):
             return None
         for r in self.source_index().by_inode.get((self.host, ident.dev, ident.inode), ()):
-            if r.copy and r.end_offset == ident.size and len(head) >= r.fp_len and \
-                    fingerprint(head[:r.fp_len]) == r.fp and tail_at(ident.size) == r.tail_hash:
+            if r.copy and r.end_offset == ident.size and begins_with(head, r.fp, r.fp_len) and \
+                    tail_at(ident.size) == r.tail_hash:
                 return r.source_id
         return None
 
