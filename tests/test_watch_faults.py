@@ -12,12 +12,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import tt_sql
-from helpers.faults import where
+from helpers.faults import assert_each_once
 
 from attribution.query import connect
 
@@ -63,14 +61,7 @@ def test_sigkill_at_random_moments_loses_and_duplicates_nothing(tmp_path: Path) 
     assert final.returncode == 0, final.stderr
     written = (tmp_path / "written.txt").read_text().split()
     assert len(written) == total
-    rows = tt_sql(wh, "SELECT call_id FROM calls_all").fetchall()
-    counts = Counter(r[0] for r in rows)
-    duplicated = {k: n for k, n in counts.items() if n > 1}
-    missing = set(written) - set(counts)
-    con = connect(wh)
-    assert not duplicated, f"{len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}" + \
-        where(con, "calls_all", duplicated, [logs])
-    assert not missing, f"{len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + where(con, "calls_all", {}, [logs])
-    assert set(counts) == set(written) and kills >= kills_wanted
+    assert_each_once(connect(wh), "calls_all", written, [logs])
+    assert kills >= kills_wanted
     quarantined = list((wh / "quarantine").glob("*/*.parquet"))
     assert not quarantined, "a line was cut: a partial line was taken as complete"

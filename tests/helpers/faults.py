@@ -104,19 +104,24 @@ def check_exactly_once(tmp_path: Path, warehouse: str, env: dict[str, str], host
     con = connect(warehouse)
     dirs = [tmp_path / f"host{h}" / "logs" for h in range(hosts)]
     for view in ("calls_all", "usage_all"):
-        counts = Counter(r[0] for r in con.sql(f"SELECT call_id FROM {view}").fetchall())
-        duplicated = {k: n for k, n in counts.items() if n > 1}
-        missing = set(written) - set(counts)
-        assert not duplicated, f"{view}: {len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}" + \
-            where(con, view, duplicated, dirs)
-        assert not missing, f"{view}: {len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + where(con, view, {}, dirs)
-        assert set(counts) == set(written)
+        assert_each_once(con, view, written, dirs)
     (n_q,), = con.sql("SELECT count(*) FROM quarantine").fetchall()
     assert n_q == 0, "a line was cut: a partial line was taken as complete"
     # totals match the input: every writer's tokens, call by call
     (tokens,), = con.sql("SELECT sum(input_tokens) FROM usage_all").fetchall()
     expected = sum(10 + int(i[-8:]) % 7 for i in written)
     assert tokens == expected
+
+
+def assert_each_once(con: object, view: str, written: list[str], log_dirs: list[Path]) -> None:
+    """Every written call is in `view` once: none stored twice, none lost, nothing else."""
+    counts = Counter(r[0] for r in con.sql(f"SELECT call_id FROM {view}").fetchall())  # type: ignore[attr-defined]
+    duplicated = {k: n for k, n in counts.items() if n > 1}
+    missing = set(written) - set(counts)
+    assert not duplicated, f"{view}: {len(duplicated)} calls duplicated, e.g. {sorted(duplicated)[:5]}" + \
+        where(con, view, duplicated, log_dirs)
+    assert not missing, f"{view}: {len(missing)} calls lost, e.g. {sorted(missing)[:5]}" + where(con, view, {}, log_dirs)
+    assert set(counts) == set(written)
 
 
 def where(con: object, view: str, ids: dict[str, int], log_dirs: list[Path]) -> str:
