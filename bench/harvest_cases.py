@@ -13,9 +13,14 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from ingest.tokens.models import encoding_for_model  # noqa: E402
+from ingest.tokens.vocab import get_encoding  # noqa: E402
 
 REASONING_PREFIXES = ("o1", "o3", "o4", "gpt-5")
 MAX_BODY = 30_000
@@ -86,6 +91,30 @@ def openai_interactions(repo: str) -> Iterator[tuple[str, int, str, dict[str, An
                 yield path, i, endpoint, req, resp
 
 
+def _message_texts(body: dict[str, Any]) -> list[str]:
+    """The text of every message (Chat `messages`, Responses `input`): strings and text parts only."""
+    items = body.get("messages") if "messages" in body else body.get("input")
+    if isinstance(items, str):
+        return [items]
+    texts: list[str] = []
+    for item in items if isinstance(items, list) else ():
+        content = item.get("content") if isinstance(item, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+        elif isinstance(content, list):
+            texts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return texts
+
+
+def below_its_own_text(model: str, body: dict[str, Any], n: int) -> bool:
+    """Whether `n` is fewer tokens than the request's message texts alone. No rendering reads a text in fewer
+    tokens than the text itself, so such a count was not made for this body: the cassette's request was
+    rewritten after the call was recorded. (Not applied to `responses_builtin` cases: server-side
+    compaction may drop text the request holds.)"""
+    encoding = get_encoding(encoding_for_model(model)[0])
+    return n < sum(len(encoding.encode(t, disallowed_special=())) for t in _message_texts(body))
+
+
 def countable(endpoint: str, body: Any, rbody: Any) -> tuple[str, str, int] | None:
     """(category, model, API-reported input tokens) of a non-streamed call worth a case; else None."""
     if not isinstance(body, dict) or not isinstance(rbody, dict) or body.get("stream"):
@@ -97,6 +126,8 @@ def countable(endpoint: str, body: Any, rbody: Any) -> tuple[str, str, int] | No
     if not isinstance(n, int) or cat is None or len(json.dumps(body)) > MAX_BODY:
         return None
     if n <= 0:  # no request is read as zero tokens: a placeholder usage in a hand-written cassette
+        return None
+    if cat != "responses_builtin" and below_its_own_text(model, body, n):
         return None
     return cat, model, n
 
