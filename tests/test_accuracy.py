@@ -28,7 +28,7 @@ import pytest
 from ingest.tokens import count_request_input
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
-from harvest_cases import below_its_own_text  # noqa: E402
+from harvest_cases import below_its_own_text, countable  # noqa: E402
 
 CASES = [json.loads(line) for line in (Path(__file__).parent / "accuracy" / "cases.jsonl").read_text().splitlines()]
 FLOORS = {"plain": 587, "reasoning": 26, "images": 13, "tools": 204, "tool_history": 179, "structured": 173, "responses": 300,
@@ -58,6 +58,15 @@ def test_no_countable_case_reports_fewer_tokens_than_its_message_texts() -> None
     low = [c["id"] for c in CASES
            if c["category"] != "responses_builtin" and below_its_own_text(c["model"], c["request"], c["input_tokens"])]
     assert low == []
+
+
+def test_the_harvester_leaves_out_a_count_below_the_texts_but_not_a_compacted_responses_call() -> None:
+    chat = {"model": "gpt-4o", "messages": [{"role": "user", "content": "tokens " * 40}]}
+    assert countable("chat.completions", chat, {"usage": {"prompt_tokens": 39}}) is None
+    assert countable("chat.completions", chat, {"usage": {"prompt_tokens": 47}}) == ("plain", "gpt-4o", 47)
+    compacted = {"model": "gpt-4.1", "input": [{"role": "user", "content": "tokens " * 40},
+                                                {"type": "compaction", "encrypted_content": "…"}]}
+    assert countable("responses", compacted, {"usage": {"input_tokens": 12}}) == ("responses_builtin", "gpt-4.1", 12)
 
 
 def test_exact_match_floors_per_category() -> None:
