@@ -205,7 +205,7 @@ def test_memo_hits_on_repeated_system_prompts() -> None:
 
 
 def test_tool_definitions_render_as_the_typescript_namespace() -> None:
-    from ingest.tokens import render_namespace
+    from ingest.tokens import describe_namespace, render_namespace
 
     assert render_namespace([CB_TOOLS[0]["function"]]) == (
         "namespace functions {\n\n"
@@ -227,11 +227,9 @@ def test_tool_definitions_render_as_the_typescript_namespace() -> None:
     # legacy `functions` renderer (hmarr): nested members indented, their descriptions and defaults dropped
     assert render_namespace([nested], legacy=True).splitlines()[2:8] == [
         "type f = (_: {", "// top", "o?: {", "  x?: -1 | 1,", "  y?: string | null,", "},"]
-    undescribed = [0]
-    render_namespace([nested], undescribed)
-    assert undescribed == [0]  # o and x carry descriptions; y is a union (anyOf); a string enum would not count either
-    render_namespace([{"name": "g", "parameters": {"type": "object", "properties": {"s": {"type": "string"}}}}], undescribed)
-    assert undescribed == [1]
+    # o and x carry descriptions; y is a union (anyOf); a string enum would not count either
+    assert describe_namespace([nested]).undescribed == 0
+    assert describe_namespace([{"name": "g", "parameters": {"type": "object", "properties": {"s": {"type": "string"}}}}]).undescribed == 1
 
 
 def test_nested_and_undescribed_properties_match_pamelafox_counts() -> None:
@@ -630,14 +628,12 @@ def test_function_descriptions_are_trimmed_comment_lines() -> None:
 def test_an_anyof_property_is_a_union_priced_at_its_text() -> None:
     """pydantic-ai's MCP tool `ask_question` (`repoName: string | string[]`, undescribed): no `any`, and no
     undescribed-property discount (test_mcptoolset_in_temporal_workflow, gpt-4o, API prompt_tokens 213)."""
-    from ingest.tokens import render_namespace
+    from ingest.tokens import describe_namespace, render_namespace
 
     case = _case("7d70c9badedd")
     fns = [t["function"] for t in case["request"]["tools"]]
     assert "repoName: string | string[]," in render_namespace(fns)
-    undescribed = [0]
-    render_namespace(fns, undescribed)
-    assert undescribed == [3]  # the three `string` properties; the union is not discounted
+    assert describe_namespace(fns).undescribed == 3  # the three `string` properties; the union is not discounted
     assert _case_count(case) == case["input_tokens"] == 213
 
 

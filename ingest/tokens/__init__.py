@@ -9,13 +9,14 @@ tiles), and API-reported counts from public sources (tests/accuracy/).
 """
 
 from .counter import TokenCounter, count_output, count_request_input, fill_estimates
-from .functions import render_namespace
+from .functions import Namespace, describe_namespace, render_namespace
 from .models import Framing, base_model, encoding_for_model, framing_for, is_reasoning_model
 from .render import Plan, plan_input, plan_output_texts, response_output_texts, response_tool_calls
 from .vocab import VOCABULARIES, get_encoding, load_encoding
 
 __all__ = [
-    "VOCABULARIES", "Framing", "Plan", "TokenCounter", "base_model", "count_output", "count_request_input",
-    "encoding_for_model", "fill_estimates", "framing_for", "get_encoding", "is_reasoning_model", "load_encoding",
-    "plan_input", "plan_output_texts", "render_namespace", "response_output_texts", "response_tool_calls",
+    "VOCABULARIES", "Framing", "Namespace", "Plan", "TokenCounter", "base_model", "count_output", "count_request_input",
+    "describe_namespace", "encoding_for_model", "fill_estimates", "framing_for", "get_encoding", "is_reasoning_model",
+    "load_encoding", "plan_input", "plan_output_texts", "render_namespace", "response_output_texts",
+    "response_tool_calls",
 ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from .functions import function_defs, render_namespace
+from .functions import describe_namespace, function_defs
 from .images import image_tokens
 from .models import Framing, framing_for
 from .plan import Plan, _as_dict, _json_text
@@ -198,12 +198,12 @@ def plan_tools(plan: Plan, tools: Any, fr: Framing, has_system: bool, responses:
         plan.flags.append(f"builtin_tool_{b}_not_counted")
     if not fns:
         return False
-    undescribed, later, numbers = [0], [0], [0]
-    plan.add(render_namespace(fns, undescribed, legacy=legacy, later_undescribed=later, number_functions=numbers,
-                              count_first=after_system))
+    namespace = describe_namespace(fns, legacy=legacy, count_first=after_system)
+    plan.add(namespace.text)
     if not legacy:
-        plan.fixed += fr.undescribed_property * undescribed[0] + fr.later_undescribed_function * later[0]
-        plan.fixed += fr.number_function * numbers[0]
+        plan.fixed += fr.undescribed_property * namespace.undescribed
+        plan.fixed += fr.later_undescribed_function * namespace.later_undescribed
+        plan.fixed += fr.number_function * namespace.number_functions
     if responses:
         plan.fixed += fr.responses_tools_with_instructions if has_system else fr.responses_tools
     else:

@@ -41,6 +41,7 @@ dropped. `render_namespace(..., legacy=True)` writes that form.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgspec
@@ -192,19 +193,31 @@ def comment_lines(text: str) -> list[str]:
     return [f"// {line.strip()}".rstrip() for line in text.strip().split("\n")]
 
 
-def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | None = None,
-                     legacy: bool = False, later_undescribed: list[int] | None = None,
-                     number_functions: list[int] | None = None, count_first: bool = False) -> str:
-    """The namespace text; `undescribed` (a one-item list) receives how many properties (any depth)
-    have no description and are not string enums; `later_undescribed` (a one-item list) how many
-    functions after the first one with parameters have such a property (see
-    `Framing.later_undescribed_function`); `number_functions` (a one-item list) how many functions have a
-    `number` type (see `Framing.number_function`); with `count_first`, `later_undescribed` counts the first
-    function with parameters too (the tools follow a system message; see `HARMONY`); `legacy` selects the older
-    form (see above)."""
+@dataclass(frozen=True)
+class Namespace:
+    """The namespace text and what the framing prices beside it (see `Framing`): `undescribed`, how many
+    properties (any depth) have no description and are not string enums; `later_undescribed`, how many
+    functions after the first one with parameters have such a property (`Framing.later_undescribed_function`;
+    with `count_first`, the first such function counts too); `number_functions`, how many functions have a
+    `number` type (`Framing.number_function`)."""
+
+    text: str
+    undescribed: int
+    later_undescribed: int
+    number_functions: int
+
+
+def render_namespace(functions: list[dict[str, Any]], legacy: bool = False) -> str:
+    """The namespace text the model reads for `functions` (`legacy`: the older form, see above)."""
+    return describe_namespace(functions, legacy=legacy).text
+
+
+def describe_namespace(functions: list[dict[str, Any]], legacy: bool = False, count_first: bool = False) -> Namespace:
+    """The namespace text with what the framing prices beside it; `count_first`: the tools follow a system
+    message, so the first function with parameters counts in `later_undescribed` too (see `HARMONY`)."""
     stats = _Stats(legacy)
     lines = ["namespace functions {", ""]
-    with_params = 0
+    with_params = later_undescribed = number_functions = 0
     for fn in functions:
         desc = fn.get("description")
         if isinstance(desc, str) and desc:
@@ -231,15 +244,12 @@ def render_namespace(functions: list[dict[str, Any]], undescribed: list[int] | N
                 lines.append(f"type {name} = (_: {{")
             lines.append(format_properties(params, stats))
             lines.append("}) => any;")
-            if (with_params or count_first) and stats.undescribed > before and later_undescribed is not None:
-                later_undescribed[0] += 1
+            if (with_params or count_first) and stats.undescribed > before:
+                later_undescribed += 1
             with_params += 1
-            if stats.number and number_functions is not None:
-                number_functions[0] += 1
+            number_functions += stats.number
         else:
             lines.append(f"type {name} = () => any;")
         lines.append("")
     lines.append("} // namespace functions")
-    if undescribed is not None:
-        undescribed[0] += stats.undescribed
-    return "\n".join(lines)
+    return Namespace("\n".join(lines), stats.undescribed, later_undescribed, number_functions)
