@@ -3,8 +3,8 @@
 tokentrail's estimate (`ingest.tokens.count_request_input`) next to LiteLLM's `token_counter`
 and tokencost's `count_message_tokens`, on the same public cases (tests/accuracy/cases.jsonl,
 each with its source). The peers are installed only into bench/.venv-peers (created here on
-first run), never into the project. Writes bench/accuracy.json, prints a Markdown table and (with
-the peers) rewrites the README's table between `<!-- accuracy:start -->` and `<!-- accuracy:end -->`.
+first run), never into the project. Prints a Markdown table and (with the peers) writes
+bench/accuracy.json and rewrites the README's table between `<!-- accuracy:start -->` and `<!-- accuracy:end -->`.
 
     .venv/bin/python bench/accuracy.py            # all three
     .venv/bin/python bench/accuracy.py --no-peers # tokentrail only (no install)
@@ -114,10 +114,11 @@ def main(argv: list[str]) -> int:
         counts["litellm token_counter"] = {k: r.get("litellm") for k, r in rows.items()}
         counts["tokencost"] = {k: r.get("tokencost") for k, r in rows.items()}
     md, result = table(cases, counts)
-    (ROOT / "bench" / "accuracy.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(md)
     if "--no-peers" not in argv:
-        update_readme(md)  # the README shows all three side by side, so only a full run rewrites it
+        # bench/accuracy.json and the README hold all three side by side, so only a full run rewrites them
+        (ROOT / "bench" / "accuracy.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+        update_readme(md)
     return 0
 
 
