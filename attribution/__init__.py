@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ingest.errors import (
+    BadArgument,
     ConfigError,
     ConflictError,
     DeliveryError,
@@ -19,6 +20,7 @@ from ingest.errors import (
     ReportError,
     SecretError,
     TokentrailError,
+    UnknownDimension,
     VocabularyError,
     WarehouseError,
     WarehouseNotFound,
@@ -73,9 +75,9 @@ __all__ = [
     "make_watcher", "open_store", "parse_as_of", "read_only_rules", "reattribute", "reconcile", "report",
     "rules_coverage", "rules_sql", "run_watcher", "sql", "suggest_profile", "try_profile", "watch",
     # the errors (ingest.errors)
-    "ConfigError", "ConflictError", "DeliveryError", "FormatError", "MissingDataFile", "NoSuchVersion", "QueryError",
-    "ReportError", "SecretError", "TokentrailError", "VocabularyError", "WarehouseError", "WarehouseNotFound",
-    "WarehouseWriteError",
+    "BadArgument", "ConfigError", "ConflictError", "DeliveryError", "FormatError", "MissingDataFile", "NoSuchVersion",
+    "QueryError", "ReportError", "SecretError", "TokentrailError", "UnknownDimension", "VocabularyError", "WarehouseError",
+    "WarehouseNotFound", "WarehouseWriteError",
 ]
 
 

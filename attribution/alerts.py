@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from ingest.errors import DeliveryError, TokentrailError
+from ingest.errors import BadArgument, DeliveryError, TokentrailError
 
 from .budgets import BudgetStatus, evaluate
 from .output import format_cost
@@ -136,6 +136,14 @@ class JsonLinesSink:
             os.fsync(fh.fileno())
 
 
+def check_webhook_url(url: str) -> str:
+    """An http(s) URL with a host (the message shows only the scheme: the URL is often the secret)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadArgument(f"webhook URL must be http(s)://host/…, got {parts.scheme or 'no scheme'}")
+    return url
+
+
 class WebhookSink:
     """POSTs JSON to a URL. `slack`: `{"text": …}` (Slack/Mattermost/Teams-compatible incoming
     webhooks); `json`: the whole alert object (which also has `text`). Connection errors, 429 and
@@ -143,9 +151,7 @@ class WebhookSink:
 
     def __init__(self, url: str, body: str = "slack", retries: int = 3, backoff: float = 0.5, timeout: float = 5.0,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise TokentrailError(f"webhook URL must be http(s)://host/…, got {parts.scheme or 'no scheme'}")
+        parts = urlsplit(check_webhook_url(url))
         self.url, self.body, self.retries, self.backoff, self.timeout, self._sleep = url, body, retries, backoff, timeout, sleep
         # The URL is often the secret (Slack hook tokens): name the sink by a digest, show only the host.
         self.name = "webhook:" + hashlib.sha256(url.encode()).hexdigest()[:16]
@@ -227,11 +233,13 @@ class AlertLoop:
     more (shutdown)."""
 
     def __init__(self, evaluator: AlertEvaluator, interval: float,
-                 on_result: Callable[[TickResult], None] | None = None) -> None:
-        self.evaluator, self.interval, self.on_result = evaluator, interval, on_result
+                 on_result: Callable[[TickResult], None] | None = None,
+                 on_error: Callable[[str], None] | None = None) -> None:
+        self.evaluator, self.interval, self.on_result, self.on_error = evaluator, interval, on_result, on_error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tokentrail-alerts", daemon=True)
         self.errors: list[str] = []
+        self._said: str | None = None  # the failure last reported: the same one every tick is said once
         self._last = time.monotonic()
 
     def poll(self) -> None:
@@ -245,7 +253,11 @@ class AlertLoop:
             result = self.evaluator.tick()
         except TokentrailError as exc:  # e.g. a file removed under a reader: next tick reads again
             self.errors.append(str(exc))
+            if self.on_error is not None and str(exc) != self._said:
+                self.on_error(f"budgets not evaluated, no alert sent (retried next tick): {exc}")
+            self._said = str(exc)
             return
+        self._said = None
         if self.on_result is not None:
             self.on_result(result)
 
@@ -285,5 +297,5 @@ def alert_loop_for_watch(root: WarehouseRef, ruleset: RuleSet, alerts_file: Path
         for sink, key, reason in result.failed:
             report(f"alert {key} not delivered to {sink.split(':')[0]} yet (retried next tick): {reason}")
 
-    loop = AlertLoop(evaluator, interval, on_result)
+    loop = AlertLoop(evaluator, interval, on_result, on_error=report)
     return loop.start() if start else loop

@@ -18,7 +18,7 @@ from typing import Any
 
 import duckdb
 
-from ingest.errors import ReportError
+from ingest.errors import ReportError, UnknownDimension
 
 from .engine import field_sql
 from .query import WarehouseRef, connect
@@ -58,7 +58,7 @@ def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None
     con = con or connect(root)
     columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
     if by is not None and by not in columns:
-        raise ReportError(f"unknown dimension {by!r} for --by")
+        raise UnknownDimension(f"unknown dimension {by!r} for --by")
     group = f"CAST({field_sql(by)} AS VARCHAR)" if by else "'all'"
     bucket = "CAST(ts AS DATE)" if granularity == "day" else "date_trunc('hour', ts)"
     rows = con.sql(f"SELECT {bucket} AS b, {group} AS g, sum({METRICS[metric]}) AS v FROM usage GROUP BY ALL").fetchall()

@@ -109,9 +109,10 @@ def ingest(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
     from ingest.pipeline import IngestOptions, IngestSummary
     from ingest.sources import discover
 
-    from .current import build_engine
+    from .current import build_engine, check_files
     from .derive import attribute_committed, repair_usage
 
+    check_files(rules, prices)
     store = open_store(warehouse, write=True)
     engine = build_engine(store, rules, prices, remember=True)
     options = options or IngestOptions(jobs=os.cpu_count() or 1)
@@ -137,12 +138,13 @@ def make_watcher(paths: Sequence[PathLike], warehouse: WarehouseArg = None,
     from ingest.pipeline import IngestOptions
     from ingest.watch import Watcher, WatchOptions
 
-    from .current import build_engine
+    from .current import build_engine, check_files
     from .derive import repair_usage
 
     missing = [str(p) for p in paths if not Path(p).exists()]
     if missing:
         raise TokentrailError(f"{missing[0]}: no such file or directory (watch needs paths that exist)")
+    check_files(rules, prices)
     store = open_store(warehouse, write=True)
     engine = build_engine(store, rules, prices, remember=True)
     repair_usage(store, engine)

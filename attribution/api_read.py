@@ -14,7 +14,7 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from ingest.errors import TokentrailError
+from ingest.errors import BadArgument
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -52,7 +52,7 @@ def parse_as_of(value: str | None) -> int | datetime | None:
     try:
         ts = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise TokentrailError(f"--as-of {value!r}: expected a version number or an ISO timestamp "
+        raise BadArgument(f"--as-of {value!r}: expected a version number or an ISO timestamp "
                               f"such as 2025-03-01T12:00:00Z") from None
     if ts.tzinfo is None:
         from datetime import UTC

@@ -8,8 +8,11 @@ silently falling back to defaults.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from ingest.errors import ConfigError
+from ingest.keys import KeyHasher
 from ingest.store import Store
 
 from .engine import Engine
@@ -21,14 +24,30 @@ PRICES_META = "current_prices_path"
 
 
 def resolve_paths(store: Store, rules: str | Path | None, prices: str | Path | None) -> tuple[Path | None, Path | None]:
-    """Explicit paths win; else the ones remembered for this warehouse (if they still exist)."""
-    def pick(given: str | Path | None, key: str) -> Path | None:
+    """Explicit paths win; else the ones remembered for this warehouse. A remembered file that is gone is an
+    error, not a quiet fall back to the defaults (which would attribute every new call to `unattributed`, or
+    price it without the overrides)."""
+    def pick(given: str | Path | None, key: str, what: str, flag: str, reset: str) -> Path | None:
         if given is not None:
             return Path(given).resolve()
         remembered = store.meta.get(key) if store.meta.table.exists() else None
-        return Path(remembered) if remembered and Path(remembered).exists() else None
+        if remembered and not Path(remembered).exists():
+            raise ConfigError(f"{remembered}: the {what} last used with this warehouse is gone; pass {flag} FILE "
+                              f"(its new place, or {reset})")
+        return Path(remembered) if remembered else None
 
-    return pick(rules, RULES_META), pick(prices, PRICES_META)
+    return (pick(rules, RULES_META, "rule file", "--rules", "a file holding only `version: 1` for the defaults"),
+            pick(prices, PRICES_META, "price file", "--prices", "a file holding only `prices: []` for the built-in prices"))
+
+
+def check_files(rules: str | Path | None, prices: str | Path | None) -> None:
+    """Validate the rule and price files given, before a warehouse is opened for writing: a typo then fails
+    without creating a warehouse (and its key secret) on the way. Keys are hashed with a throwaway secret: the
+    errors do not depend on it."""
+    if rules is not None:
+        load_rules(Path(rules), KeyHasher(os.urandom(32)))
+    if prices is not None:
+        load_price_file(Path(prices))
 
 
 def build_engine(store: Store, rules: str | Path | None = None, prices: str | Path | None = None,

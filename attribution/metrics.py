@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_serv
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ingest.errors import TokentrailError
+from ingest.errors import BadArgument, TokentrailError
 
 from .query import WarehouseRef, connect
 
@@ -144,7 +144,7 @@ def parse_address(value: str) -> tuple[str, int]:
     """HOST:PORT (IPv6 as [::1]:PORT)."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise TokentrailError(f"--metrics takes HOST:PORT, e.g. 127.0.0.1:9464; got {value!r}")
+        raise BadArgument(f"--metrics takes HOST:PORT, e.g. 127.0.0.1:9464; got {value!r}")
     return (host.strip("[]") or "0.0.0.0"), int(port)
 
 

@@ -5,6 +5,7 @@ This is the per-key (and per-feature, per-user) breakdown the provider's dashboa
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -12,12 +13,12 @@ from typing import Any
 import duckdb
 import pyarrow as pa
 
-from ingest.errors import ReportError
+from ingest.errors import ReportError, UnknownDimension
 
 from .engine import DEFAULT_RULE, field_sql
 from .output import REPORT_COLUMNS
 from .query import WarehouseRef, connect
-from .rules import RuleSet
+from .rules import CompiledRule, Condition, Leaf, RuleSet
 
 TIME_DIMENSIONS = {
     "day": "CAST(ts AS DATE)",
@@ -49,7 +50,7 @@ def _dimension_sql(dim: str, columns: set[str]) -> str:
         return f"{field_sql(dim)} AS " + '"' + dim.replace('"', '""') + '"'
     if dim not in columns:
         known = sorted(c for c in columns if not c.endswith(("_rule", "_tokens", "_usd")))
-        raise ReportError(f"unknown dimension {dim!r}; use one of: {', '.join(list(TIME_DIMENSIONS) + known)}")
+        raise UnknownDimension(f"unknown dimension {dim!r}; use one of: {', '.join(list(TIME_DIMENSIONS) + known)}")
     return field_sql(dim)
 
 
@@ -91,6 +92,31 @@ class Coverage:
     top_unmatched: list[tuple[str, int]]
 
 
+_USUAL_FIELD = {"key_name": "api_key_id", "feature": "route", "end_user": "user", "team": "key_alias"}
+
+
+def _hint_field(rules: list[CompiledRule], dim: str) -> str:
+    """The field whose unmatched values say what a dimension's rules miss: the one its rules test or copy into
+    their values most (ties: the first written); a key fingerprint is shown as the key's display id. Rules that
+    name no field: the usual one for the dimension."""
+    used: Counter[str] = Counter()
+
+    def walk(c: Condition) -> None:
+        if isinstance(c, Leaf):
+            used["api_key_id" if c.field == "api_key_fp" else c.field] += 1
+        else:
+            for part in c.parts:
+                walk(part)
+
+    for rule in rules:
+        if rule.condition is not None:
+            walk(rule.condition)
+        for kind, name in rule.template:
+            if kind == "field":
+                used[name] += 1  # `value: "{user}"`: the field the value comes from
+    return used.most_common(1)[0][0] if used else _USUAL_FIELD.get(dim, "route")
+
+
 def rules_coverage(root: WarehouseRef, ruleset: RuleSet, engine_apply: Any) -> list[Coverage]:
     """Share of calls, tokens and cost each dimension leaves at its default, with the top unmatched values."""
     con = connect(root)
@@ -108,9 +134,9 @@ def rules_coverage(root: WarehouseRef, ruleset: RuleSet, engine_apply: Any) -> l
             FROM tt_cov
         """).fetchall()[0]
         assert row is not None
-        hint_col = {"key_name": "api_key_id", "feature": "route", "end_user": "user", "team": "key_alias"}.get(dim, "route")
+        hint_col = _hint_field(ruleset.dimensions[dim], dim)
         top = con.sql(f"""
-            SELECT coalesce(CAST({hint_col} AS VARCHAR), '(null)') AS v, count(*) AS n FROM tt_cov
+            SELECT coalesce(CAST({field_sql(hint_col)} AS VARCHAR), '(null)') AS v, count(*) AS n FROM tt_cov
             WHERE {dim}_rule = '{DEFAULT_RULE}' GROUP BY 1 ORDER BY 2 DESC LIMIT 5
         """).fetchall()
         out.append(Coverage(dim, float(row[0]), float(row[1]), float(row[2]), [(f"{hint_col}={v}", n) for v, n in top]))

@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -57,6 +58,17 @@ class Budget(BaseModel):
     period: Literal["day", "week", "month"] = "month"
     timezone: str = "UTC"
     warn_at: list[float] = Field(default_factory=lambda: [0.8])
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        """Checked here, with the file's line, not when a budget is first evaluated (where a typo would only
+        stop the alerts)."""
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (use an IANA name like Europe/Berlin)") from None
+        return v
 
     @field_validator("warn_at")
     @classmethod

@@ -196,12 +196,15 @@ class LineDispatcher:
         if not calls and chosen is not None and not _safe_detect(chosen, record):
             if chosen.excludes(record):
                 return []  # the profile's `when:` filter: not an API call, skipped
-            if st.forced:
-                chunk.bad.append(quarantine_row(st.ctx.source_file, line.offset, line.length,
-                                                f"record does not have the shape of format {chosen.name}", data,
-                                                chosen.name))
-                return None
             other = detect_record(record)
+            if st.forced:
+                if other is None:
+                    return []  # no format's API call (a health check, a startup line): skipped, as detection does
+                # Another format's API call the forced one cannot read: kept in quarantine, never dropped unseen.
+                chunk.bad.append(quarantine_row(st.ctx.source_file, line.offset, line.length,
+                                                f"record does not have the shape of format {chosen.name} "
+                                                f"(it reads as {other.name})", data, chosen.name))
+                return None
             if other is not None and other is not chosen:
                 return self._parse(other, record, chunk, line, data)
         return calls

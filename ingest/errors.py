@@ -13,6 +13,14 @@ class TokentrailError(Exception):
     exit_code = 1
 
 
+class BadArgument(TokentrailError):
+    """A value the caller passed (on the command line, a flag's value) that cannot be used whatever the data:
+    `--as-of` that is neither a version nor a timestamp, `--by` naming no column or dimension, `--metrics`
+    without a port, a webhook URL that is not http(s). Exit 2, like click's own bad-flag errors."""
+
+    exit_code = 2
+
+
 class ConfigError(TokentrailError):
     """A rule file, profile or price file is invalid (message names file, line and field)."""
 
@@ -59,6 +67,10 @@ class QueryError(TokentrailError):
 
 class ReportError(TokentrailError):
     """A report asked for something the warehouse cannot answer (an unknown dimension, a bad range)."""
+
+
+class UnknownDimension(BadArgument, ReportError):
+    """`--by` names no column or dimension of the tables (exit 2: the flag's value is wrong)."""
 
 
 class DeliveryError(TokentrailError):

@@ -43,7 +43,7 @@ def load_yaml_model(path: str | Path, model: type[M], what: str, shape_hint: str
     try:
         return model.model_validate(data), root
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, p, root)) from None
+        raise ConfigError(format_validation_error(exc, p, root, what)) from None
 
 
 def load_yaml_with_marks(text: str, path: Path) -> tuple[Any, yaml.Node | None]:
@@ -124,7 +124,16 @@ def line_of(root: yaml.Node | None, loc: tuple[Any, ...]) -> int | None:
     return line
 
 
-def format_validation_error(exc: ValidationError, path: Path, root: yaml.Node | None) -> str:
+# Where each kind of YAML file is documented, named by an "unknown field" error.
+REFERENCES = {
+    "rule file": "the rule-file reference in README.md (\"Rule files\")",
+    "profile": "the mapping-profile example in README.md (\"Supported log formats\")",
+    "sources file": "the sources-file reference in README.md (\"Sources files\")",
+    "price file": "the price-file example in README.md (\"Cost\")",
+}
+
+
+def format_validation_error(exc: ValidationError, path: Path, root: yaml.Node | None, what: str = "rule file") -> str:
     lines = []
     for err in exc.errors(include_url=False):
         loc = tuple(err["loc"])
@@ -133,7 +142,9 @@ def format_validation_error(exc: ValidationError, path: Path, root: yaml.Node | 
         where = f"{path}:{line}" if line else str(path)
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see the rule-file reference in README.md)"
+            msg = f"unknown field (check the spelling; see {REFERENCES.get(what, REFERENCES['rule file'])})"
+        elif err["type"] == "value_error" and err.get("ctx", {}).get("error") is not None:
+            msg = str(err["ctx"]["error"])  # our validators' own words, without pydantic's "Value error, "
         lines.append(f"{where}: {shown}: {msg}")
     return "\n".join(lines)
 

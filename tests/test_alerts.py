@@ -21,6 +21,7 @@ from controls_data import RULES, call_line  # noqa: E402
 
 from attribution.alerts import (  # noqa: E402
     AlertEvaluator,
+    AlertLoop,
     DeliveryError,
     JsonFileStateStore,
     JsonLinesSink,
@@ -126,6 +127,44 @@ def test_failed_delivery_is_retried_on_the_next_tick_not_lost(cli, tmp_path: Pat
     hook.fail_next = 0
     assert sorted(a["threshold"] for _, a in ev.tick().delivered) == [0.5, 1.0]
     assert ev.tick().delivered == []
+
+
+def test_a_tick_that_cannot_evaluate_the_budgets_is_said_once_not_silently_skipped() -> None:
+    """A failing evaluation (here one that raises; before, an unknown budget time zone) must reach the watcher's
+    stderr: once while it keeps failing, again when it fails anew after a good tick."""
+    from ingest.errors import ConfigError
+
+    class Flaky:
+        outcomes: list[Exception | None] = [ConfigError("budget b: broken"), ConfigError("budget b: broken"), None,
+                                            ConfigError("budget b: broken")]
+
+        def tick(self) -> object:
+            outcome = self.outcomes.pop(0)
+            if outcome is not None:
+                raise outcome
+            from attribution.alerts import TickResult
+            return TickResult()
+
+    said: list[str] = []
+    loop = AlertLoop(Flaky(), 0, on_error=said.append)  # type: ignore[arg-type]
+    for _ in range(4):
+        loop.poll()  # interval 0: every poll ticks
+    assert said == ["budgets not evaluated, no alert sent (retried next tick): budget b: broken"] * 2
+
+
+def test_the_watchers_alert_loop_reports_a_failed_evaluation(tmp_path: Path) -> None:
+    from attribution.alerts import alert_loop_for_watch
+    from attribution.rules import load_rules
+    from ingest.keys import KeyHasher
+
+    (tmp_path / "r.yaml").write_text("version: 1\nbudgets:\n  - {id: b, limit_usd: 1}\n")
+    rs = load_rules(tmp_path / "r.yaml", KeyHasher(b"k" * 32))
+    said: list[str] = []
+    loop = alert_loop_for_watch(tmp_path / "gone", rs, tmp_path / "alerts.jsonl", [], "json", 0, tmp_path / "state.json",
+                                report=said.append, start=False)
+    assert loop is not None
+    loop.poll()
+    assert len(said) == 1 and said[0].startswith("budgets not evaluated, no alert sent (retried next tick): no warehouse")
 
 
 def test_client_errors_are_not_retried(hook: Hook) -> None:

@@ -94,6 +94,39 @@ def test_the_cli_offers_every_output_format() -> None:
     assert OUTPUT_FORMATS == FORMATS  # the CLI spells them out so that --help need not load pyarrow
 
 
+def test_every_yaml_example_in_the_readme_loads_as_written(tmp_path: Path) -> None:
+    """The rule file, mapping profile, sources file and price file shown in README.md are valid as shown (a
+    placeholder that `rules check` refuses would be the first thing a new user copies)."""
+    import re
+
+    from attribution.pricing import load_price_file
+    from attribution.rules import load_rules
+    from ingest.formats.profile import load_profile
+    from ingest.keys import KeyHasher
+    from ingest.sources_file import load_sources
+
+    blocks = re.findall(r"^( *)```yaml\n(.*?)^\1```", (REPO / "README.md").read_text(), flags=re.S | re.M)
+    loaded = []
+    for indent, text in blocks:
+        doc = tmp_path / f"example{len(loaded)}.yaml"
+        doc.write_text("\n".join(line[len(indent):] for line in text.splitlines()) + "\n")
+        if text.lstrip().startswith("version: 1\nrules:") or "\nrules:" in text:
+            load_rules(doc, KeyHasher(b"k" * 32))
+            loaded.append("rules")
+        elif "sources:" in text:
+            (tmp_path / "profiles").mkdir(exist_ok=True)
+            (tmp_path / "profiles" / "essay-api.yaml").write_text("fields: {user: [u]}\n")
+            load_sources(doc)
+            loaded.append("sources")
+        elif "fields:" in text:
+            load_profile(doc)
+            loaded.append("profile")
+        elif "prices:" in text:
+            load_price_file(doc)
+            loaded.append("prices")
+    assert sorted(loaded) == ["prices", "profile", "rules", "sources"]
+
+
 def test_library_errors_exit_with_the_code_on_their_class() -> None:
     from click.testing import CliRunner
 

@@ -53,6 +53,58 @@ def test_impossible_dates_exit_2(bad: str, cli, wh: Path, tmp_path: Path) -> Non
         assert r.exit_code == 2 and f"'{bad}' is not a valid day" in r.output and "use YYYY-MM-DD" in r.output
 
 
+@pytest.mark.parametrize(("args", "said"), [
+    (["sql", "select 1", "--as-of", "notaversion"], "--as-of 'notaversion': expected a version number"),
+    (["report", "--by", "nosuch"], "unknown dimension 'nosuch'"),
+    (["watch", "LOGS", "--once", "--metrics", "notaport"], "--metrics takes HOST:PORT"),
+    (["watch", "LOGS", "--once", "--metrics", "127.0.0.1:99999"], "got '127.0.0.1:99999'"),
+    (["watch", "LOGS", "--once", "--rules", "R", "--webhook", "ftp://hooks.example/x"], "webhook URL must be http(s)"),
+])
+def test_flag_values_no_data_can_make_right_exit_2_and_create_nothing(args: list[str], said: str, cli, tmp_path: Path,
+                                                                       wh: Path) -> None:  # type: ignore[no-untyped-def]
+    rules = tmp_path / "r.yaml"
+    rules.write_text(RULES)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    fresh = tmp_path / "fresh-warehouse"
+    target = fresh if args[0] == "watch" else wh
+    r = cli(*[str(rules) if a == "R" else str(logs) if a == "LOGS" else a for a in args], "--warehouse", target)
+    assert r.exit_code == 2 and said in r.output, r.output
+    assert not fresh.exists()
+
+
+@pytest.mark.parametrize("cmd", ["ingest", "watch"])
+def test_a_bad_rule_or_price_file_fails_before_a_warehouse_is_created(cmd: str, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "a.log").write_text("")
+    bad_rules, bad_prices = tmp_path / "r.yaml", tmp_path / "p.yaml"
+    bad_rules.write_text("version: 1\nrulez: {}\n")
+    bad_prices.write_text("prices:\n  - {model: gpt-4o, inptu: 1}\n")
+    fresh = tmp_path / "fresh-warehouse"
+    for flag, path, said in (("--rules", bad_rules, "r.yaml:2: rulez: unknown field"),
+                             ("--prices", bad_prices, "p.yaml:2: prices.0.inptu: unknown field")):
+        r = cli(cmd, logs, *(["--once"] if cmd == "watch" else []), flag, path, "--warehouse", fresh)
+        assert r.exit_code == 1 and said in r.output, r.output
+        assert not fresh.exists()  # no warehouse, no key secret left behind by a typo
+
+
+def test_rules_coverage_shows_unmatched_values_of_the_fields_each_dimensions_rules_use(wh: Path, tmp_path: Path) -> None:
+    from attribution.api import rules_coverage
+
+    rules = tmp_path / "coverage.yaml"
+    rules.write_text(RULES.replace("  team:\n", "  network:\n    - {id: office, when: {client_ip: {cidr: 10.0.0.0/8}}, "
+                                                "value: office}\n"
+                                                "  owner:\n    - {id: o1, when: {route: {prefix: /x}}, value: '{user}'}\n"
+                                                "    - {id: o2, when: {model: {prefix: gpt-3}}, value: '{user}'}\n"
+                                                "  team:\n"))
+    top = {c.dimension: c.top_unmatched for c in rules_coverage(rules, wh)}
+    assert top["team"] == [("key_name=beta", 2)]  # its rules test key_name (and input_tokens, model once each)
+    assert top["network"] == [("client_ip=203.0.113.1", 3)]
+    assert top["end_user"] == [("user=(null)", 3)]  # tested and copied into the value
+    assert top["owner"] == [("user=(null)", 3)]  # copied into the value twice, route and model tested once each
+
+
 def test_read_commands_create_no_state(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     rules = tmp_path / "r.yaml"
     rules.write_text(RULES)

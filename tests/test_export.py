@@ -93,3 +93,18 @@ def test_csv_export_with_range_and_exact_decimals(warehouse: Path, tmp_path: Pat
     assert bad.exit_code == 2 and "name it .csv or .parquet" in bad.output
     inverted = cli("export", "focus", "--warehouse", warehouse, "--output", out, "--since", "2025-03-11", "--until", "2025-03-10")
     assert inverted.exit_code == 2 and "--since 2025-03-11 is after --until 2025-03-10" in inverted.output
+
+
+def test_the_readme_focus_table_names_every_column_written() -> None:
+    import re
+
+    from attribution.export import FOCUS_COLUMNS, X_COLUMNS
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = readme[readme.index("## FOCUS export"):]
+    section = section[:section.index("\n## ", 1)]
+    named = set(re.findall(r"`(\w+)`", "\n".join(line.split("|")[1] for line in section.splitlines()
+                                                  if line.startswith("| `"))))
+    # `BillingPeriodStart / End` and `ChargePeriodStart / End` name their pair once
+    named |= {n.replace("Start", "End") for n in named if n.endswith("Start")}
+    assert {c for c, _ in FOCUS_COLUMNS} | {c for c, _ in X_COLUMNS} <= named

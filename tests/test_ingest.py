@@ -82,6 +82,25 @@ def test_malformed_lines_go_to_quarantine_with_file_offset_reason(tmp_path: Path
     assert FIXTURE_KEY.encode() not in rows[3][3] and display_id(FIXTURE_KEY).encode() in rows[3][3]
 
 
+@pytest.mark.parametrize("forced", [None, "openai"])
+def test_a_forced_format_skips_what_is_no_api_call_and_quarantines_another_formats_call(
+        tmp_path: Path, cli, forced: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Forcing the format detection would pick reads the file the same way: a health-check line is skipped, not
+    quarantined. A line another format reads as an API call (an OpenTelemetry span) is quarantined when the forced
+    format cannot read it, so forcing the wrong format never drops calls unseen."""
+    log = tmp_path / "app.log"
+    span = (REPO / "tests" / "fixtures" / "otel" / "traces.jsonl").read_text().splitlines()[0]
+    log.write_text(app_line(0) + '{"level": "info", "msg": "GET /healthz 200"}\n' + span + "\n")
+    args = ["--format", forced] if forced else []
+    s = json.loads(cli("ingest", log, "--warehouse", tmp_path / "wh", "--json", *args).output)
+    if forced:
+        assert (s["calls"], s["skipped"], s["quarantined"]) == (1, 1, 1)
+        (reason,) = [r[0] for r in tt_sql(tmp_path / "wh", "SELECT reason FROM quarantine").fetchall()]
+        assert reason == "record does not have the shape of format openai (it reads as otel)"
+    else:
+        assert (s["calls"], s["skipped"], s["quarantined"]) == (5, 1, 0)  # detection reads the line's four spans too
+
+
 def test_overlong_line_is_quarantined_by_reference_and_offset_advances(tmp_path: Path, wh_path: Path) -> None:
     log = tmp_path / "long.log"
     long_line = app_line(0).replace("message 0", "x" * 5000)

@@ -131,7 +131,7 @@ def test_as_of_shows_the_numbers_before_a_rule_change(tmp_path: Path, wh_path: P
     r = cli("report", "--by", "feature", "--warehouse", wh_path, "--format", "csv", "--as-of", str(before))
     assert r.exit_code == 0 and "alpha,20," in r.output
     bad = cli("sql", "select 1", "--warehouse", wh_path, "--as-of", "yesterday")
-    assert bad.exit_code == 1 and "--as-of 'yesterday'" in bad.output
+    assert bad.exit_code == 2 and "--as-of 'yesterday'" in bad.output
 
 
 def test_ingest_without_rules_uses_the_remembered_rules(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
@@ -144,6 +144,23 @@ def test_ingest_without_rules_uses_the_remembered_rules(tmp_path: Path, wh_path:
     cli("ingest", more, "--warehouse", wh_path)
     rows = tt_sql(wh_path, "SELECT feature FROM usage_all WHERE call_id = 'chatcmpl-new'").fetchall()
     assert rows == [("beta",)]
+
+
+def test_remembered_rules_that_are_gone_stop_the_run_instead_of_attributing_to_the_defaults(
+        tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    _, b = _setup(tmp_path, cli, wh_path)
+    moved = tmp_path / "moved.yaml"
+    cli("reattribute", "--rules", b, "--warehouse", wh_path)
+    b.rename(moved)
+    more = tmp_path / "more.log"
+    more.write_text(json.dumps({"timestamp": "2025-03-09T10:00:00Z", "route": "/r", "response": {
+        "id": "chatcmpl-new", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}}) + "\n")
+    r = cli("ingest", more, "--warehouse", wh_path)
+    assert r.exit_code == 1 and f"{b}: the rule file last used with this warehouse is gone; pass --rules FILE" in r.output
+    assert tt_sql(wh_path, "SELECT count(*) FROM calls_all WHERE call_id = 'chatcmpl-new'").fetchall() == [(0,)]
+    assert cli("ingest", more, "--warehouse", wh_path, "--rules", moved).exit_code == 0
+    assert tt_sql(wh_path, "SELECT feature FROM usage_all WHERE call_id = 'chatcmpl-new'").fetchall() == [("beta",)]
 
 
 def test_dry_run_with_new_prices_reports_the_cost_change_and_the_real_run_applies_it(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

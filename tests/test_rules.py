@@ -153,7 +153,7 @@ def test_a_full_key_in_a_rule_is_matched_by_fingerprint_and_not_kept(tmp_path: P
     ("version: 1\nrules:\n  feature:\n    - id: a\n      when: {client_ip: {cidr: 10.0.0.0/33}}\n      value: v\n",
      "rules.yaml:5: rules.feature.0.when.client_ip.cidr: invalid CIDR"),
     ("version: 1\nrules:\n  feature:\n    - id: a\n      wen: {route: /x}\n      value: v\n",
-     "rules.yaml:5: rules.feature.0.wen: unknown field (check the spelling"),
+     "rules.yaml:5: rules.feature.0.wen: unknown field (check the spelling; see the rule-file reference in README.md"),
     ("version: 1\nrules:\n  feature:\n    - id: a\n      when: {route: /x}\n",
      "rules.yaml:4: rules.feature.0.value: Field required"),
     ("version: 2\n", "rules.yaml:1: version: Input should be 1"),
@@ -171,6 +171,11 @@ def test_a_full_key_in_a_rule_is_matched_by_fingerprint_and_not_kept(tmp_path: P
     ("!!python/object/apply:os.system ['echo pwned']\n", "invalid YAML"),
     ("version: 1\nrules:\n  key_name:\n    - id: a\n      when: {api_key: sk-short}\n      value: v\n",
      "api_key takes full OpenAI keys"),
+    # checked at load, not when a budget is first evaluated (where the typo stopped every alert, unsaid)
+    ("version: 1\nbudgets:\n  - id: b\n    limit_usd: 10\n    timezone: America/New_Yrok\n",
+     "rules.yaml:5: budgets.0.timezone: unknown time zone 'America/New_Yrok' (use an IANA name like Europe/Berlin)"),
+    ("version: 1\nbudgets:\n  - {id: b, limit_usd: 10, warn_at: [2]}\n",
+     "rules.yaml:3: budgets.0.warn_at: warn_at holds fractions"),
 ])
 def test_invalid_rule_files_name_file_line_and_field(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:

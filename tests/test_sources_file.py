@@ -52,9 +52,10 @@ def test_first_match_wins(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("text", "message"), [
-    ("sources:\n  - path: a.log\n    format: nope\n", "sources.yaml:3: sources.0.format: Value error, unknown format 'nope'"),
+    ("sources:\n  - path: a.log\n    format: nope\n", "sources.yaml:3: sources.0.format: unknown format 'nope'"),
     ("sources:\n  - path: a.log\n    format: openai\n    profile: p.yaml\n", "give `format` or `profile`, not both"),
-    ("sources:\n  - path: a.log\n    colour: red\n", "sources.yaml:3: sources.0.colour"),
+    ("sources:\n  - path: a.log\n    colour: red\n",
+     "sources.yaml:3: sources.0.colour: unknown field (check the spelling; see the sources-file reference in README.md"),
     ("sources: []\n", "sources"),
     ("- a\n", "a sources file is a YAML mapping"),
 ])

@@ -195,7 +195,7 @@ def test_a_batch_line_with_bad_records_is_one_quarantine_row(tmp_path: Path, cli
     s = json.loads(r.output)
     assert (s["lines"], s["quarantined"], s["calls"]) == (1, 1, 0)
     (reason,) = [x["reason"] for x in run_sql(tmp_path / "wh", "SELECT reason FROM quarantine").to_pylist()]
-    assert reason.startswith("record 0: record does not have the shape of format kong; record 1: ")
+    assert reason.startswith("record 0: record does not have the shape of format kong (it reads as openai); record 1: ")
 
 
 def test_docker_attrs_never_carry_a_key_into_metadata(tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

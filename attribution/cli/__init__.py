@@ -85,8 +85,29 @@ def warehouse_option(fn: F) -> F:
     )(fn)
 
 
+def checked(module: str, validator: str) -> Callable[[click.Context, click.Parameter, Any], Any]:
+    """A callback running a library validator (imported when the flag is given) on each value: its `BadArgument`
+    becomes click's bad-parameter error (exit 2) before the command starts, so a flag that cannot work creates
+    nothing (no warehouse, no listener)."""
+    def callback(_ctx: click.Context, _param: click.Parameter, value: Any) -> Any:
+        import importlib
+
+        from ingest.errors import BadArgument
+
+        for v in value if isinstance(value, tuple) else (value,):
+            if v is not None:
+                try:
+                    getattr(importlib.import_module(module), validator)(v)
+                except BadArgument as exc:
+                    raise click.BadParameter(str(exc)) from None
+        return value
+
+    return callback
+
+
 def as_of_option(fn: F) -> F:
     return click.option("--as-of", "as_of", default=None, metavar="VERSION|TIMESTAMP",
+                        callback=checked("attribution.api_read", "parse_as_of"),
                         help="Read the tables as they were: a usage table version, or an ISO timestamp.")(fn)
 
 

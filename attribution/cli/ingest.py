@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from . import FILE, main, warehouse_option
+from . import FILE, checked, main, warehouse_option
 
 
 def sources_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -192,6 +192,7 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
 @click.option("--alerts", type=click.Path(dir_okay=False, path_type=Path),
               help="Append a JSON line per budget threshold crossing (needs budgets in --rules).")
 @click.option("--webhook", "webhooks", multiple=True, envvar="TOKENTRAIL_WEBHOOKS",
+              callback=checked("attribution.alerts", "check_webhook_url"),
               help="POST each budget alert to this URL (Slack-compatible body); repeatable. The URL is often a "
                    "secret: prefer $TOKENTRAIL_WEBHOOKS (space-separated) to the command line.")
 @click.option("--webhook-body", type=click.Choice(["slack", "json"]), default="slack", show_default=True,
@@ -199,8 +200,10 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
 @click.option("--alert-seconds", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
               help="Evaluate budgets this often (and at shutdown), with or without new lines.")
 @click.option("--alert-state", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Where delivered alerts are remembered [default: ~/.local/state/tokentrail/alerts-<warehouse>.json].")
+              help="A JSON file remembering delivered alerts, for this watcher only [default: the warehouse's "
+                   "_meta table, shared by every watcher of the warehouse].")
 @click.option("--metrics", "metrics_addr", default=None, metavar="HOST:PORT",
+              callback=checked("attribution.metrics", "parse_address"),
               help="Serve Prometheus metrics at http://HOST:PORT/metrics.")
 @click.option("--max-line-bytes", default=16 << 20, show_default=True, help="Longer lines are quarantined by reference.")
 @click.option("--no-system-prompt", is_flag=True, help="Do not store the first 256 characters of system prompts.")
