@@ -153,6 +153,27 @@ def test_planted_spike_is_found_and_weekly_rhythm_is_not(build, wh_path: Path, t
     assert find_anomalies(wh_path) == []
 
 
+def test_anomalies_cost_baseline_is_money(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A cost metric's observed value and baseline are the exact Decimal sums, written as money is:
+    no exponent in CSV or JSON, never 0 in the table or the contributors."""
+    first = datetime(2025, 2, 1, 12, tzinfo=UTC)
+    build([call_line(first + timedelta(days=d), "beta", 700 if d == 28 else 7, model="gpt-4o-mini-2024-07-18", i=d)
+           for d in range(29)])  # 7 tokens a day ($0.00000105), then 700 ($0.000105) on 2025-03-01
+    (a,) = find_anomalies(wh_path, by="key_name", metric="cost")
+    assert (a.observed, a.baseline) == (Decimal("0.000105"), Decimal("0.00000105"))
+    args = ("anomalies", "--warehouse", wh_path, "--by", "key_name", "--metric", "cost", "--format")
+    contributors = ("feature=/r ($0.000001 -> $0.000105); end_user=unattributed ($0.000001 -> $0.000105); "
+                    "model=gpt-4o-mini-2024-07-18 ($0.000001 -> $0.000105)")
+    assert cli(*args, "csv").output.splitlines() == [
+        "period,dimension,value,metric,observed,baseline,jump,score,top_contributors",
+        f"2025-03-01,key_name,beta,cost,0.000105,0.00000105,100,990,{contributors}"]
+    text = cli(*args, "json").output
+    assert "e-" not in text and '"observed": 0.000105,\n    "baseline": 0.00000105,' in text
+    (row,) = [[c.strip() for c in line.split("│")[5:7]] for line in cli(*args, "table").output.splitlines()
+              if line.startswith("│ 2025")]
+    assert row == ["0.000105", "0.000001"]
+
+
 def _costs_page(buckets: dict[str, list[tuple[str, float]]]) -> dict:
     data = []
     for day, items in sorted(buckets.items()):
