@@ -7,6 +7,9 @@ of those values, floored at 10% of the baseline. A day is flagged when it is at 
 `threshold` scales above the baseline AND at least `min_ratio` times it (default 2: "usage
 doubled"), and only once at least three earlier points exist. Hours use the same hour of day
 over the previous 14 days. Each finding names the dimension values that grew most.
+
+The observed value and the baseline are exact (token counts as integers, cost as the Decimal
+sums and their median), so they are written as money is; only the jump and the score are floats.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import statistics
 from dataclasses import asdict, dataclass
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import duckdb
@@ -21,6 +25,7 @@ import duckdb
 from ingest.errors import ReportError, UnknownDimension
 
 from .engine import field_sql
+from .output import format_cost
 from .query import WarehouseRef, connect
 
 METRICS = {  # per-row expression; summed per bucket
@@ -37,8 +42,8 @@ class Anomaly:
     dimension: str
     value: str
     metric: str
-    observed: float | int
-    baseline: float | int
+    observed: Decimal | int  # Decimal for cost
+    baseline: Decimal | int
     jump: float  # observed / baseline
     score: float
     top_contributors: str
@@ -62,9 +67,10 @@ def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None
     group = f"CAST({field_sql(by)} AS VARCHAR)" if by else "'all'"
     bucket = "CAST(ts AS DATE)" if granularity == "day" else "date_trunc('hour', ts)"
     rows = con.sql(f"SELECT {bucket} AS b, {group} AS g, sum({METRICS[metric]}) AS v FROM usage GROUP BY ALL").fetchall()
-    series: dict[str, dict[Any, float]] = {}
+    zero = Decimal(0) if metric == "cost" else 0
+    series: dict[str, dict[Any, Decimal | int]] = {}
     for b, g, v in rows:
-        series.setdefault(g, {})[b] = float(v or 0)
+        series.setdefault(g, {})[b] = _exact(v, metric)
     found: list[Anomaly] = []
     for g, points in series.items():
         if not points:
@@ -76,17 +82,26 @@ def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None
         t = first
         while t <= last:
             if since is None or (t if isinstance(t, date) and not isinstance(t, datetime) else t.date()) >= since:
-                history = [points.get(t - lag, 0.0) for lag in lags if t - lag >= first]
+                history = [points.get(t - lag, zero) for lag in lags if t - lag >= first]
                 if len(history) >= MIN_HISTORY:
-                    x = points.get(t, 0.0)
-                    med, scale = _robust(history)
+                    x = float(points.get(t, zero))
+                    med, scale = _robust([float(h) for h in history])
                     if scale > 0 and x >= min_ratio * med and (x - med) / scale >= threshold and x > 0:
-                        num = (lambda v: int(round(v))) if metric == "tokens" else (lambda v: round(v, 6))  # noqa: E731
-                        found.append(Anomaly(str(t), by or "all", g, metric, num(x), num(med),
+                        # exact: the middle sum, or the mean of the two middle ones
+                        baseline = (round(statistics.median([int(h) for h in history])) if metric == "tokens"
+                                    else statistics.median([Decimal(h) for h in history]))
+                        found.append(Anomaly(str(t), by or "all", g, metric, points.get(t, zero), baseline,
                                              round(x / med, 2) if med else float("inf"), round((x - med) / scale, 1),
                                              _contributors(con, bucket, group, g, t, lags, first, metric, by)))
             t += step
     return sorted(found, key=lambda a: (a.period, -a.score, a.value))
+
+
+def _exact(v: Any, metric: str) -> Decimal | int:
+    """A bucket's sum as it is: tokens an int, cost the Decimal (a DOUBLE cost column's float by its digits)."""
+    if metric == "tokens":
+        return int(v or 0)
+    return v if isinstance(v, Decimal) else Decimal(repr(float(v or 0)))
 
 
 def history(root: WarehouseRef, granularity: str = "day", weeks: int = 4,
@@ -117,7 +132,7 @@ def _contributors(con: duckdb.DuckDBPyConnection, bucket: str, group: str, g: st
         if rows and rows[0][1]:
             d, now, before = rows[0]
             parts.append(f"{dim}={d} ({before or 0:,.0f} -> {now:,.0f})" if metric == "tokens"
-                         else f"{dim}={d} (${before or 0:,.4f} -> ${now:,.4f})")
+                         else f"{dim}={d} (${format_cost(before or 0)} -> ${format_cost(now)})")
     return "; ".join(parts)
 
 

@@ -1,10 +1,12 @@
 """Rendering Arrow tables as a terminal table, CSV (one header row) or JSON, for finance.
 
-One cost precision everywhere a person reads a number (tables, the HTML report): six
-decimals, thousands separators, a non-zero cost never shown as zero (`<0.000001`). Machine
-formats (CSV, JSON) carry the exact stored cost; whole numbers (token sums, counts) are
-integers there, never `123.0`. Numeric table columns are right-aligned; callers name the
-additive columns to get a total row.
+How a number is written follows its type, not its column's name: a Decimal (every cost, and any
+DECIMAL a query returns) is money. One cost precision everywhere a person reads a number
+(tables, the HTML report): six decimals, thousands separators, a non-zero value never shown as
+zero (`<0.000001`). Machine formats (CSV, JSON) carry the exact value in positional notation,
+never an exponent (`0.000039`, not `3.9e-05`); JSON money is a number with every digit; whole
+numbers (token sums, counts) are integers there, never `123.0`. Numeric table columns are
+right-aligned; callers name the additive columns to get a total row.
 """
 
 from __future__ import annotations
@@ -57,12 +59,23 @@ def format_cost(v: Any) -> str:
     return f"{d:,.{COST_DECIMALS}f}"
 
 
+def plain_number(v: float | Decimal) -> str:
+    """Every digit the value has, in positional notation: spreadsheets and finance tools take
+    `0.000039` as written, `3.9e-05` is not what README promises. Floats give their shortest
+    round-trip digits; no trailing zeros; `-0` is `0`; inf/nan stay as Python writes them."""
+    d = v if isinstance(v, Decimal) else Decimal(repr(float(v)))
+    if not d.is_finite():
+        return str(v)
+    s = f"{d:f}"
+    if "." in s:
+        s = s.rstrip("0").rstrip(".")
+    return "0" if s == "-0" else s
+
+
 def exact_cost(v: Any) -> str:
-    """A cost for machines: the exact value, no exponent, no float artefacts."""
-    if isinstance(v, Decimal):
-        s = f"{v:f}"
-        return s.rstrip("0").rstrip(".") if "." in s else s
-    return repr(round(float(v), 12))
+    """A cost for machines: the exact value, no exponent; a float cost loses its float artefacts
+    (`0.1 + 0.2` is `0.3`) by rounding to the stored cost precision, 12 decimals."""
+    return plain_number(v if isinstance(v, Decimal) else round(float(v), 12))
 
 
 def _plain(v: Any) -> Any:
@@ -77,7 +90,7 @@ def _plain(v: Any) -> Any:
     if isinstance(v, list | tuple):
         return [_plain(x) for x in v]
     if isinstance(v, dict):
-        return {k: round(x, 12) if isinstance(x, float) and is_cost_column(str(k)) else _plain(x) for k, x in v.items()}
+        return {k: _plain(x) for k, x in v.items()}
     return v
 
 
@@ -85,20 +98,24 @@ _EXACT = "\x00exact:"
 _EXACT_RE = re.compile(r'"\\u0000exact:(-?[0-9.]+)"')
 
 
-def _exact_decimals(v: Any) -> Any:
-    """Decimals (costs) as markers that `to_json` turns into JSON numbers with their exact digits:
-    a float would keep only ~16 significant digits of a DECIMAL(38,12) sum."""
+def _exact_numbers(v: Any, cost: bool = False) -> Any:
+    """Decimals (money) and floats json would write with an exponent, as markers that `to_json`
+    turns into JSON numbers in positional notation: a float would keep only ~16 significant digits
+    of a DECIMAL(38,12) sum, and `1e-06` is not the plain number README promises."""
     if isinstance(v, Decimal) and v.is_finite() and v.as_tuple().exponent < 0:  # type: ignore[operator]
         return _EXACT + exact_cost(v)
+    if isinstance(v, float) and math.isfinite(v):
+        v = round(v, 12) if cost else v  # a float cost keeps no float artefacts
+        return _EXACT + plain_number(v) if "e" in repr(v) else v
     if isinstance(v, list | tuple):
-        return [_exact_decimals(x) for x in v]
+        return [_exact_numbers(x) for x in v]
     if isinstance(v, dict):
-        return {k: _exact_decimals(x) for k, x in v.items()}
+        return {k: _exact_numbers(x, is_cost_column(str(k))) for k, x in v.items()}
     return v
 
 
 def to_json(rows: list[dict[str, Any]] | Any) -> str:
-    text = json.dumps(_plain(_exact_decimals(rows)), indent=2, ensure_ascii=False, default=str)
+    text = json.dumps(_plain(_exact_numbers(rows)), indent=2, ensure_ascii=False, default=str)
     return _EXACT_RE.sub(lambda m: m.group(1), text)
 
 
@@ -128,25 +145,34 @@ def render(table: pa.Table, fmt: str, title: str | None = None, totals: Sequence
 def _csv_cell(name: str, v: Any) -> str:
     if v is None:
         return ""
-    if is_cost_column(name) and isinstance(v, float | Decimal):
+    if isinstance(v, Decimal) or (is_cost_column(name) and isinstance(v, float)):
         return exact_cost(v)
     v = _plain(v)
     if isinstance(v, float):
-        return str(int(v)) if _integral(v) else repr(v)
+        return str(int(v)) if _integral(v) else plain_number(v)
     if isinstance(v, dict | list):
         return json.dumps(v, ensure_ascii=False)
     return str(v)
 
 
+def _is_money(v: Any) -> bool:
+    """A Decimal with a fractional scale: every cost column, and any DECIMAL a query returns."""
+    return isinstance(v, Decimal) and v.is_finite() and v.as_tuple().exponent < 0  # type: ignore[operator]
+
+
 def _column_formatter(name: str, values: list[Any]) -> tuple[bool, Any]:
-    """(right-aligned?, value -> text) for one column, decided on all its values."""
+    """(right-aligned?, value -> text) for one column, decided on all its values (their type; the
+    name only marks a float column as a cost)."""
     present = [v for v in values if v is not None]
     if not present or not all(_is_number(v) for v in present):
         return False, lambda v: "" if v is None else (json.dumps(v) if isinstance(v, dict | list) else str(_plain(v)))
-    if is_cost_column(name) and not all(isinstance(v, int) for v in present):  # `cost_rank` stays an integer
+    if any(_is_money(v) for v in present) or (
+            is_cost_column(name) and not all(isinstance(v, int) for v in present)):  # `cost_rank` stays an integer
         return True, format_cost
     if all(_integral(v) for v in present):
         return True, lambda v: "" if v is None else f"{int(v):,}"
+    if any(v != 0 and round(float(v), 4) == 0 for v in present):
+        return True, format_cost  # 4 places would show a non-zero value as 0: the cost precision, `<0.000001`
     # As many decimals (up to 4) as the column's values need, the same for every row so they line up.
     places = max(next(d for d in range(5) if d == 4 or round(float(v), d) == round(float(v), 4)) for v in present)
     return True, lambda v: "" if v is None else f"{float(v):,.{places}f}"

@@ -6,7 +6,8 @@ results: [...]}], has_more, next_page}`, one page per file, a JSON array of page
 — and a dashboard CSV export (columns found by name: a date, a cost, optionally model /
 line_item and project). Compares per day and model (dated snapshots folded to their base
 name), optionally per project: matched, over (tokentrail > provider), under, and the share of
-the provider's spend tokentrail cannot see.
+the provider's spend tokentrail cannot see. Money is Decimal throughout (the provider's amounts
+as written, tokentrail's DECIMAL sums), so outputs carry exact digits and no float artefacts.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -105,37 +107,43 @@ def read_key_ids(path: Path | None) -> dict[str, str]:
     return out
 
 
+def _money(value: Any, field_name: str) -> Decimal:
+    """An export's amount as the Decimal it was written as (a float's shortest digits: 0.000059,
+    not 0.0000589999…), so a sum and a difference stay exact."""
+    return Decimal(repr(as_float(value, field_name) or 0.0))
+
+
 def _key(r: dict[str, Any], keys: dict[str, str]) -> str:
     kid = r.get("api_key_id")
     return keys.get(str(kid), f"{kid} (unmapped)") if kid else ALL_KEYS
 
 
-def read_costs(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict[str, float]]:
+def read_costs(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict[str, Decimal]]:
     """(day, model, project, key) -> {usd, tokens}, from Costs API pages or a dashboard CSV.
 
     Costs API results carry `amount.value`, and, as grouped, `line_item` ("gpt-4o-2024-08-06, input"),
     `project_id`, `api_key_id`, and `quantity` with `quantity_unit` (tokens are summed when the unit
     says tokens)."""
     if path.suffix.lower() == ".csv":
-        return {k: {"usd": v, "tokens": 0.0} for k, v in _read_costs_csv(path).items()}
-    out: dict[Key, dict[str, float]] = {}
+        return {k: {"usd": v, "tokens": Decimal(0)} for k, v in _read_costs_csv(path).items()}
+    out: dict[Key, dict[str, Decimal]] = {}
     for page in _pages(path):
         for bucket in page["data"]:
             day = _day(bucket.get("start_time"))
             for r in bucket.get("results") or []:
                 amount = r.get("amount") or {}
-                value = as_float(amount.get("value") if isinstance(amount, dict) else amount, "amount.value") or 0.0
+                value = _money(amount.get("value") if isinstance(amount, dict) else amount, "amount.value")
                 line_item = str(r.get("line_item") or "")
                 model = undated_model(line_item.split(",")[0]) if line_item else ALL_MODELS
                 key = (day, model, str(r.get("project_id") or ALL_PROJECTS), _key(r, keys or {}))
-                acc = out.setdefault(key, {"usd": 0.0, "tokens": 0.0})
+                acc = out.setdefault(key, {"usd": Decimal(0), "tokens": Decimal(0)})
                 acc["usd"] += value
                 if "token" in str(r.get("quantity_unit") or "").lower():
-                    acc["tokens"] += as_float(r.get("quantity"), "quantity") or 0.0
+                    acc["tokens"] += _money(r.get("quantity"), "quantity")
     return out
 
 
-def _read_costs_csv(path: Path) -> dict[Key, float]:
+def _read_costs_csv(path: Path) -> dict[Key, Decimal]:
     rows = list(csv.DictReader(io.StringIO(read_text(path))))
     if not rows:
         raise ConfigError(f"{path}: empty CSV")
@@ -149,7 +157,7 @@ def _read_costs_csv(path: Path) -> dict[Key, float]:
     if not date_c or not cost_c:
         raise ConfigError(f"{path}: the CSV needs a date column and a cost column; found {', '.join(rows[0])}")
     model_c, proj_c = pick("model", "line_item", "line item"), pick("project_id", "project")
-    out: dict[Key, float] = {}
+    out: dict[Key, Decimal] = {}
     for line, r in enumerate(rows, start=2):
         if r.get(date_c) is None or r.get(cost_c) is None:
             raise ConfigError(f"{path}:{line}: too few columns")
@@ -158,7 +166,7 @@ def _read_costs_csv(path: Path) -> dict[Key, float]:
         model = undated_model(r[model_c].split(",")[0]) if model_c and r[model_c] else ALL_MODELS
         key = (day, model, r[proj_c] if proj_c and r[proj_c] else ALL_PROJECTS, ALL_KEYS)
         try:
-            out[key] = out.get(key, 0.0) + (as_float(r[cost_c].replace("$", "").replace(",", ""), cost_c) or 0.0)
+            out[key] = out.get(key, Decimal(0)) + _money(r[cost_c].replace("$", "").replace(",", ""), cost_c)
         except (TokentrailError, ValueError) as exc:
             raise ConfigError(f"{path}:{line}: {exc}") from None
     return out
@@ -197,16 +205,22 @@ def _checked(reader: Any, path: Path) -> Any:
 @dataclass
 class Reconciliation:
     rows: list[dict[str, Any]] = field(default_factory=list)
-    provider_usd: float = 0.0
-    tokentrail_usd: float = 0.0
+    provider_usd: Decimal = Decimal(0)
+    tokentrail_usd: Decimal = Decimal(0)
     matched: int = 0
     over: int = 0
     under: int = 0
 
     @property
     def unseen_share(self) -> float:
-        unseen = sum(max(r["provider_usd"] - r["tokentrail_usd"], 0) for r in self.rows)
-        return unseen / self.provider_usd if self.provider_usd else 0.0
+        unseen = sum((max(r["provider_usd"] - r["tokentrail_usd"], Decimal(0)) for r in self.rows), Decimal(0))
+        return float(unseen / self.provider_usd) if self.provider_usd else 0.0
+
+
+def _normal(d: Decimal) -> Decimal:
+    """Without trailing zeros (`0.000039`, not `0.000039000000`), never with a positive exponent."""
+    d = d.normalize()
+    return d.quantize(Decimal(1)) if d.as_tuple().exponent > 0 else d  # type: ignore[operator]
 
 
 def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_project: bool = False,
@@ -224,14 +238,14 @@ def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_pro
         return (k[0], k[1] if model_level else ALL_MODELS, k[2] if project_level else ALL_PROJECTS,
                 k[3] if key_level else ALL_KEYS)
 
-    prov: dict[Key, dict[str, float]] = {}
+    prov: dict[Key, dict[str, Decimal]] = {}
     for k, v in provider.items():
-        acc = prov.setdefault(fold(k), {"usd": 0.0, "tokens": 0.0})
+        acc = prov.setdefault(fold(k), {"usd": Decimal(0), "tokens": Decimal(0)})
         acc["usd"] += v["usd"]
         acc["tokens"] += v["tokens"]
     con = connect(root)
     days = sorted({k[0] for k in prov})
-    ours: dict[Key, dict[str, float]] = {}
+    ours: dict[Key, dict[str, Any]] = {}
     if days:
         rows = con.execute("""
             SELECT CAST(CAST(ts AS DATE) AS VARCHAR), model, coalesce(project_id, '(unknown)'),
@@ -241,8 +255,9 @@ def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_pro
         """, [days[0], days[-1]]).fetchall()
         for day, model, project, key_id, cost, n, tin, tcached, tout in rows:
             acc = ours.setdefault(fold((day, undated_model(model), project, key_id)),
-                                  {"usd": 0.0, "requests": 0, "input_tokens": 0, "cached_input_tokens": 0, "output_tokens": 0})
-            acc["usd"] += float(cost)
+                                  {"usd": Decimal(0), "requests": 0, "input_tokens": 0, "cached_input_tokens": 0,
+                                   "output_tokens": 0})
+            acc["usd"] += cost if isinstance(cost, Decimal) else Decimal(repr(float(cost)))
             acc["requests"] += n
             acc["input_tokens"] += tin
             acc["cached_input_tokens"] += tcached
@@ -254,18 +269,19 @@ def reconcile(root: WarehouseRef, costs: Path, usage: Path | None = None, by_pro
         for f in acc2:
             acc2[f] += counts[f]
     result = Reconciliation()
+    rel, absolute = Decimal(repr(rel_tolerance)), Decimal(repr(abs_tolerance))
     for key in sorted(set(prov) | {k for k in ours if k[0] in set(days)}):
-        p = prov.get(key, {}).get("usd", 0.0)
-        o = ours.get(key, {}).get("usd", 0.0)
+        p = _normal(prov.get(key, {}).get("usd", Decimal(0)))
+        o = _normal(ours.get(key, {}).get("usd", Decimal(0)))
         diff = o - p
-        tol = max(abs_tolerance, rel_tolerance * p)
+        tol = max(absolute, rel * p)
         status = "matched" if abs(diff) <= tol else ("over" if diff > 0 else "under")
         setattr(result, status, getattr(result, status) + 1)
         row: dict[str, Any] = {"day": key[0], "model": key[1], "project_id": key[2]}
         if key_level:
             row["api_key"] = key[3]
-        row.update({"provider_usd": round(p, 6), "tokentrail_usd": round(o, 6), "diff_usd": round(diff, 6),
-                    "unseen_share": round(max(p - o, 0) / p, 4) if p else 0.0, "status": status})
+        row.update({"provider_usd": p, "tokentrail_usd": o, "diff_usd": diff,
+                    "unseen_share": round(float(max(p - o, Decimal(0)) / p), 4) if p else 0.0, "status": status})
         if usage:
             pu, ou = prov_usage.get(key, {}), ours.get(key, {})
             for f in ("input_tokens", "cached_input_tokens", "output_tokens"):

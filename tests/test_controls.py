@@ -153,6 +153,27 @@ def test_planted_spike_is_found_and_weekly_rhythm_is_not(build, wh_path: Path, t
     assert find_anomalies(wh_path) == []
 
 
+def test_anomalies_cost_baseline_is_money(build, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """A cost metric's observed value and baseline are the exact Decimal sums, written as money is:
+    no exponent in CSV or JSON, never 0 in the table or the contributors."""
+    first = datetime(2025, 2, 1, 12, tzinfo=UTC)
+    build([call_line(first + timedelta(days=d), "beta", 700 if d == 28 else 7, model="gpt-4o-mini-2024-07-18", i=d)
+           for d in range(29)])  # 7 tokens a day ($0.00000105), then 700 ($0.000105) on 2025-03-01
+    (a,) = find_anomalies(wh_path, by="key_name", metric="cost")
+    assert (a.observed, a.baseline) == (Decimal("0.000105"), Decimal("0.00000105"))
+    args = ("anomalies", "--warehouse", wh_path, "--by", "key_name", "--metric", "cost", "--format")
+    contributors = ("feature=/r ($0.000001 -> $0.000105); end_user=unattributed ($0.000001 -> $0.000105); "
+                    "model=gpt-4o-mini-2024-07-18 ($0.000001 -> $0.000105)")
+    assert cli(*args, "csv").output.splitlines() == [
+        "period,dimension,value,metric,observed,baseline,jump,score,top_contributors",
+        f"2025-03-01,key_name,beta,cost,0.000105,0.00000105,100,990,{contributors}"]
+    text = cli(*args, "json").output
+    assert "e-" not in text and '"observed": 0.000105,\n    "baseline": 0.00000105,' in text
+    (row,) = [[c.strip() for c in line.split("│")[5:7]] for line in cli(*args, "table").output.splitlines()
+              if line.startswith("│ 2025")]
+    assert row == ["0.000105", "0.000001"]
+
+
 def _costs_page(buckets: dict[str, list[tuple[str, float]]]) -> dict:
     data = []
     for day, items in sorted(buckets.items()):
@@ -177,10 +198,10 @@ def test_reconcile_finds_planted_mismatches_exactly(build, wh_path: Path, tmp_pa
     })))
     r = reconcile(wh_path, costs)
     got = {(x["day"], x["model"]): (x["status"], x["diff_usd"]) for x in r.rows}
-    assert got == {("2025-03-01", "gpt-4o-mini"): ("matched", 0.0), ("2025-03-02", "gpt-4o-mini"): ("matched", 0.0),
-                   ("2025-03-02", "gpt-4o"): ("under", -1.0), ("2025-03-03", "gpt-4o-mini"): ("over", 0.15)}
+    assert got == {("2025-03-01", "gpt-4o-mini"): ("matched", 0), ("2025-03-02", "gpt-4o-mini"): ("matched", 0),
+                   ("2025-03-02", "gpt-4o"): ("under", -1), ("2025-03-03", "gpt-4o-mini"): ("over", Decimal("0.15"))}
     assert (r.matched, r.over, r.under) == (2, 1, 1)
-    assert r.provider_usd == pytest.approx(4.55) and r.unseen_share == pytest.approx(1.0 / 4.55)
+    assert r.provider_usd == Decimal("4.55") and r.unseen_share == pytest.approx(1.0 / 4.55)  # money: exact Decimal
     out = cli("reconcile", "--costs", costs, "--warehouse", wh_path, "--format", "csv")
     assert out.exit_code == 0 and "share of spend tokentrail cannot see: 22.0%" in out.output
     csv_export = tmp_path / "dashboard.csv"
@@ -200,6 +221,28 @@ def test_reconcile_usage_tokens(build, wh_path: Path, tmp_path: Path) -> None:  
                      "api_key_id": None, "model": "gpt-4o-mini-2024-07-18", "batch": None}]}], "has_more": False}))
     (row,) = reconcile(wh_path, costs, usage).rows
     assert (row["provider_input_tokens"], row["tokentrail_input_tokens"]) == (1200, 1000)
+
+
+def test_reconcile_writes_small_money_exactly_in_every_format(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """Cents of a cent: CSV and JSON carry the exact digits with no exponent, the table shows no non-zero as 0."""
+    build([call_line(datetime(2025, 3, 1, 12, tzinfo=UTC), "alpha", 260, model="gpt-4o-mini-2024-07-18")])  # $0.000039
+    costs = tmp_path / "costs.json"
+    costs.write_text(json.dumps(_costs_page({"2025-03-01": [("gpt-4o-mini-2024-07-18, input", 0.000059)],
+                                             "2025-03-02": [("gpt-4o-mini-2024-07-18, input", 0.00000005)]})))
+    args = ("reconcile", "--costs", costs, "--warehouse", wh_path, "--format")
+    out = cli(*args, "csv")
+    assert out.exit_code == 0, out.output
+    assert out.output.splitlines()[:3] == [
+        "day,model,project_id,provider_usd,tokentrail_usd,diff_usd,unseen_share,status",
+        "2025-03-01,gpt-4o-mini,(all projects),0.000059,0.000039,-0.00002,0.339,matched",
+        "2025-03-02,gpt-4o-mini,(all projects),0.00000005,0,-0.00000005,1,matched"]
+    text = cli(*args, "json").output
+    assert "e-" not in text.split("]")[0]
+    assert '"provider_usd": 0.000059,\n    "tokentrail_usd": 0.000039,\n    "diff_usd": -0.00002,' in text
+    assert '"diff_usd": -0.00000005,' in text
+    rows = [[c.strip() for c in line.split("│")[4:7]] for line in cli(*args, "table").output.splitlines() if "│" in line]
+    assert rows == [["0.000059", "0.000039", "-0.000020"], ["<0.000001", "0.000000", ">-0.000001"],
+                    ["0.000059", "0.000039", "-0.000020"]]  # the total row sums the exact values
 
 
 def _distinct_colours(png: Path) -> int:

@@ -118,3 +118,27 @@ def test_json_keeps_digits_a_float_cannot() -> None:
     rows = json.loads(render(table, "json"), parse_float=Decimal)
     assert [r["cost_usd"] for r in rows] == [wide, Decimal("0.000000000001")]
     assert render(table, "csv").splitlines()[1:] == ["m,12345678.123456789012", "n,0.000000000001"]
+
+
+SMALL = ("SELECT CAST(0.00001234 AS DECIMAL(38, 12)) AS x, CAST(0.00000012 AS DECIMAL(38, 12)) AS y, "
+         "CAST(0.00000012 AS DECIMAL(38, 12)) AS cost_usd, CAST(1.5e-7 AS DOUBLE) AS z, CAST(1e17 AS DOUBLE) AS big, "
+         "CAST(3.9e-5 AS DOUBLE) AS float_usd, CAST(0.00012 AS DECIMAL(38, 12)) AS v, "
+         "CAST(12345678.123456789012 AS DECIMAL(38, 12)) AS w")
+
+
+def test_sql_numbers_are_written_by_type_not_by_column_name(money_wh: Path) -> None:
+    """A DECIMAL under any alias is money: CSV and JSON carry its exact digits without an exponent, and
+    the table never shows it as 0; a float gets no exponent either."""
+    csv_out = run("sql", SMALL, "--warehouse", money_wh, "--format", "csv")
+    assert csv_out.exit_code == 0, csv_out.output
+    assert csv_out.output == ("x,y,cost_usd,z,big,float_usd,v,w\n0.00001234,0.00000012,0.00000012,0.00000015,"
+                              "100000000000000000,0.000039,0.00012,12345678.123456789012\n")
+    json_out = run("sql", SMALL, "--warehouse", money_wh, "--format", "json").output
+    assert "e-" not in json_out and "e+" not in json_out
+    assert '"x": 0.00001234,' in json_out and '"y": 0.00000012,' in json_out and '"z": 0.00000015,' in json_out
+    assert '"float_usd": 0.000039,' in json_out and '"w": 12345678.123456789012' in json_out
+    assert json.loads(json_out, parse_float=Decimal)[0]["x"] == Decimal("0.00001234")  # money: a JSON number
+    table = run("sql", SMALL, "--warehouse", money_wh).output
+    (row,) = [[c.strip() for c in line.split("│")[1:-1]] for line in table.splitlines() if line.startswith("│")]
+    assert row == ["0.000012", "<0.000001", "<0.000001", "<0.000001", "100,000,000,000,000,000", "0.000039",
+                   "0.000120", "12,345,678.123457"]  # any DECIMAL at the cost precision
