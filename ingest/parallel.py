@@ -221,7 +221,7 @@ def _merge_result(into: FileResult, part: FileResult) -> None:
     into.format = part.format or into.format
     into.not_a_log = into.not_a_log or part.not_a_log
     into.note = part.note or into.note
-    into.held_bytes, into.offset = part.held_bytes, part.offset
+    into.held_bytes, into.held_record, into.offset = part.held_bytes, part.held_record, part.offset
 
 
 _WORKER: FileIngester | None = None

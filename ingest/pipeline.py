@@ -49,7 +49,8 @@ class FileResult:
     repaired: int = 0  # lines kept with invalid UTF-8 replaced (U+FFFD); counted among `lines` as usual
     input_tokens: int = 0
     output_tokens: int = 0
-    held_bytes: int = 0  # a partial last line waiting for its newline
+    held_bytes: int = 0  # a partial last line waiting for its newline, or an unfinished record (`held_record`)
+    held_record: bool = False  # the held bytes are a multi-line record still open (a stream without its end)
     offset: int = 0  # where reading stopped (the committed checkpoint)
     more: bool = False  # stopped at max_chunks with data left
     deferred: bool = False  # not read now: a copy of another file being read (`ingest.copies`)
@@ -103,6 +104,10 @@ class IngestOptions:
     quarantine_raw_bytes: int = 4096  # 0: keep no raw bytes of bad lines (they may hold prompt text)
     jobs: int = 1
     estimate: bool = True  # False: calls without usage keep NULL tokens (token_source "missing"), not re-counted
+    # A record still open (an SSE stream without its end) in a file unchanged this long is cut off, counted as
+    # interrupted: no client waits longer for the rest. OpenAI's SDKs give up after 600 s without data
+    # (openai-python `_constants.py`: DEFAULT_TIMEOUT = httpx.Timeout(timeout=600.0, connect=5.0)).
+    open_record_timeout: float = 600.0
 
 
 class FileChanged(Exception):
@@ -193,10 +198,12 @@ class FileIngester:
         """Read `path` (or the open plain-file `handle` for it) from `offset`, yielding chunks.
 
         `final`: the file will not grow again (compressed, or rotated away): a last line without
-        a newline is taken as complete. `max_chunks` bounds the work done in one call. `end` (a line
-        start): stop before the line there; `result.offset == end` afterwards says no multi-line
-        record was open at `end` (else it is the last record boundary before it). Counts go into
-        `result` as each chunk is yielded (the caller commits it before asking for more).
+        a newline is taken as complete. A record still open at the end is cut off when the file is
+        final or its mtime is `open_record_timeout` old (else held: `result.held_record`).
+        `max_chunks` bounds the work done in one call. `end` (a line start): stop before the line
+        there; `result.offset == end` afterwards says no multi-line record was open at `end` (else it
+        is the last record boundary before it). Counts go into `result` as each chunk is yielded (the
+        caller commits it before asking for more).
         """
         if not ident.compressed and offset >= ident.size:
             return
@@ -206,16 +213,18 @@ class FileIngester:
         dispatch = LineDispatcher(state)
         is_final = ident.compressed if final is None else final
         # `ingest` (final not given): a file no longer growing has its last line complete even without a
-        # newline; a stream still open in it is held all the same (only a file known final cuts it off).
+        # newline; a stream still open in it is held until the file is final or open_record_timeout old.
         last_line_whole = is_final or (final is None and _quiet(path, handle))
         with contextlib.ExitStack() as stack:
             fh = handle if handle is not None else stack.enter_context(open_binary(path))
             reader = LineReader(fh, offset, self.options.max_line, final=last_line_whole)
             chunk = Chunk(offset)
             n_chunks = 0
+            ranged = False
             for line in reader:
                 if end is not None and line.offset >= end:
                     reader.end, reader.pending, is_final = end, 0, False  # the rest is another worker's range
+                    ranged = True
                     break
                 dispatch.handle_line(line, chunk)
                 chunk.end = line.offset + line.length
@@ -232,12 +241,14 @@ class FileIngester:
                         result.offset = chunk.start
                         return
             if not state.at_boundary():
-                if is_final:
+                # mtime read after the lines: a write during the read keeps the record open
+                if is_final or (not ranged and _quiet(path, fh, self.options.open_record_timeout)):
                     dispatch.finish_file(chunk)  # a split line or stream cut off for good
                 else:
                     chunk.cut_to_safe()  # wait for the rest of the record
                     reader.pending += reader.end - chunk.end
                     reader.end = chunk.end
+                    result.held_record = True
             if chunk.lines:
                 yield self._finish(path, source_id, ident, chunk, result, fh, state)
             result.held_bytes = reader.pending
@@ -307,9 +318,11 @@ def _leave_unestimated(calls: list[Call]) -> int:
 QUIET_SECONDS = 2.0  # `ingest` treats a file unchanged this long as complete (its last line needs no newline)
 
 
-def _quiet(path: Path, handle: BinaryIO | None) -> bool:
+def _quiet(path: Path, handle: BinaryIO | None, seconds: float = QUIET_SECONDS) -> bool:
+    """The file's mtime is `seconds` old: its writer has stopped (wall clock against mtime, so a file
+    written long ago counts as quiet on the first read)."""
     try:
         st = os.fstat(handle.fileno()) if handle is not None else path.stat()
     except OSError:
         return False
-    return time.time() - st.st_mtime >= QUIET_SECONDS
+    return time.time() - st.st_mtime >= seconds

@@ -59,6 +59,8 @@ class Tracked:
     plain: bool = True  # not compressed; a plain file without a held `handle` is read by path (over the fd cap)
     deferred_since: float | None = None  # not read: a copy of another file being read (`ingest.copies`)
     deferral_said: bool = False
+    held_record: bool = False  # the last read left a record open (a stream without its end)
+    cut_tried: tuple[int, float] | None = None  # (size, mtime) last re-read to cut an open record off
 
 
 class Watcher:
@@ -243,15 +245,17 @@ class Watcher:
                 t.gz_done_stat = (st.st_size, st.st_mtime)
             return
         now = time.monotonic()
-        size = os.fstat(t.handle.fileno()).st_size
+        st = os.fstat(t.handle.fileno())
+        size = st.st_size
         if size != t.last_size:
             t.last_change = now
         rotated = t.gone or t.path != t.first_seen_path
         # The writer may still hold a rotated file open; only a quiet one is finished.
         final = rotated and not t.finalized and now - t.last_change >= self.options.final_after_seconds
-        if size == t.last_size and not final and not force_flush:
+        cut = self._cut_due(t, st)
+        if size == t.last_size and not final and not force_flush and not cut:
             return
-        due = force_flush or final or now - t.last_flush >= self.options.flush_seconds
+        due = force_flush or final or cut or now - t.last_flush >= self.options.flush_seconds
         grew_a_lot = size - max(t.last_size, 0) >= self.options.flush_rows * 200
         if not (due or grew_a_lot):
             return
@@ -269,16 +273,29 @@ class Watcher:
                 yield from self._service(t, force_flush)
                 return
         try:
-            size = t.path.stat().st_size
+            st = t.path.stat()
         except OSError:
             return
+        size = st.st_size
         now = time.monotonic()
-        if size == t.last_size and not force_flush:
+        cut = self._cut_due(t, st)
+        if size == t.last_size and not force_flush and not cut:
             return
-        if not (force_flush or now - t.last_flush >= self.options.flush_seconds):
+        if not (force_flush or cut or now - t.last_flush >= self.options.flush_seconds):
             return
         if (yield from self._ingest(t, final=False)):
             t.last_size, t.last_flush = size, now
+
+    def _cut_due(self, t: Tracked, st: os.stat_result) -> bool:
+        """An unchanged file is not read again, so a record left open in it (a stream without its end) is
+        read once more when the file's mtime is `open_record_timeout` old: the pipeline cuts it off then.
+        Once per (size, mtime): a file touched again too recently is not re-read on every pass."""
+        if not t.held_record or t.cut_tried == (st.st_size, st.st_mtime):
+            return False
+        if time.time() - st.st_mtime < self.run.options.open_record_timeout:
+            return False
+        t.cut_tried = (st.st_size, st.st_mtime)
+        return True
 
     def _ingest(self, t: Tracked, final: bool) -> Generator[CommitResult, None, bool]:
         """Read what is new in one file; commits happen as batches fill. Returns True when read to the end."""
@@ -292,6 +309,7 @@ class Watcher:
                         yield committed
                 self._count(res)
                 t.source_id = res.source_id or t.source_id
+                t.held_record = res.held_record
                 if res.deferred:  # a copy of a file still being read: looked at again on the next pass
                     self._note_deferred(t, res.note)
                     return False

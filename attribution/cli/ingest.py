@@ -164,8 +164,14 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
         click.echo(f"  warning: {w}", err=True)
     for f in summary.files:
         if f.note or f.held_bytes:
-            extra = f"; holding {f.held_bytes} bytes of a partial last line" if f.held_bytes else ""
-            click.echo(scrub_text(f"  {f.path}: {f.note or ''}{extra}".rstrip()), err=True)
+            held = ""
+            if f.held_record:
+                held = (f"holding {f.held_bytes} bytes of an unfinished stream (read as interrupted once the file is "
+                        f"unchanged for {options.open_record_timeout / 60:g} min, or rotated)")
+            elif f.held_bytes:
+                held = f"holding {f.held_bytes} bytes of a partial last line"
+            said = "; ".join(part for part in (f.note, held) if part)
+            click.echo(scrub_text(f"  {f.path}: {said}"), err=True)
     if data["quarantined"]:
         click.echo("  see quarantined lines: tokentrail sql \"select source_file, source_offset, reason from quarantine\"",
                    err=True)

@@ -3,8 +3,14 @@
 A Chat Completions stream ends with `data: [DONE]`; a Responses stream ends with its
 `response.completed` (or `.incomplete`/`.failed`) event. A stream that stops without either
 is cut off: it is held while the file may still grow, and counted as interrupted once the
-file is final. Source: OpenAI API reference "Streaming" (chat.completion.chunk objects,
-Responses streaming events); openai-python `chat_completion_chunk.py`, `response_stream_event.py`.
+file is final or unchanged for `IngestOptions.open_record_timeout`. Source: OpenAI API reference
+"Streaming" (chat.completion.chunk objects, Responses streaming events); openai-python
+`chat_completion_chunk.py`, `response_stream_event.py`.
+
+Should the writer append the rest of a stream already cut off, that remainder begins without the
+stream's opening (a Chat chunk with `delta.role`, a `response.created` event). It gives no second
+call (its lines are read, no row): the cut-off row stands, unless the remainder reports usage,
+which is kept and supersedes the estimate in `calls`/`usage` under the same response id.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ class OpenStream:
     """The events of the stream being read (empty between streams)."""
 
     events: list[dict[str, Any]] = field(default_factory=list)
+    midway: bool = False  # its first event is not a stream's first: the rest of a stream cut off before
 
 
 class SseTranscriptFormat(Format):
@@ -71,6 +78,8 @@ class SseParser(FileParser):
         if ev.get("object") in ("chat.completion.chunk", "text_completion") and events and events[-1].get("id") \
                 and events[-1].get("id") != ev.get("id"):
             out = self._emit(interrupted=True)  # a new stream began before the last one finished
+        if not self.state.events:
+            self.state.midway = _continues_a_stream(ev)
         self.state.events.append(ev)
         if ev.get("type") in _END_TYPES:
             out += self._emit(interrupted=False)
@@ -80,10 +89,25 @@ class SseParser(FileParser):
         return self._emit(interrupted=True)
 
     def _emit(self, interrupted: bool) -> list[Call]:
-        events, self.state.events = self.state.events, []
+        events, midway = self.state.events, self.state.midway
+        self.state = OpenStream()
         if not events:
             return []
         call = call_from_bodies(self.ctx, self.format.name, response=events)
+        if midway and call.token_source != "reported":
+            return []  # only an estimate of the tail of a call already stored (cut off): not a second copy
         if interrupted and call.estimate_flags is None and call.token_source != "reported":
             call.estimate_flags = "stream_interrupted"
         return [call]
+
+
+def _continues_a_stream(ev: dict[str, Any]) -> bool:
+    """No stream begins with this event: a Chat chunk with choices but no `delta.role` (the first chunk
+    carries the role; Azure's content-filter chunk has no choices), or a Responses event other than
+    `response.created`. Legacy Completions chunks carry no role: never taken for a remainder."""
+    if ev.get("object") == "chat.completion.chunk":
+        choices = ev.get("choices")
+        return bool(choices) and isinstance(choices, list) and not any(
+            isinstance(ch, dict) and isinstance(ch.get("delta"), dict) and "role" in ch["delta"] for ch in choices)
+    etype = ev.get("type")
+    return isinstance(etype, str) and etype.startswith("response.") and etype != "response.created"
