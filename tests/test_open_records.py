@@ -136,20 +136,22 @@ def test_the_cli_says_an_unfinished_stream_not_a_partial_line(tmp_path: Path, cl
 # -- the rest of a stream arriving after it was cut off -------------------------------------------------
 
 
-def test_the_rest_of_a_cut_off_stream_is_not_a_second_call(tmp_path: Path, wh_path: Path) -> None:
-    """The remainder begins without the stream's first chunk (`delta.role`): its lines give no call."""
+def test_the_rest_of_a_cut_off_chat_stream_counts_once(tmp_path: Path, wh_path: Path) -> None:
+    """The remainder begins without the stream's first chunk (`delta.role`) but carries the response id: it is
+    stored, and `calls` folds it with the cut-off row (the first stored, both estimated)."""
     f = streams(tmp_path, age=3600)
     ingest_files(wh_path, f)
     append(f, chunk({"content": " and the rest"}, finish="stop"), "[DONE]")
     s = ingest_files(wh_path, f)
-    assert (s.total("lines"), s.total("calls"), s.total("quarantined")) == (4, 0, 0)
-    [cut] = rows(wh_path, CUT)
+    assert (s.total("lines"), s.total("calls"), s.total("quarantined")) == (4, 1, 0)
+    assert len(rows(wh_path, CUT)) == 2
+    [cut] = rows(wh_path, CUT, view="calls")
     assert "stream_interrupted" in cut["estimate_flags"]
     # and a stream after the remainder is read as usual
     append(f, chunk({"role": "assistant", "content": "Next"}, call_id="chatcmpl-next"),
            chunk({}, finish="stop", call_id="chatcmpl-next"), "[DONE]")
     assert ingest_files(wh_path, f).total("calls") == 1
-    assert set(stored(wh_path).values()) == {1} and len(stored(wh_path)) == 5
+    assert len(stored(wh_path)) == 5 and stored(wh_path)[CUT] == 2 and set(stored(wh_path).values()) == {1, 2}
 
 
 def test_the_rest_of_a_cut_off_stream_with_its_usage_supersedes_the_estimate(tmp_path: Path, wh_path: Path) -> None:

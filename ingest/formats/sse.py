@@ -8,9 +8,10 @@ file is final or unchanged for `IngestOptions.open_record_timeout`. Source: Open
 `chat_completion_chunk.py`, `response_stream_event.py`.
 
 Should the writer append the rest of a stream already cut off, that remainder begins without the
-stream's opening (a Chat chunk with `delta.role`, a `response.created` event). It gives no second
-call (its lines are read, no row): the cut-off row stands, unless the remainder reports usage,
-which is kept and supersedes the estimate in `calls`/`usage` under the same response id.
+stream's opening (a Chat chunk with `delta.role`, a `response.created` event). A Chat remainder
+carries the response id and is kept: `calls`/`usage` fold it with the cut-off row by `call_id`
+(a remainder reporting usage wins). A Responses remainder has no id to fold by and gives no row
+unless it reports usage (its `response.completed` names the response).
 """
 
 from __future__ import annotations
@@ -94,11 +95,20 @@ class SseParser(FileParser):
         if not events:
             return []
         call = call_from_bodies(self.ctx, self.format.name, response=events)
-        if midway and call.token_source != "reported":
-            return []  # only an estimate of the tail of a call already stored (cut off): not a second copy
+        if midway and call.token_source != "reported" and not _names_its_response(events):
+            # The tail of a stream cut off before, without the response id that would fold it with the row
+            # already stored (a Responses remainder): a second row would count the call twice. A Chat remainder
+            # carries the id and is kept: the views fold it by `call_id`, and a stream whose start was never
+            # logged (watch --read-from end started mid-stream) is not lost.
+            return []
         if interrupted and call.estimate_flags is None and call.token_source != "reported":
             call.estimate_flags = "stream_interrupted"
         return [call]
+
+
+def _names_its_response(events: list[dict[str, Any]]) -> bool:
+    """Whether the events carry the provider's response id (Chat chunks do; Responses deltas do not)."""
+    return any(ev.get("id") or (isinstance(ev.get("response"), dict) and ev["response"].get("id")) for ev in events)
 
 
 def _continues_a_stream(ev: dict[str, Any]) -> bool:
