@@ -32,8 +32,8 @@ def resolve_paths(store: Store, rules: str | Path | None, prices: str | Path | N
             return Path(given).resolve()
         remembered = store.meta.get(key) if store.meta.table.exists() else None
         if remembered and not Path(remembered).exists():
-            raise ConfigError(f"{remembered}: the {what} last used with this warehouse is gone; pass {flag} FILE "
-                              f"(its new place, or {reset})")
+            raise ConfigError(f"{remembered}: the {what} last used with this warehouse is gone; put it back, or "
+                              f"give its new place with {flag} FILE to ingest, watch or reattribute ({reset})")
         return Path(remembered) if remembered else None
 
     return (pick(rules, RULES_META, "rule file", "--rules", "a file holding only `version: 1` for the defaults"),

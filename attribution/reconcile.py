@@ -17,13 +17,13 @@ import io
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
-from ingest.errors import ConfigError, TokentrailError
+from ingest.errors import ConfigError, RecordError, TokentrailError
 from ingest.formats.coerce import as_float, as_int, parse_ts
 
 from .query import WarehouseRef, connect
@@ -57,10 +57,12 @@ def _line_of(text: str, exc: Exception) -> int:
     return text.encode()[: int(m.group(1))].count(b"\n") + 1 if m else 1
 
 
-def _pages(path: Path) -> list[dict[str, Any]]:
+def _pages(path: Path, exact: bool = False) -> list[dict[str, Any]]:
+    """The pages of an API export; `exact`: JSON numbers with a fraction as the Decimal written (amounts)."""
     text = read_text(path)
+    decoder = msgspec.json.Decoder(float_hook=Decimal) if exact else msgspec.json.Decoder()
     try:
-        doc = msgspec.json.decode(text)
+        doc = decoder.decode(text)
         docs = doc if isinstance(doc, list) else [doc]
     except msgspec.DecodeError as whole_exc:
         docs = []
@@ -68,7 +70,7 @@ def _pages(path: Path) -> list[dict[str, Any]]:
             if not line.strip():
                 continue
             try:
-                docs.append(msgspec.json.decode(line))
+                docs.append(decoder.decode(line))
             except msgspec.DecodeError as exc:
                 where = _line_of(text, whole_exc) if n == 1 else n
                 reason = whole_exc if n == 1 else exc
@@ -108,9 +110,18 @@ def read_key_ids(path: Path | None) -> dict[str, str]:
 
 
 def _money(value: Any, field_name: str) -> Decimal:
-    """An export's amount as the Decimal it was written as (a float's shortest digits: 0.000059,
-    not 0.0000589999…), so a sum and a difference stay exact."""
-    return Decimal(repr(as_float(value, field_name) or 0.0))
+    """An export's amount as the Decimal it was written as (every digit of `12345678.123456789012`; a float
+    never comes between), so a sum and a difference stay exact."""
+    if isinstance(value, str) and value.strip():
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise RecordError(f"{field_name}={value[:40]!r} is not a number") from None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise RecordError(f"{field_name} is not finite")
+        return value
+    return Decimal(repr(as_float(value, field_name) or 0.0))  # an int, None, or a type as_float names
 
 
 def _key(r: dict[str, Any], keys: dict[str, str]) -> str:
@@ -127,7 +138,7 @@ def read_costs(path: Path, keys: dict[str, str] | None = None) -> dict[Key, dict
     if path.suffix.lower() == ".csv":
         return {k: {"usd": v, "tokens": Decimal(0)} for k, v in _read_costs_csv(path).items()}
     out: dict[Key, dict[str, Decimal]] = {}
-    for page in _pages(path):
+    for page in _pages(path, exact=True):
         for bucket in page["data"]:
             day = _day(bucket.get("start_time"))
             for r in bucket.get("results") or []:

@@ -197,17 +197,23 @@ class LineDispatcher:
             if chosen.excludes(record):
                 return []  # the profile's `when:` filter: not an API call, skipped
             other = detect_record(record)
-            if st.forced:
-                if other is None:
-                    return []  # no format's API call (a health check, a startup line): skipped, as detection does
+            if st.forced and other is not None:
                 # Another format's API call the forced one cannot read: kept in quarantine, never dropped unseen.
-                chunk.bad.append(quarantine_row(st.ctx.source_file, line.offset, line.length,
-                                                f"record does not have the shape of format {chosen.name} "
-                                                f"(it reads as {other.name})", data, chosen.name))
+                self._refuse(f"record does not have the shape of format {chosen.name} (it reads as {other.name})",
+                             chunk, line, data, chosen.name)
                 return None
             if other is not None and other is not chosen:
                 return self._parse(other, record, chunk, line, data)
-        return calls
+        if not calls and _reports_usage(record):
+            # No format reads it, yet it reports tokens: a billed call of a shape or endpoint tokentrail does not
+            # parse. Quarantined (visible, counted), never skipped as "not an API call".
+            self._refuse("record reports token usage but no format reads it", chunk, line, data,
+                         chosen.name if chosen else None)
+            return None
+        return calls  # [] when no format's API call (a health check, a startup line): skipped, forced or not
+
+    def _refuse(self, reason: str, chunk: Chunk, line: Line, data: bytes, fmt_name: str | None) -> None:
+        chunk.bad.append(quarantine_row(self.state.ctx.source_file, line.offset, line.length, reason, data, fmt_name))
 
     def _parse(self, fmt: Format, record: Any, chunk: Chunk, line: Line, data: bytes) -> list[Call] | None:
         """The format's calls for a record, or None after quarantining it."""
@@ -236,6 +242,17 @@ class LineDispatcher:
             return False
         chunk.calls.extend(calls)
         return bool(calls) or not parser.at_record_boundary()  # a call, or a line of a stream still being read
+
+
+def _reports_usage(record: Any) -> bool:
+    """`usage` with token counts at the top of the record or one level down (`response.usage`)."""
+    if not isinstance(record, dict):
+        return False
+    for node in (record, *(v for v in record.values() if isinstance(v, dict))):
+        usage = node.get("usage")
+        if isinstance(usage, dict) and any(isinstance(k, str) and k.endswith("tokens") for k in usage):
+            return True
+    return False
 
 
 def _safe_detect(fmt: Format, record: Any) -> bool:

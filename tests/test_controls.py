@@ -245,6 +245,21 @@ def test_reconcile_writes_small_money_exactly_in_every_format(build, wh_path: Pa
                     ["0.000059", "0.000039", "-0.000020"]]  # the total row sums the exact values
 
 
+def test_reconcile_reads_an_exports_amounts_with_every_digit(build, wh_path: Path, tmp_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    """No float between the export and the Decimal: 12345678.123456789012 (20 significant digits) stays whole,
+    in a Costs API page and in a dashboard CSV."""
+    build([call_line(datetime(2025, 3, 1, 12, tzinfo=UTC), "alpha", 260, model="gpt-4o-mini-2024-07-18")])
+    page = json.dumps(_costs_page({"2025-03-01": [("gpt-4o-mini-2024-07-18, input", 1.5)]}))
+    costs = tmp_path / "costs.json"
+    costs.write_text(page.replace('"value": 1.5', '"value": 12345678.123456789012'))
+    dashboard = tmp_path / "costs.csv"
+    dashboard.write_text("date,model,cost\n2025-03-01,gpt-4o-mini,$12345678.123456789012\n")
+    for export in (costs, dashboard):
+        out = cli("reconcile", "--costs", export, "--warehouse", wh_path, "--format", "csv")
+        assert out.exit_code == 0, out.output
+        assert out.output.splitlines()[1].split(",")[3] == "12345678.123456789012", out.output
+
+
 def _distinct_colours(png: Path) -> int:
     """Distinct RGB colours in a PNG screenshot (8-bit RGB/RGBA, filter-decoded), sampled every 4th row."""
     data = png.read_bytes()

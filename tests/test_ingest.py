@@ -87,18 +87,24 @@ def test_a_forced_format_skips_what_is_no_api_call_and_quarantines_another_forma
         tmp_path: Path, cli, forced: str | None) -> None:  # type: ignore[no-untyped-def]
     """Forcing the format detection would pick reads the file the same way: a health-check line is skipped, not
     quarantined. A line another format reads as an API call (an OpenTelemetry span) is quarantined when the forced
-    format cannot read it, so forcing the wrong format never drops calls unseen."""
+    format cannot read it, so forcing the wrong format never drops calls unseen; and a record reporting token usage
+    that no format reads is quarantined either way, never skipped as "not an API call"."""
     log = tmp_path / "app.log"
     span = (REPO / "tests" / "fixtures" / "otel" / "traces.jsonl").read_text().splitlines()[0]
-    log.write_text(app_line(0) + '{"level": "info", "msg": "GET /healthz 200"}\n' + span + "\n")
+    # a billed call of an endpoint no format parses (audio transcription): quarantined, never skipped unseen
+    transcription = json.dumps({"ts": "2025-03-01T00:00:00Z", "request": {"model": "gpt-4o-transcribe"}, "response": {
+        "text": "hi", "usage": {"type": "tokens", "input_tokens": 10, "output_tokens": 2, "total_tokens": 12}}})
+    log.write_text(app_line(0) + '{"level": "info", "msg": "GET /healthz 200"}\n' + span + "\n" + transcription + "\n")
     args = ["--format", forced] if forced else []
     s = json.loads(cli("ingest", log, "--warehouse", tmp_path / "wh", "--json", *args).output)
+    reasons = sorted(r[0] for r in tt_sql(tmp_path / "wh", "SELECT reason FROM quarantine").fetchall())
     if forced:
-        assert (s["calls"], s["skipped"], s["quarantined"]) == (1, 1, 1)
-        (reason,) = [r[0] for r in tt_sql(tmp_path / "wh", "SELECT reason FROM quarantine").fetchall()]
-        assert reason == "record does not have the shape of format openai (it reads as otel)"
+        assert (s["calls"], s["skipped"], s["quarantined"]) == (1, 1, 2)
+        assert reasons == ["record does not have the shape of format openai (it reads as otel)",
+                           "record reports token usage but no format reads it"]
     else:
-        assert (s["calls"], s["skipped"], s["quarantined"]) == (5, 1, 0)  # detection reads the line's four spans too
+        assert (s["calls"], s["skipped"], s["quarantined"]) == (5, 1, 1)  # detection reads the line's four spans too
+        assert reasons == ["record reports token usage but no format reads it"]
 
 
 def test_overlong_line_is_quarantined_by_reference_and_offset_advances(tmp_path: Path, wh_path: Path) -> None:

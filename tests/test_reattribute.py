@@ -157,10 +157,24 @@ def test_remembered_rules_that_are_gone_stop_the_run_instead_of_attributing_to_t
         "id": "chatcmpl-new", "object": "chat.completion", "created": 1, "model": "gpt-4o-mini", "choices": [],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}}) + "\n")
     r = cli("ingest", more, "--warehouse", wh_path)
-    assert r.exit_code == 1 and f"{b}: the rule file last used with this warehouse is gone; pass --rules FILE" in r.output
+    assert r.exit_code == 1 and f"{b}: the rule file last used with this warehouse is gone; put it back, or give its " \
+                                f"new place with --rules FILE to ingest, watch or reattribute" in r.output
     assert tt_sql(wh_path, "SELECT count(*) FROM calls_all WHERE call_id = 'chatcmpl-new'").fetchall() == [(0,)]
     assert cli("ingest", more, "--warehouse", wh_path, "--rules", moved).exit_code == 0
     assert tt_sql(wh_path, "SELECT feature FROM usage_all WHERE call_id = 'chatcmpl-new'").fetchall() == [("beta",)]
+
+
+def test_a_remembered_price_file_that_is_gone_is_named_by_every_command_that_prices(
+        tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]
+    a, _ = _setup(tmp_path, cli, wh_path)
+    prices = tmp_path / "prices.yaml"
+    prices.write_text("prices:\n  - {model: gpt-4o-mini, input: 10.0, output: 20.0}\n")
+    assert cli("reattribute", "--rules", a, "--prices", prices, "--warehouse", wh_path).exit_code == 0
+    prices.unlink()
+    for args in (["rules", "coverage", a], ["reattribute", "--rules", a]):
+        r = cli(*args, "--warehouse", wh_path)
+        assert r.exit_code == 1 and f"{prices}: the price file last used with this warehouse is gone" in r.output
+        assert "--prices FILE to ingest, watch or reattribute" in r.output
 
 
 def test_dry_run_with_new_prices_reports_the_cost_change_and_the_real_run_applies_it(tmp_path: Path, wh_path: Path, cli) -> None:  # type: ignore[no-untyped-def]

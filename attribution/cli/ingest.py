@@ -167,7 +167,7 @@ def ingest(paths: tuple[Path, ...], warehouse: str | None, sources_file: Path | 
             held = ""
             if f.held_record:
                 held = (f"holding {f.held_bytes} bytes of an unfinished stream (read as interrupted once the file is "
-                        f"unchanged for {options.open_record_timeout / 60:g} min, or rotated)")
+                        f"unchanged for {options.open_record_timeout / 60:g} min)")
             elif f.held_bytes:
                 held = f"holding {f.held_bytes} bytes of a partial last line"
             said = "; ".join(part for part in (f.note, held) if part)

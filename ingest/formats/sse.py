@@ -9,9 +9,11 @@ file is final or unchanged for `IngestOptions.open_record_timeout`. Source: Open
 
 Should the writer append the rest of a stream already cut off, that remainder begins without the
 stream's opening (a Chat chunk with `delta.role`, a `response.created` event). A Chat remainder
-carries the response id and is kept: `calls`/`usage` fold it with the cut-off row by `call_id`
-(a remainder reporting usage wins). A Responses remainder has no id to fold by and gives no row
-unless it reports usage (its `response.completed` names the response).
+carries the response id and is kept, flagged `stream_remainder`: `calls`/`usage` fold it with the
+cut-off row by `call_id`, keeping the cut-off row's estimate (the tail's output is not added to it)
+unless the remainder reports usage, which wins. A Responses remainder has no id to fold by and gives
+no row unless it reports usage (its `response.completed` names the response). Such a tail comes
+only from a stream silent for over `open_record_timeout` (600 s), past the SDKs' own timeout.
 """
 
 from __future__ import annotations
@@ -103,6 +105,11 @@ class SseParser(FileParser):
             return []
         if interrupted and call.estimate_flags is None and call.token_source != "reported":
             call.estimate_flags = "stream_interrupted"
+        if midway and call.token_source != "reported":
+            # Only the tail's tokens: where the cut-off row exists the views keep that row (the first stored of
+            # two estimates), so the tail's output is not added to it; the row says what it is.
+            flags = set(call.estimate_flags.split(",")) if call.estimate_flags else set()
+            call.estimate_flags = ",".join(sorted(flags | {"stream_remainder"}))
         return [call]
 
 
