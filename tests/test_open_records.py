@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, ingest_files, tt_sql
 from test_parallel import BAD, ROW, _big
-from test_rotation_copies import stored
+from test_rotation_copies import Passes, stored
 
 from ingest import parallel
 from ingest.pipeline import IngestOptions
-from ingest.watch import Watcher, WatchOptions
 
 CUT = "chatcmpl-sse0004"  # the fixture's last stream: one chunk, then the file ends
 
@@ -208,15 +207,11 @@ def test_the_rest_of_a_cut_off_responses_stream_is_dropped_unless_it_reports_usa
 # -- watch -------------------------------------------------------------------------------------------
 
 
-class TimedPasses:
+class TimedPasses(Passes):
     """A watcher advanced pass by pass, with a small open_record_timeout; counts reads per file name."""
 
     def __init__(self, logs: Path, wh: Path, timeout: float) -> None:
-        from attribution.api import make_watcher
-
-        opts = WatchOptions(flush_seconds=0, rescan_seconds=0.1, final_after_seconds=0)
-        self.watcher: Watcher = make_watcher([logs], wh, None, None, IngestOptions(open_record_timeout=timeout),
-                                             opts)[0]
+        super().__init__(logs, wh, ingest=IngestOptions(open_record_timeout=timeout))
         self.reads: dict[str, int] = {}
         read_file = self.watcher.run.read_file
 
@@ -225,13 +220,6 @@ class TimedPasses:
             return read_file(path, *args, **kwargs)
 
         self.watcher.run.read_file = counted  # type: ignore[method-assign]
-
-    def run(self, n: int = 1) -> None:
-        for _ in range(n):
-            self.watcher.run.new_pass()
-            for _committed in self.watcher.scan():
-                pass
-            self.watcher.run.flush()
 
 
 @pytest.fixture

@@ -32,12 +32,13 @@ class Passes:
     """A watcher over `logs`, advanced one pass (scan, read, commit) at a time. With `flush_seconds=0`
     every changed file is due on every pass, and an unchanged one is skipped, as in `watch`."""
 
-    def __init__(self, logs: Path, wh: Path, **options: Any) -> None:
-        """`options`: other `WatchOptions` (`read_from`, `final_after_seconds`, …)."""
+    def __init__(self, logs: Path, wh: Path, ingest: IngestOptions | None = None, **options: Any) -> None:
+        """`ingest`: how files are read; `options`: other `WatchOptions` (`read_from`, `final_after_seconds`, …)."""
         from attribution.api import make_watcher
 
         settings: dict[str, Any] = {"flush_seconds": 0, "rescan_seconds": 0.1, "final_after_seconds": 0, **options}
-        self.watcher: Watcher = make_watcher([logs], wh, None, None, IngestOptions(), WatchOptions(**settings))[0]
+        self.watcher: Watcher = make_watcher([logs], wh, None, None, ingest or IngestOptions(),
+                                             WatchOptions(**settings))[0]
 
     def run(self, n: int = 1) -> None:
         for _ in range(n):
