@@ -55,15 +55,19 @@ def _robust(values: list[float]) -> tuple[float, float]:
     return med, max(1.4826 * mad, 0.1 * med)
 
 
+def check_dimension(con: duckdb.DuckDBPyConnection, by: str | None) -> None:
+    """`--by` names a column of `usage` (checked before anything else, so a typo is said as such)."""
+    if by is not None and by not in {r[0] for r in con.sql("DESCRIBE usage").fetchall()}:
+        raise UnknownDimension(f"unknown dimension {by!r} for --by")
+
+
 def find_anomalies(root: WarehouseRef, by: str | None = None, since: date | None = None, metric: str = "tokens",
                    granularity: str = "day", threshold: float = 4.0, min_ratio: float = 2.0, weeks: int = 4,
                    con: duckdb.DuckDBPyConnection | None = None) -> list[Anomaly]:
     if metric not in METRICS:
         raise ReportError(f"unknown metric {metric!r}; use tokens or cost")
     con = con or connect(root)
-    columns = {r[0] for r in con.sql("DESCRIBE usage").fetchall()}
-    if by is not None and by not in columns:
-        raise UnknownDimension(f"unknown dimension {by!r} for --by")
+    check_dimension(con, by)
     group = f"CAST({field_sql(by)} AS VARCHAR)" if by else "'all'"
     bucket = "CAST(ts AS DATE)" if granularity == "day" else "date_trunc('hour', ts)"
     rows = con.sql(f"SELECT {bucket} AS b, {group} AS g, sum({METRICS[metric]}) AS v FROM usage GROUP BY ALL").fetchall()

@@ -204,9 +204,15 @@ def anomalies(warehouse: WarehouseArg = None, by: str | None = None, since: date
               min_ratio: float = 2.0) -> AnomalyReport:
     """Periods whose tokens or cost jump far above the same weekday's recent baseline (none is
     looked for until there is enough history)."""
-    from .anomalies import find_anomalies, history
+    from .anomalies import check_dimension, find_anomalies, history
+    from .query import connect
 
     store = _open(warehouse)
+    con = connect(store, tables=("usage",))
+    try:
+        check_dimension(con, by)
+    finally:
+        con.close()
     have, need = history(store, granularity)
     if have < need:
         return AnomalyReport(have, need, [])

@@ -56,6 +56,7 @@ def test_impossible_dates_exit_2(bad: str, cli, wh: Path, tmp_path: Path) -> Non
 @pytest.mark.parametrize(("args", "said"), [
     (["sql", "select 1", "--as-of", "notaversion"], "--as-of 'notaversion': expected a version number"),
     (["report", "--by", "nosuch"], "unknown dimension 'nosuch'"),
+    (["anomalies", "--by", "nosuch"], "unknown dimension 'nosuch' for --by"),  # said before "not enough history"
     (["watch", "LOGS", "--once", "--metrics", "notaport"], "--metrics takes HOST:PORT"),
     (["watch", "LOGS", "--once", "--metrics", "127.0.0.1:99999"], "got '127.0.0.1:99999'"),
     (["watch", "LOGS", "--once", "--rules", "R", "--webhook", "ftp://hooks.example/x"], "webhook URL must be http(s)"),
@@ -90,11 +91,14 @@ def test_a_bad_rule_or_price_file_fails_before_a_warehouse_is_created(cmd: str, 
 
 
 def test_rules_coverage_shows_unmatched_values_of_the_fields_each_dimensions_rules_use(wh: Path, tmp_path: Path) -> None:
+    from conftest import FIXTURE_KEY
+
     from attribution.api import rules_coverage
 
     rules = tmp_path / "coverage.yaml"
     rules.write_text(RULES.replace("  team:\n", "  network:\n    - {id: office, when: {client_ip: {cidr: 10.0.0.0/8}}, "
                                                 "value: office}\n"
+                                                f"  keyed:\n    - {{id: k, when: {{api_key: {FIXTURE_KEY}}}, value: k}}\n"
                                                 "  owner:\n    - {id: o1, when: {route: {prefix: /x}}, value: '{user}'}\n"
                                                 "    - {id: o2, when: {model: {prefix: gpt-3}}, value: '{user}'}\n"
                                                 "  team:\n"))
@@ -103,6 +107,8 @@ def test_rules_coverage_shows_unmatched_values_of_the_fields_each_dimensions_rul
     assert top["network"] == [("client_ip=203.0.113.1", 3)]
     assert top["end_user"] == [("user=(null)", 3)]  # tested and copied into the value
     assert top["owner"] == [("user=(null)", 3)]  # copied into the value twice, route and model tested once each
+    # a full key is matched by fingerprint: its unmatched values are shown as display ids, never fingerprints
+    assert [v.split("…")[0] for v, _ in top["keyed"]] == ["api_key_id=sk-", "api_key_id=sk-"]
 
 
 def test_read_commands_create_no_state(cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
