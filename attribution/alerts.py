@@ -238,7 +238,6 @@ class AlertLoop:
         self.evaluator, self.interval, self.on_result, self.on_error = evaluator, interval, on_result, on_error
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tokentrail-alerts", daemon=True)
-        self.errors: list[str] = []
         self._said: str | None = None  # the failure last reported: the same one every tick is said once
         self._last = time.monotonic()
 
@@ -252,7 +251,6 @@ class AlertLoop:
         try:
             result = self.evaluator.tick()
         except TokentrailError as exc:  # e.g. a file removed under a reader: next tick reads again
-            self.errors.append(str(exc))
             if self.on_error is not None and str(exc) != self._said:
                 self.on_error(f"budgets not evaluated, no alert sent (retried next tick): {exc}")
             self._said = str(exc)

@@ -208,15 +208,16 @@ def anomalies(warehouse: WarehouseArg = None, by: str | None = None, since: date
     from .query import connect
 
     store = _open(warehouse)
-    con = connect(store, tables=("usage",))
+    con = connect(store, tables=("usage",))  # one snapshot for the check, the history and the search
     try:
         check_dimension(con, by)
+        have, need = history(store, granularity, con=con)
+        if have < need:
+            return AnomalyReport(have, need, [])
+        return AnomalyReport(have, need, find_anomalies(store, by, since, metric, granularity, threshold, min_ratio,
+                                                        con=con))
     finally:
         con.close()
-    have, need = history(store, granularity)
-    if have < need:
-        return AnomalyReport(have, need, [])
-    return AnomalyReport(have, need, find_anomalies(store, by, since, metric, granularity, threshold, min_ratio))
 
 
 def reconcile(costs: PathLike, warehouse: WarehouseArg = None, usage: PathLike | None = None,

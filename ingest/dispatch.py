@@ -105,9 +105,8 @@ class LineDispatcher:
         chunk.lines += 1
         fmt_name = st.format.name if st.format else None
         if line.data is None:
-            chunk.bad.append(quarantine_row(
-                ctx.source_file, line.offset, line.length,
-                f"line of {line.length} bytes exceeds the cap of {st.max_line} bytes", None, fmt_name))
+            self._refuse(f"line of {line.length} bytes exceeds the cap of {st.max_line} bytes", chunk, line, None,
+                         fmt_name)
             return
         data = line.data.strip()
         if data.startswith(b"\xef\xbb\xbf"):
@@ -158,7 +157,7 @@ class LineDispatcher:
             ctx.offset, ctx.record_index = inner.offset, i
             chunk.repaired += inner.repaired
             if inner.error is not None:
-                chunk.bad.append(quarantine_row(ctx.source_file, line.offset, line.length, inner.error, data, fmt_name))
+                self._refuse(inner.error, chunk, line, data, fmt_name)
                 continue
             if fmt is not None and fmt.kind == "text":
                 if inner.data:  # a wrapper may carry an empty message
@@ -212,7 +211,8 @@ class LineDispatcher:
             return None
         return calls  # [] when no format's API call (a health check, a startup line): skipped, forced or not
 
-    def _refuse(self, reason: str, chunk: Chunk, line: Line, data: bytes, fmt_name: str | None) -> None:
+    def _refuse(self, reason: str, chunk: Chunk, line: Line, data: bytes | None, fmt_name: str | None) -> None:
+        """Quarantine the whole physical line, by file and offset, with the reason."""
         chunk.bad.append(quarantine_row(self.state.ctx.source_file, line.offset, line.length, reason, data, fmt_name))
 
     def _parse(self, fmt: Format, record: Any, chunk: Chunk, line: Line, data: bytes) -> list[Call] | None:
@@ -223,7 +223,7 @@ class LineDispatcher:
             reason = str(exc)
         except PARSE_ERRORS as exc:
             reason = f"unexpected structure ({type(exc).__name__}: {exc})"
-        chunk.bad.append(quarantine_row(self.state.ctx.source_file, line.offset, line.length, reason, data, fmt.name))
+        self._refuse(reason, chunk, line, data, fmt.name)
         return None
 
     def _handle_text(self, data: bytes, line: Line, fmt: Format, chunk: Chunk) -> bool:
@@ -233,12 +233,10 @@ class LineDispatcher:
         try:
             calls = parser.parse(data)
         except RecordError as exc:
-            chunk.bad.append(quarantine_row(self.state.ctx.source_file, line.offset, line.length, str(exc), data,
-                                            fmt.name))
+            self._refuse(str(exc), chunk, line, data, fmt.name)
             return False
         except PARSE_ERRORS as exc:
-            chunk.bad.append(quarantine_row(self.state.ctx.source_file, line.offset, line.length,
-                                            f"unexpected structure ({type(exc).__name__}: {exc})", data, fmt.name))
+            self._refuse(f"unexpected structure ({type(exc).__name__}: {exc})", chunk, line, data, fmt.name)
             return False
         chunk.calls.extend(calls)
         return bool(calls) or not parser.at_record_boundary()  # a call, or a line of a stream still being read

@@ -319,10 +319,14 @@ QUIET_SECONDS = 2.0  # `ingest` treats a file unchanged this long as complete (i
 
 
 def _quiet(path: Path, handle: BinaryIO | None, seconds: float = QUIET_SECONDS) -> bool:
-    """The file's mtime is `seconds` old: its writer has stopped (wall clock against mtime, so a file
-    written long ago counts as quiet on the first read)."""
     try:
         st = os.fstat(handle.fileno()) if handle is not None else path.stat()
     except OSError:
         return False
+    return unchanged_for(st, seconds)
+
+
+def unchanged_for(st: os.stat_result, seconds: float) -> bool:
+    """The file's mtime is `seconds` old: its writer has stopped (wall clock against mtime, so a file
+    written long ago counts as quiet on the first read)."""
     return time.time() - st.st_mtime >= seconds

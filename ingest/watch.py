@@ -33,7 +33,7 @@ from typing import BinaryIO
 
 from .errors import TokentrailError
 from .formats import scan_run
-from .pipeline import FileResult, IngestOptions
+from .pipeline import FileResult, IngestOptions, unchanged_for
 from .run import IngestRun
 from .sources import discover, identify_open, is_gzip, open_binary, tail_hash_open
 from .store import ChunkRows, CommitResult, Store
@@ -292,7 +292,7 @@ class Watcher:
         Once per (size, mtime): a file touched again too recently is not re-read on every pass."""
         if not t.held_record or t.cut_tried == (st.st_size, st.st_mtime):
             return False
-        if time.time() - st.st_mtime < self.run.options.open_record_timeout:
+        if not unchanged_for(st, self.run.options.open_record_timeout):
             return False
         t.cut_tried = (st.st_size, st.st_mtime)
         return True

@@ -97,7 +97,8 @@ class SseParser(FileParser):
         if not events:
             return []
         call = call_from_bodies(self.ctx, self.format.name, response=events)
-        if midway and call.token_source != "reported" and not _names_its_response(events):
+        tail_only = midway and call.token_source != "reported"  # an estimate of a stream's tail alone
+        if tail_only and not _names_its_response(events):
             # The tail of a stream cut off before, without the response id that would fold it with the row
             # already stored (a Responses remainder): a second row would count the call twice. A Chat remainder
             # carries the id and is kept: the views fold it by `call_id`, and a stream whose start was never
@@ -105,9 +106,9 @@ class SseParser(FileParser):
             return []
         if interrupted and call.estimate_flags is None and call.token_source != "reported":
             call.estimate_flags = "stream_interrupted"
-        if midway and call.token_source != "reported":
-            # Only the tail's tokens: where the cut-off row exists the views keep that row (the first stored of
-            # two estimates), so the tail's output is not added to it; the row says what it is.
+        if tail_only:
+            # Where the cut-off row exists the views keep that row (the first stored of two estimates), so the
+            # tail's output is not added to it; the row says what it is.
             flags = set(call.estimate_flags.split(",")) if call.estimate_flags else set()
             call.estimate_flags = ",".join(sorted(flags | {"stream_remainder"}))
         return [call]
